@@ -1,0 +1,3 @@
+from ephys.cli import main
+
+main()

@@ -1,0 +1,155 @@
+"""Opening a catalog: engine, schema migrations, and the writes the ingest driver makes.
+
+The catalog is any SQLAlchemy URL: ``sqlite:///OUT/catalog.sqlite`` (default;
+WAL journal, one writer) or ``postgresql+psycopg://user@host/db``. Opening
+applies pending Alembic migrations, so an old catalog is upgraded in place.
+Only the ingest driver writes; workers never touch the catalog.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, event, func, select, update
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ephys.catalog import models as m
+from ephys.errors import RunError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password masked, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a malformed URL is reported by the caller
+        return "<invalid catalog URL>"
+
+
+def _alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine; SQLite gets WAL, foreign keys and a busy timeout."""
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        if u.database and u.database != ":memory:":
+            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def upgrade(engine: Engine) -> None:
+    """Apply pending migrations (idempotent)."""
+    cfg = _alembic_config()
+    with engine.begin() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+        if current == head_revision():
+            return
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+class Catalog:
+    """A live catalog: ``Catalog(url).session()`` for queries, plus the driver's writes."""
+
+    def __init__(self, url: str, *, migrate: bool = True):
+        self.url = url
+        try:
+            self.engine = make_engine(url)
+            if migrate:
+                upgrade(self.engine)
+            else:
+                with self.engine.connect():
+                    pass
+        except (SQLAlchemyError, OSError) as exc:
+            raise RunError(
+                f"catalog {redact_url(url)} is unreachable: {exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}"
+            ) from None
+        self.session = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- meta ---------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        with self.session() as s:
+            row = s.get(m.Meta, key)
+            return row.value if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.session.begin() as s:
+            row = s.get(m.Meta, key)
+            if row is None:
+                s.add(m.Meta(key=key, value=value))
+            else:
+                row.value = value
+
+    # -- runs ---------------------------------------------------------------
+    def begin_run(self, *, code_version: str, processing_hash: str, config: dict) -> int:
+        with self.session.begin() as s:
+            run = m.Run(
+                started_at=utcnow(),
+                status="running",
+                code_version=code_version,
+                processing_hash=processing_hash,
+                config_json=json.dumps(config, sort_keys=True, default=str),
+                n_discovered=0,
+                n_skipped=0,
+                n_ok=0,
+                n_rejected=0,
+                n_failed=0,
+                eeg_hours=0.0,
+                wall_s=0.0,
+            )
+            s.add(run)
+            s.flush()
+            return run.id
+
+    def finish_run(self, run_id: int, status: str, **counts) -> None:
+        with self.session.begin() as s:
+            s.execute(
+                update(m.Run).where(m.Run.id == run_id).values(status=status, finished_at=utcnow(), **counts)
+            )
+
+    # -- recordings ---------------------------------------------------------
+    def recording_states(self) -> dict[str, tuple[str, int, int]]:
+        """``{sha256: (status, n_epochs, n_packed)}`` of every recording in the catalog."""
+        with self.session() as s:
+            rows = s.execute(select(m.Recording.sha256, m.Recording.status, m.Recording.n_epochs, m.Recording.n_packed))
+            return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def next_shard_index(self) -> int:
+        with self.session() as s:
+            top = s.scalar(select(func.max(m.Shard.index)))
+            return 0 if top is None else top + 1

@@ -1,0 +1,139 @@
+"""SQLAlchemy 2.0 ORM models of the catalog.
+
+One row per ingest run, recording (keyed by SHA-256 of its content), 30-s
+epoch, annotation and shard. Schema changes go through Alembic migrations in
+``ephys/catalog/migrations``; never edit a released migration.
+
+Patient identity never enters these tables: ``subject`` is a keyed pseudonym,
+paths are stored as a SHA-256 unless ``--keep-paths`` was given, annotation
+text is scrubbed before it arrives here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Meta(Base):
+    """Key/value facts about the catalog (processing hash, secret fingerprint)."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    code_version: Mapped[str] = mapped_column(String(32))
+    processing_hash: Mapped[str] = mapped_column(String(16))
+    config_json: Mapped[str] = mapped_column(Text)
+    n_discovered: Mapped[int] = mapped_column(Integer, default=0)
+    n_skipped: Mapped[int] = mapped_column(Integer, default=0)
+    n_ok: Mapped[int] = mapped_column(Integer, default=0)
+    n_rejected: Mapped[int] = mapped_column(Integer, default=0)
+    n_failed: Mapped[int] = mapped_column(Integer, default=0)
+    eeg_hours: Mapped[float] = mapped_column(Float, default=0.0)
+    wall_s: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class Recording(Base):
+    __tablename__ = "recordings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    format: Mapped[str] = mapped_column(String(32), index=True)
+    n_files: Mapped[int] = mapped_column(Integer, default=1)
+    path_hash: Mapped[str] = mapped_column(String(64))
+    relpath: Mapped[str | None] = mapped_column(Text, nullable=True)
+    file_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    subject: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    n_channels: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    n_eeg_channels: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    sfreq: Mapped[float | None] = mapped_column(Float, nullable=True)
+    channels_json: Mapped[str] = mapped_column(Text, default="[]")
+    montage: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    output_channels_json: Mapped[str] = mapped_column(Text, default="[]")
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    failure_stage: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    failure_code: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    n_epochs: Mapped[int] = mapped_column(Integer, default=0)
+    n_valid_epochs: Mapped[int] = mapped_column(Integer, default=0)
+    n_packed: Mapped[int] = mapped_column(Integer, default=0)
+    n_annotations: Mapped[int] = mapped_column(Integer, default=0)
+    n_scrubbed: Mapped[int] = mapped_column(Integer, default=0)
+    processing_hash: Mapped[str] = mapped_column(String(16))
+    seconds_json: Mapped[str] = mapped_column(Text, default="{}")
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), nullable=True)
+    processed_at: Mapped[datetime] = mapped_column(DateTime)
+
+    @property
+    def done(self) -> bool:
+        """Terminal: failed/rejected, or ok with every epoch in a committed shard."""
+        return self.status != "ok" or self.n_packed >= self.n_epochs
+
+
+class Shard(Base):
+    __tablename__ = "shards"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, unique=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    n_samples: Mapped[int] = mapped_column(Integer)
+    n_bytes: Mapped[int] = mapped_column(BigInteger)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Epoch(Base):
+    __tablename__ = "epochs"
+    __table_args__ = (UniqueConstraint("recording_id", "index", name="uq_epoch_recording_index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    start_s: Mapped[float] = mapped_column(Float)
+    shard_id: Mapped[int] = mapped_column(ForeignKey("shards.id"), index=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    valid: Mapped[bool] = mapped_column(Boolean, index=True)
+    n_flat: Mapped[int] = mapped_column(Integer)
+    n_clipped: Mapped[int] = mapped_column(Integer)
+    nonfinite: Mapped[bool] = mapped_column(Boolean)
+    max_abs_uv: Mapped[float] = mapped_column(Float)
+    mask: Mapped[str] = mapped_column(String(128), doc="one '1'/'0' per output channel")
+
+
+class Annotation(Base):
+    __tablename__ = "annotations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id"), index=True)
+    onset_s: Mapped[float] = mapped_column(Float)
+    duration_s: Mapped[float] = mapped_column(Float)
+    text: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(32))

@@ -1,0 +1,31 @@
+"""The ``ephys`` command line: a thin Typer layer over functions callable from Python.
+
+Each sub-module registers its commands on :data:`app`:
+``ingest`` (and ``demo-archive``), ``catalog``, ``manifest``, ``pretrain``.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="ephys",
+    help="Turn an EEG archive into a curated, queryable, training-ready corpus, and pretrain on it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+catalog_app = typer.Typer(help="Query the catalog of an ingest.", no_args_is_help=True)
+manifest_app = typer.Typer(help="Freeze and inspect curated selections of epochs.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+app.add_typer(manifest_app, name="manifest")
+
+
+def _register() -> None:
+    # Imported for their side effect of registering commands.
+    from ephys.cli import catalog, ingest, manifest, pretrain  # noqa: F401
+
+
+def main() -> None:
+    _register()
+    app()

@@ -1,0 +1,28 @@
+"""Pydantic records passed between stages (and stored in shards, catalog and manifests)."""
+
+from ephys.schemas.config import IngestConfig, Montage
+from ephys.schemas.epoch import EpochAnnotation, EpochMeta, EpochQC
+from ephys.schemas.failure import Failure, RecordingStatus
+from ephys.schemas.manifest import Manifest, ManifestShard
+from ephys.schemas.recording import Annotation, ChannelInfo, RecordingHeader, Segment
+from ephys.schemas.result import EpochRecord, RecordingResult
+from ephys.schemas.shard import ShardInfo
+
+__all__ = [
+    "Annotation",
+    "ChannelInfo",
+    "EpochAnnotation",
+    "EpochMeta",
+    "EpochQC",
+    "EpochRecord",
+    "Failure",
+    "IngestConfig",
+    "Manifest",
+    "ManifestShard",
+    "Montage",
+    "RecordingHeader",
+    "RecordingResult",
+    "RecordingStatus",
+    "Segment",
+    "ShardInfo",
+]

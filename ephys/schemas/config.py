@@ -1,0 +1,66 @@
+"""Ingest settings. Every processing choice is recorded (in the catalog's ``runs``
+table and, through :meth:`IngestConfig.processing_hash`, on every recording) so a
+corpus says exactly how it was made."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Montage = Literal["regional8", "native"]
+
+#: Fields that change the bytes of shards. Changing any of them needs a new output folder.
+PROCESSING_FIELDS = (
+    "montage",
+    "sfreq",
+    "epoch_s",
+    "l_freq",
+    "h_freq",
+    "line_freq",
+    "min_epochs",
+    "min_regions",
+    "flat_uv",
+    "clip_fraction",
+    "shard_size",
+)
+
+
+class IngestConfig(BaseModel):
+    """Settings of ``ephys ingest`` (defaults follow EPI-250k)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    montage: Montage = "regional8"
+    sfreq: float = Field(250.0, gt=0, description="output sampling frequency, Hz")
+    epoch_s: float = Field(30.0, gt=0, description="epoch length, s")
+    l_freq: float = Field(0.5, ge=0, description="band-pass high-pass edge, Hz")
+    h_freq: float = Field(
+        100.0, gt=0, description="band-pass low-pass edge, Hz; capped at 0.4 x sfreq of low-rate input"
+    )
+    line_freq: Literal[50, 60] = Field(50, description="mains frequency for the notch, Hz")
+    min_epochs: int = Field(10, ge=0, description="a recording needs at least this many valid epochs")
+    min_regions: int = Field(
+        6, ge=1, le=8, description="regional8: regions that must hold at least one 10-20 electrode"
+    )
+    flat_uv: float = Field(0.5, ge=0, description="a channel whose epoch SD is below this (µV) is flat")
+    clip_fraction: float = Field(
+        0.01, gt=0, le=1, description="a channel with more than this fraction of samples at its rails is clipped"
+    )
+    shard_size: int = Field(1000, ge=1, description="samples (epochs) per shard")
+    keep_paths: bool = Field(False, description="store archive-relative paths (they may hold identifiers)")
+
+    @property
+    def n_samples(self) -> int:
+        """Samples per epoch (7,500 at 250 Hz x 30 s)."""
+        return int(round(self.sfreq * self.epoch_s))
+
+    def processing_dict(self) -> dict:
+        return {k: getattr(self, k) for k in PROCESSING_FIELDS}
+
+    def processing_hash(self) -> str:
+        """SHA-256 (hex, first 16) of the settings that change shard bytes."""
+        blob = json.dumps(self.processing_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
