@@ -16,7 +16,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event, func, select, update
+from sqlalchemy import create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -153,3 +153,84 @@ class Catalog:
         with self.session() as s:
             top = s.scalar(select(func.max(m.Shard.index)))
             return 0 if top is None else top + 1
+
+    # -- the ingest driver's writes -------------------------------------------
+    def record_result(self, result, *, run_id: int, path_hash: str, relpath: str | None, processing_hash: str) -> None:
+        """Insert or update a recording row and replace its annotation rows (one transaction).
+
+        ``result`` is a :class:`~ephys.schemas.RecordingResult`. ``n_packed`` of
+        an existing row is kept, so a recording whose epochs were partly packed
+        before an interruption resumes where it stopped.
+        """
+        f = result.failure
+        values = dict(
+            format=result.format,
+            n_files=1,
+            path_hash=path_hash,
+            relpath=relpath,
+            file_bytes=result.file_bytes,
+            subject=result.subject,
+            duration_s=result.duration_s,
+            n_channels=result.n_channels,
+            n_eeg_channels=result.n_eeg_channels,
+            sfreq=result.sfreq,
+            channels_json=json.dumps(result.channels),
+            montage=result.montage,
+            output_channels_json=json.dumps(result.channel_names),
+            status=result.status.value,
+            failure_stage=f.stage if f else None,
+            failure_code=f.code if f else None,
+            failure_reason=f.reason if f else None,
+            n_epochs=result.n_epochs,
+            n_valid_epochs=result.n_valid_epochs,
+            n_annotations=len(result.annotations),
+            n_scrubbed=result.n_scrubbed,
+            processing_hash=processing_hash,
+            seconds_json=json.dumps(result.seconds),
+            run_id=run_id,
+            processed_at=utcnow(),
+        )
+        with self.session.begin() as s:
+            rec = s.scalar(select(m.Recording).where(m.Recording.sha256 == result.sha256))
+            if rec is None:
+                rec = m.Recording(sha256=result.sha256, n_packed=0, **values)
+                s.add(rec)
+                s.flush()
+            else:
+                if result.status.value != "ok":
+                    s.execute(delete(m.Epoch).where(m.Epoch.recording_id == rec.id))
+                    values["n_packed"] = 0
+                for k, v in values.items():
+                    setattr(rec, k, v)
+                s.execute(delete(m.Annotation).where(m.Annotation.recording_id == rec.id))
+            s.add_all(
+                m.Annotation(recording_id=rec.id, onset_s=a.onset_s, duration_s=a.duration_s, text=a.text, source=a.source)
+                for a in result.annotations
+            )
+
+    def commit_shard(self, info, *, run_id: int, epochs: list[dict], packed: dict[str, int]) -> None:
+        """Record a finished shard, its epoch rows and the recordings' packing progress atomically.
+
+        ``epochs``: dicts with ``recording`` (sha256) and the :class:`~ephys.catalog.models.Epoch`
+        columns except ids; ``packed``: ``{sha256: n_packed}`` after this shard.
+        """
+        with self.session.begin() as s:
+            shard = m.Shard(index=info.index, name=info.name, sha256=info.sha256, n_samples=info.n_samples,
+                            n_bytes=info.n_bytes, run_id=run_id, created_at=utcnow())  # fmt: skip
+            s.add(shard)
+            s.flush()
+            ids = dict(s.execute(select(m.Recording.sha256, m.Recording.id).where(m.Recording.sha256.in_(list(packed)))).all())
+            s.add_all(
+                m.Epoch(recording_id=ids[e["recording"]], shard_id=shard.id, **{k: v for k, v in e.items() if k != "recording"})
+                for e in epochs
+            )
+            for sha, n in packed.items():
+                s.execute(update(m.Recording).where(m.Recording.sha256 == sha).values(n_packed=n))
+
+    def reset(self) -> None:
+        """Delete every recording, epoch, annotation and shard row and the processing
+        settings (``ingest --force``); runs and the secret fingerprint stay."""
+        with self.session.begin() as s:
+            for table in (m.Epoch, m.Annotation, m.Shard, m.Recording):
+                s.execute(delete(table))
+            s.execute(delete(m.Meta).where(m.Meta.key.in_(["processing_hash", "processing_config"])))

@@ -1,0 +1,136 @@
+"""Find recordings in an archive, recognising formats by content.
+
+Every file under the archive is sniffed (first 512 bytes): EDF/BDF by their
+magic, Micromed .TRC by its title string, Nicolet .e by its GUID, BrainVision
+by its header line (grouped with the .vmrk/.eeg it names into one recording),
+and a few MNE formats by content and extension. Files with an EEG extension
+whose content matches nothing are still returned (format ``unknown``) so their
+failure is recorded; other files are counted as ignored. Symbolic links to
+folders are not followed (no loops); links to files are.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ephys.errors import RunError
+from ephys.ingest.readers.edf import sniff as sniff_edf
+
+TRC_MAGIC = b"* MICROMED"
+NICOLET_GUID = bytes.fromhex("0fc37b1ccf2d6d4b8aea1f64ced2b917")
+EEG_EXTENSIONS = {".edf", ".bdf", ".rec", ".trc", ".e", ".vhdr", ".set", ".fif", ".lay", ".gdf", ".cnt"}
+_BV_HEADER = re.compile(rb"^(\xef\xbb\xbf)?\s*Brain ?Vision Data Exchange Header File", re.I)
+_BV_MEMBER = re.compile(r"^\s*(DataFile|MarkerFile)\s*=\s*(.+?)\s*$", re.I | re.M)
+
+
+@dataclass
+class Discovered:
+    """One recording: its primary file, all member files, and the format sniffed."""
+
+    primary: Path
+    files: list[Path]
+    format: str
+    relpath: str
+
+    @property
+    def file_strs(self) -> list[str]:
+        return [str(f) for f in self.files]
+
+
+@dataclass
+class Discovery:
+    recordings: list[Discovered] = field(default_factory=list)
+    n_files: int = 0
+    n_ignored: int = 0
+
+
+def sniff(path: Path) -> str | None:
+    """Format of a single file from its content (and extension where content is ambiguous)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return "unreadable"
+    ext = path.suffix.lower()
+    fmt = sniff_edf(head)
+    if fmt:
+        return fmt
+    if head.startswith(TRC_MAGIC):
+        return "micromed_trc"
+    if head[:16] == NICOLET_GUID:
+        return "nicolet_e"
+    if _BV_HEADER.match(head):
+        return "brainvision"
+    if ext == ".set" and (head.startswith(b"MATLAB 5.0 MAT-file") or head.startswith(b"\x89HDF")):
+        return "eeglab"
+    if ext == ".fif" and head[:4] == b"\x00\x00\x00\x64":
+        return "fif"
+    if ext == ".lay" and b"[FileInfo]" in head:
+        return "persyst"
+    if ext == ".eeg" and head[1:5] in (b"EEG-", b"QI-4", b"DAE-"):
+        return "nihon_kohden"
+    if ext == ".gdf" and head.startswith(b"GDF"):
+        return "gdf"
+    return None
+
+
+def _brainvision_members(vhdr: Path) -> list[Path]:
+    try:
+        text = vhdr.read_text(encoding="latin-1")
+    except OSError:
+        return [vhdr]
+    members = [vhdr]
+    for _, name in _BV_MEMBER.findall(text):
+        p = vhdr.parent / name
+        if p.exists():
+            members.append(p)
+    return members
+
+
+def discover(archive: str | os.PathLike) -> Discovery:
+    """Walk ``archive`` and return its recordings, sorted by path.
+
+    Raises
+    ------
+    RunError
+        If ``archive`` does not exist or is not a folder (or readable file).
+    """
+    root = Path(archive)
+    if not root.exists():
+        raise RunError(f"archive {root} does not exist")
+    if root.is_file():
+        paths, base = [root], root.parent
+    elif root.is_dir():
+        paths, base = [], root
+        for d, dirs, files in os.walk(root, followlinks=False, onerror=None):
+            dirs.sort()
+            for name in sorted(files):
+                p = Path(d) / name
+                if p.is_file():  # follows file links; skips broken links, sockets, fifos
+                    paths.append(p)
+    else:
+        raise RunError(f"archive {root} is not a folder or file")
+
+    out = Discovery(n_files=len(paths))
+    sniffed = {p: sniff(p) for p in paths}
+    claimed: set[Path] = set()
+    for p, fmt in sniffed.items():
+        if fmt == "brainvision":
+            members = _brainvision_members(p)
+            claimed.update(members[1:])
+            out.recordings.append(Discovered(p, members, fmt, str(p.relative_to(base))))
+    for p, fmt in sniffed.items():
+        if fmt == "brainvision" or p in claimed:
+            continue
+        if fmt is None:
+            if p.suffix.lower() in EEG_EXTENSIONS:
+                fmt = f"unknown{p.suffix.lower()}"
+            else:
+                out.n_ignored += 1
+                continue
+        out.recordings.append(Discovered(p, [p], fmt, str(p.relative_to(base))))
+    out.recordings.sort(key=lambda r: r.relpath)
+    return out

@@ -1,0 +1,392 @@
+"""The ingest driver: a Dask graph over recordings, and the single writer of shards and catalog.
+
+Graph: one ``hash`` task per discovered recording; when its hash is known and
+the catalog says it is not done, one ``process`` task
+(:func:`ephys.pipeline.task.process_recording`). Workers stage conditioned
+epochs on disk; the driver gathers results as they complete and:
+
+* records every result in the catalog (failures at once);
+* packs epochs of successful recordings into shards **in ascending SHA-256
+  order of the recordings**, whatever order they finish in, so shard bytes do
+  not depend on the number of workers or on timing;
+* after each shard is renamed into place, commits the shard row, its epoch
+  rows and each recording's packing progress in one transaction, then appends
+  finished recordings to the hash log.
+
+An interrupted run (even SIGKILL) resumes exactly: complete shards are in the
+catalog, recordings partly packed continue from their first unpacked epoch,
+and half-written ``*.tmp`` files are removed at start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ephys import __version__
+from ephys.annotate.attach import epoch_annotations
+from ephys.catalog.db import Catalog
+from ephys.errors import ConfigMismatchError, EphysError, RunError, UnreadableFileError
+from ephys.ingest.discover import Discovered, discover
+from ephys.ingest.hashing import hash_recording
+from ephys.ingest.identity import load_site_secret, secret_fingerprint
+from ephys.pipeline.hashlog import HashLog
+from ephys.pipeline.task import process_recording
+from ephys.schemas import EpochMeta, Failure, IngestConfig, RecordingResult, RecordingStatus
+from ephys.shard.writer import write_shard
+
+log = logging.getLogger("ephys")
+
+
+@dataclass
+class IngestSummary:
+    """Counts of one ``ingest`` call (what the CLI prints)."""
+
+    run_id: int
+    out: str
+    catalog: str
+    n_discovered: int = 0
+    n_ignored: int = 0
+    n_skipped: int = 0
+    n_duplicates: int = 0
+    n_ok: int = 0
+    n_rejected: int = 0
+    n_failed: int = 0
+    n_epochs: int = 0
+    n_shards: int = 0
+    eeg_hours: float = 0.0
+    wall_s: float = 0.0
+    dashboard: str | None = None
+    outcomes: list[tuple[str, str, str]] = field(default_factory=list, repr=False)
+
+
+class Reporter:
+    """Progress callbacks; the CLI plugs in a rich display or log lines."""
+
+    def start(self, total: int) -> None: ...
+    def skipped(self, relpath: str, why: str) -> None: ...
+    def finished(self, relpath: str, result: RecordingResult) -> None: ...
+    def shard(self, name: str, n_samples: int) -> None: ...
+    def stop(self) -> None: ...
+
+
+def _hash_task(files: list[str], buffer_bytes: int) -> tuple[str | None, int, Failure | None]:
+    try:
+        sha, n = hash_recording(files, buffer_bytes)
+        return sha, n, None
+    except UnreadableFileError as exc:
+        return None, 0, Failure.from_exception(exc)
+
+
+def _path_hash(relpath: str) -> str:
+    return hashlib.sha256(relpath.encode()).hexdigest()
+
+
+def _start_client(scheduler: str | None, workers: int | None):
+    from dask.distributed import Client, LocalCluster
+
+    try:
+        if scheduler:
+            return Client(scheduler, timeout="20s"), None
+        try:
+            import bokeh  # noqa: F401
+
+            dash = ":0"
+        except ImportError:
+            dash = None
+        n = workers or os.cpu_count() or 1
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=dash,
+                               silence_logs=logging.ERROR)  # fmt: skip
+        return Client(cluster), cluster
+    except (OSError, TimeoutError) as exc:
+        raise RunError(f"cannot reach the Dask scheduler {scheduler or '(local)'}: {exc}") from None
+
+
+class _Packer:
+    """Packs staged epochs into shards in a fixed recording order."""
+
+    def __init__(self, catalog: Catalog, out: Path, config: IngestConfig, run_id: int, hashlog: HashLog,
+                 order: list[str], start_at: dict[str, int], meta: dict[str, tuple[str, str | None]], reporter: Reporter):  # fmt: skip
+        self.catalog, self.config, self.run_id, self.hashlog = catalog, config, run_id, hashlog
+        self.folder = out / "shards"
+        self.order = order
+        self.pos = 0
+        self.start_at = start_at
+        self.meta = meta  # sha -> (path_hash, relpath)
+        self.results: dict[str, RecordingResult | None] = {}
+        self.buffer: list[tuple[np.ndarray, EpochMeta, dict]] = []
+        self.packed: dict[str, int] = {}
+        self.index = catalog.next_shard_index()
+        self.reporter = reporter
+        self.n_shards = 0
+        self.n_epochs = 0
+
+    def add(self, sha: str, result: RecordingResult | None) -> None:
+        """``result`` is ``None`` for recordings that produce no epochs (failed, rejected)."""
+        self.results[sha] = result
+        while self.pos < len(self.order) and self.order[self.pos] in self.results:
+            self._pack(self.order[self.pos])
+            self.pos += 1
+
+    def _pack(self, sha: str) -> None:
+        r = self.results.pop(sha)
+        if r is None:
+            return
+        data = np.load(r.staged_path, allow_pickle=False)
+        first = self.start_at.get(sha, 0)
+        self.packed.setdefault(sha, first)
+        for e in r.epochs[first:]:
+            key = f"{sha[:16]}_{e.index:06d}"
+            meta = EpochMeta(
+                key=key, recording=sha, subject=r.subject or "", epoch_index=e.index, start_s=e.start_s,
+                sfreq=self.config.sfreq, n_samples=self.config.n_samples, montage=r.montage or self.config.montage,
+                channel_names=r.channel_names, mask=r.mask, qc=e.qc,
+                annotations=epoch_annotations(r.annotations, e.start_s, self.config.epoch_s),
+            )  # fmt: skip
+            row = dict(recording=sha, index=e.index, start_s=e.start_s, key=key, valid=e.qc.valid, n_flat=e.qc.n_flat,
+                       n_clipped=e.qc.n_clipped, nonfinite=e.qc.nonfinite, max_abs_uv=e.qc.max_abs_uv,
+                       mask="".join("1" if b else "0" for b in r.mask))  # fmt: skip
+            self.buffer.append((data[e.index], meta, row))
+            if len(self.buffer) >= self.config.shard_size:
+                self.flush()
+        self._pending_done = getattr(self, "_pending_done", []) + [r]
+        self._finish_done()
+
+    def _finish_done(self) -> None:
+        """Log recordings whose epochs are all in committed shards; drop their staging files."""
+        keep = []
+        for r in getattr(self, "_pending_done", []):
+            if self.packed.get(r.sha256, 0) >= r.n_epochs:
+                ph, rp = self.meta[r.sha256]
+                self.hashlog.append(r.sha256, "ok", None, r.n_epochs, ph, rp)
+                Path(r.staged_path).unlink(missing_ok=True)
+                self.packed.pop(r.sha256, None)
+            else:
+                keep.append(r)
+        self._pending_done = keep
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        info = write_shard(self.folder, self.index, [(x, m) for x, m, _ in self.buffer])
+        progress: dict[str, int] = {}
+        for _, m, _row in self.buffer:
+            progress[m.recording] = self.packed[m.recording] = self.packed[m.recording] + 1
+        self.catalog.commit_shard(info, run_id=self.run_id, epochs=[row for _, _, row in self.buffer], packed=progress)
+        self.reporter.shard(info.name, info.n_samples)
+        self.n_shards += 1
+        self.n_epochs += info.n_samples
+        self.index += 1
+        self.buffer = []
+        self._finish_done()
+
+
+def _check_meta(catalog: Catalog, config: IngestConfig, fingerprint: str, shards_root: Path) -> None:
+    for key, value, what in (
+        ("processing_hash", config.processing_hash(), "processing settings"),
+        ("secret_fingerprint", fingerprint, "site secret (subject pseudonyms would change)"),
+    ):
+        old = catalog.get_meta(key)
+        if old is None:
+            catalog.set_meta(key, value)
+        elif old != value:
+            detail = ""
+            if key == "processing_hash":
+                prev = catalog.get_meta("processing_config")
+                detail = f" (catalog: {prev}; now: {json.dumps(config.processing_dict(), sort_keys=True)})"
+            raise ConfigMismatchError(
+                f"this output was built with other {what}{detail}; use another --out/--catalog or --force to rebuild"
+            )
+    catalog.set_meta("processing_config", json.dumps(config.processing_dict(), sort_keys=True))
+    catalog.set_meta("shards_root", str(shards_root.resolve()))
+
+
+def ingest(
+    archive: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    config: IngestConfig | None = None,
+    catalog_url: str | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    retry_failed: bool = False,
+    force: bool = False,
+    buffer_bytes: int = 8 * 1024 * 1024,
+    reporter: Reporter | None = None,
+) -> IngestSummary:
+    """Ingest an archive into shards under ``out/shards`` and rows in the catalog.
+
+    Parameters
+    ----------
+    archive : path
+        Folder walked recursively (or a single recording file).
+    out : path
+        Output folder: ``shards/``, ``hashlog.csv``, ``catalog.sqlite`` (default catalog).
+    config : IngestConfig
+        Processing settings; an existing output must have been built with the same ones.
+    catalog_url : str
+        SQLAlchemy URL; default ``sqlite:///OUT/catalog.sqlite``.
+    scheduler : str
+        Address of a running Dask scheduler; default a LocalCluster of ``workers`` processes.
+    retry_failed : bool
+        Process again recordings that failed before (rejected ones stay rejected).
+    force : bool
+        Rebuild the output from scratch: delete its shards, hash log and catalog rows first.
+
+    Returns
+    -------
+    IngestSummary
+
+    Raises
+    ------
+    RunError
+        When the run cannot proceed: no such archive, catalog unreachable, scheduler
+        unreachable, or settings that differ from the existing output's (``ConfigMismatchError``).
+        Bad recordings never raise; they are recorded with their reason.
+    """
+    t0 = time.perf_counter()
+    config = config or IngestConfig()
+    reporter = reporter or Reporter()
+    found = discover(archive)
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"cannot create output folder {out}: {exc.strerror}") from None
+    catalog_url = catalog_url or f"sqlite:///{out.resolve() / 'catalog.sqlite'}"
+    catalog = Catalog(catalog_url)
+    shards, staging = out / "shards", out / ".staging"
+    if force:
+        catalog.reset()
+        for p in (shards, staging):
+            shutil.rmtree(p, ignore_errors=True)
+        (out / "hashlog.csv").unlink(missing_ok=True)
+    shards.mkdir(exist_ok=True)
+    staging.mkdir(exist_ok=True)
+    for p in list(shards.glob("*.tmp")) + list(staging.glob("*.tmp")):
+        p.unlink(missing_ok=True)  # half-written files of an interrupted run
+    secret = load_site_secret()
+    _check_meta(catalog, config, secret_fingerprint(secret), shards)
+    run_id = catalog.begin_run(code_version=__version__, processing_hash=config.processing_hash(),
+                               config=config.model_dump())  # fmt: skip
+    summary = IngestSummary(run_id=run_id, out=str(out), catalog=catalog_url, n_discovered=len(found.recordings),
+                            n_ignored=found.n_ignored)  # fmt: skip
+    hashlog = HashLog(out / "hashlog.csv")
+    states = catalog.recording_states()
+    client, cluster = _start_client(scheduler, workers)
+    summary.dashboard = getattr(client, "dashboard_link", None) if (cluster is None or cluster.dashboard_link) else None
+    status = "interrupted"
+    try:
+        _run(found.recordings, client, catalog, hashlog, states, config, out, run_id, secret, summary, reporter,
+             retry_failed, buffer_bytes)  # fmt: skip
+        status = "completed"
+    finally:
+        reporter.stop()
+        hashlog.close()
+        summary.wall_s = time.perf_counter() - t0
+        try:
+            catalog.finish_run(run_id, status, n_discovered=summary.n_discovered, n_skipped=summary.n_skipped,
+                               n_ok=summary.n_ok, n_rejected=summary.n_rejected, n_failed=summary.n_failed,
+                               eeg_hours=summary.eeg_hours, wall_s=summary.wall_s)  # fmt: skip
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+            catalog.close()
+    return summary
+
+
+def _run(recordings: list[Discovered], client, catalog, hashlog, states, config, out, run_id, secret, summary,
+         reporter, retry_failed, buffer_bytes) -> None:  # fmt: skip
+    from dask.distributed import as_completed
+
+    reporter.start(len(recordings))
+    by_key: dict[str, Discovered] = {}
+    futures = []
+    for i, rec in enumerate(recordings):
+        f = client.submit(_hash_task, rec.file_strs, buffer_bytes, key=f"hash-{run_id}-{i}", pure=False)
+        by_key[f.key] = rec
+        futures.append(f)
+    pending = as_completed(futures)
+    seen: set[str] = set()
+    meta: dict[str, tuple[str, str | None]] = {}
+    todo: dict[str, tuple[Discovered, int]] = {}
+    process_futures: dict[str, str] = {}
+    futures_list = []
+    keep_paths = config.keep_paths
+
+    def record(sha: str, rec: Discovered, result: RecordingResult) -> None:
+        ph, rp = meta[sha]
+        catalog.record_result(result, run_id=run_id, path_hash=ph, relpath=rp, processing_hash=config.processing_hash())
+        if result.status is RecordingStatus.ok:
+            summary.n_ok += 1
+            summary.eeg_hours += (result.duration_s or 0) / 3600
+        else:
+            if result.status is RecordingStatus.rejected:
+                summary.n_rejected += 1
+            else:
+                summary.n_failed += 1
+            hashlog.append(sha, result.status.value, result.failure.code if result.failure else None, 0, ph, rp)
+            summary.outcomes.append((rec.relpath, result.failure.code, result.failure.reason))
+        reporter.finished(rec.relpath, result)
+
+    # Phase 1: hashes decide what to process; processing starts as soon as a hash is known.
+    for f in pending:
+        rec = by_key.pop(f.key)
+        sha, nbytes, failure = f.result()
+        f.release()
+        if sha is None:
+            sha = hashlib.sha256(f"unreadable\0{rec.relpath}".encode()).hexdigest()
+        if sha in seen:
+            summary.n_duplicates += 1
+            reporter.skipped(rec.relpath, "duplicate content")
+            continue
+        seen.add(sha)
+        meta[sha] = (_path_hash(rec.relpath), rec.relpath if keep_paths else None)
+        state = states.get(sha)
+        if state is not None:
+            st, n_ep, n_packed = state
+            done = st != "ok" or n_packed >= n_ep
+            if done and not (retry_failed and st == "failed"):
+                summary.n_skipped += 1
+                reporter.skipped(rec.relpath, "done before")
+                if sha not in hashlog.done:  # catalog committed, log row lost in a crash
+                    hashlog.append(sha, st, None, n_ep if st == "ok" else 0, *meta[sha])
+                continue
+        if failure is not None:
+            record(sha, rec, RecordingResult(sha256=sha, format=rec.format, status=RecordingStatus.failed, failure=failure))
+            continue
+        todo[sha] = (rec, nbytes)
+        pf = client.submit(process_recording, str(rec.primary), rec.format, sha, nbytes, config, str(out / ".staging"),
+                           secret, buffer_bytes, key=f"process-{run_id}-{sha[:16]}", pure=False, retries=1)  # fmt: skip
+        process_futures[pf.key] = sha
+        futures_list.append(pf)
+
+    # Phase 2: results in completion order; shards in SHA-256 order.
+    order = sorted(todo)
+    start_at = {sha: states[sha][2] for sha in order if sha in states and states[sha][0] == "ok"}
+    packer = _Packer(catalog, out, config, run_id, hashlog, order, start_at, meta, reporter)
+    for f in as_completed(futures_list):
+        sha = process_futures.pop(f.key)
+        rec = todo[sha][0]
+        try:
+            result = f.result()
+        except Exception as exc:  # noqa: BLE001 - a worker died repeatedly on this file
+            result = RecordingResult(sha256=sha, format=rec.format, status=RecordingStatus.failed,
+                                     failure=Failure(stage="ingest", code="worker_crash",
+                                                     reason=f"the worker processing it died ({type(exc).__name__})"))  # fmt: skip
+        f.release()
+        record(sha, rec, result)
+        packer.add(sha, result if result.status is RecordingStatus.ok else None)
+    packer.flush()
+    summary.n_shards = packer.n_shards
+    summary.n_epochs = packer.n_epochs
+

@@ -1,0 +1,211 @@
+"""The per-recording task a Dask worker runs: read -> QC -> condition -> epochs -> stage.
+
+It never touches the catalog and never raises for bad input: every outcome is a
+:class:`~ephys.schemas.RecordingResult`. The conditioned epochs are written to
+``staging_dir/<sha256>.npy`` (float16 µV, shape ``(n_epochs, n_channels,
+n_samples)``), fsynced and renamed into place, for the driver to pack.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ephys.errors import EphysError, InsufficientCoverageError, NoEEGError, NoSignalError, RejectedError, TooShortError
+from ephys.ingest.channels import TEN_TWENTY
+from ephys.ingest.condition import condition
+from ephys.ingest.identity import pseudonym, scrub_text
+from ephys.ingest.montage import REGION_NAMES, region_coverage, regional8
+from ephys.ingest.readers import open_recording
+from ephys.qc.epochs import channel_epoch_flags, rails_uv
+from ephys.schemas import Annotation, ChannelInfo, EpochQC, EpochRecord, Failure, IngestConfig, RecordingResult, RecordingStatus
+
+F16_MAX = float(np.finfo(np.float16).max)
+
+
+def select_channels(channels: list[ChannelInfo], config: IngestConfig, path: str) -> tuple[list[ChannelInfo], list[str], list[bool]]:
+    """EEG channels to read, output channel names and mask, for the configured montage.
+
+    Raises
+    ------
+    NoEEGError, InsufficientCoverageError
+    """
+    eeg = [c for c in channels if c.kind == "eeg" and c.to_uv is not None]
+    if not eeg:
+        raise NoEEGError("no EEG channels (no voltage channel with an EEG label or 10-20 name)", path)
+    seen: dict[str, ChannelInfo] = {}
+    for c in eeg:
+        seen.setdefault(c.name, c)  # first of duplicate names wins (e.g. C3-A1 and C3-A2)
+    if config.montage == "native":
+        picked = list(seen.values())
+        return picked, [c.name for c in picked], [True] * len(picked)
+    picked = [seen[e] for e in TEN_TWENTY if e in seen]
+    cover = region_coverage([c.name for c in picked])
+    if sum(cover) < config.min_regions:
+        others = [c.name for c in eeg if c.name not in TEN_TWENTY][:6]
+        raise InsufficientCoverageError(
+            f"insufficient 10-20 coverage for regional8: {sum(cover)} of 8 regions (needs {config.min_regions}) "
+            f"from {len(picked)} of 19 electrodes" + (f"; other EEG channels: {', '.join(others)}" if others else ""),
+            path,
+        )
+    return picked, list(REGION_NAMES), cover
+
+
+def _segment_epochs(picked, signals, seg_start_s, seg_dur_s, config, mask):
+    """Condition one segment and cut it into epochs. Returns (epochs array, qc list, starts)."""
+    n_out = config.n_samples
+    n_epochs = int(np.floor(seg_dur_s / config.epoch_s + 1e-9))
+    if n_epochs == 0:
+        return np.zeros((0, len(mask), n_out), np.float16), [], []
+    # Raw QC per channel at its own rate.
+    flat = np.zeros((len(picked), n_epochs), bool)
+    clip = np.zeros_like(flat)
+    nonf = np.zeros_like(flat)
+    conditioned = []
+    for i, (ch, x) in enumerate(zip(picked, signals)):
+        per = int(round(config.epoch_s * ch.sfreq))
+        ep = x[: n_epochs * per].reshape(n_epochs, per)
+        flat[i], clip[i], nonf[i] = channel_epoch_flags(ep, rails_uv(ch), flat_uv=config.flat_uv, clip_fraction=config.clip_fraction)
+    # Condition channels in groups of equal sampling rate.
+    by_rate: dict[float, list[int]] = {}
+    for i, ch in enumerate(picked):
+        by_rate.setdefault(ch.sfreq, []).append(i)
+    out = np.zeros((len(picked), n_epochs * n_out), np.float32)
+    for sf, rows in by_rate.items():
+        x = np.stack([np.nan_to_num(signals[i], nan=0.0, posinf=0.0, neginf=0.0) for i in rows])
+        y = condition(x, sf, l_freq=config.l_freq, h_freq=config.h_freq, line_freq=config.line_freq, sfreq_out=config.sfreq)
+        out[rows] = y[:, : n_epochs * n_out]
+        conditioned.append(sf)
+    if config.montage == "regional8":
+        out, _ = regional8(out, [c.name for c in picked])
+    epochs = out.reshape(out.shape[0], n_epochs, n_out).transpose(1, 0, 2)
+    max_abs = np.abs(epochs).max(axis=(1, 2))
+    bad = flat | clip
+    qcs = []
+    half = len(picked) / 2
+    for k in range(n_epochs):
+        nonfinite = bool(nonf[:, k].any())
+        qcs.append(EpochQC(
+            n_flat=int(flat[:, k].sum()), n_clipped=int(clip[:, k].sum()), nonfinite=nonfinite,
+            max_abs_uv=float(round(max_abs[k], 3)), valid=(not nonfinite) and bad[:, k].sum() <= half,
+        ))  # fmt: skip
+    starts = [seg_start_s + k * config.epoch_s for k in range(n_epochs)]
+    return np.clip(epochs, -F16_MAX, F16_MAX).astype(np.float16), qcs, starts
+
+
+def _split_segments(header, picked, signals):
+    """Per segment: (start_s, duration_s, [per-channel samples])."""
+    out, offsets = [], [0] * len(picked)
+    for seg in header.segments:
+        parts = []
+        for i, ch in enumerate(picked):
+            n = int(round(seg.duration_s * ch.sfreq))
+            parts.append(signals[i][offsets[i] : offsets[i] + n])
+            offsets[i] += n
+        out.append((seg.start_s, seg.duration_s, parts))
+    return out
+
+
+def _stage(path: Path, epochs: np.ndarray) -> None:
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, epochs, allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def process_recording(
+    path: str, fmt: str, sha256: str, file_bytes: int, config: IngestConfig, staging_dir: str, secret: bytes,
+    buffer_bytes: int = 8 * 1024 * 1024,
+) -> RecordingResult:
+    """Run the per-recording chain; never raises for bad input (see module docstring)."""
+    t = {"start": time.perf_counter()}
+    base = dict(sha256=sha256, format=fmt, file_bytes=file_bytes)
+    annotations: list[Annotation] = []
+    n_scrubbed = 0
+    info: dict = {}
+    reader = None
+    try:
+        if file_bytes == 0:
+            from ephys.errors import EmptyFileError
+
+            raise EmptyFileError("file is empty (0 bytes)", path)
+        reader = open_recording(path, fmt, buffer_bytes=buffer_bytes)
+        h = reader.header
+        info = dict(
+            format=h.format,
+            subject=pseudonym(secret, reader.patient.patient_id, sha256),
+            duration_s=h.duration_s,
+            n_channels=len(h.signal_channels),
+            n_eeg_channels=sum(c.kind == "eeg" for c in h.channels),
+            sfreq=max((c.sfreq for c in h.channels if c.kind == "eeg"), default=None),
+            channels=[dict(name=c.name, kind=c.kind, sfreq=c.sfreq, unit=c.unit) for c in h.signal_channels],
+            montage=config.montage,
+        )
+        if not h.signal_channels:
+            annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient.names)
+            raise NoSignalError("no signal channels (annotations only, e.g. a hypnogram file)", path)
+        try:
+            picked, names, mask = select_channels(h.channels, config, path)
+        except RejectedError:
+            annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient.names)
+            raise
+        t["open"] = time.perf_counter()
+        signals = reader.read([c.index for c in picked])
+        annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient.names)
+        t["read"] = time.perf_counter()
+        all_epochs, qcs, starts = [], [], []
+        for seg_start, seg_dur, parts in _split_segments(h, picked, signals):
+            e, q, s = _segment_epochs(picked, parts, seg_start, seg_dur, config, mask)
+            all_epochs.append(e)
+            qcs += q
+            starts += s
+        del signals
+        t["condition"] = time.perf_counter()
+        n_valid = sum(q.valid for q in qcs)
+        if n_valid < config.min_epochs:
+            raise TooShortError(
+                f"too short: {n_valid} valid 30-s epochs ({len(qcs)} in all, {h.duration_s:.1f} s), "
+                f"--min-epochs is {config.min_epochs}",
+                path,
+            )
+        staged = Path(staging_dir) / f"{sha256}.npy"
+        epochs = np.concatenate(all_epochs) if all_epochs else np.zeros((0, len(names), config.n_samples), np.float16)
+        _stage(staged, epochs)
+        t["stage"] = time.perf_counter()
+        return RecordingResult(
+            **{**base, **info}, status=RecordingStatus.ok, channel_names=names, mask=mask,
+            epochs=[EpochRecord(index=i, start_s=s, qc=q) for i, (s, q) in enumerate(zip(starts, qcs))],
+            annotations=annotations, n_scrubbed=n_scrubbed, staged_path=str(staged), seconds=_durations(t),
+        )  # fmt: skip
+    except EphysError as exc:
+        status = RecordingStatus.rejected if isinstance(exc, RejectedError) else RecordingStatus.failed
+        return RecordingResult(**{**base, **info}, status=status, failure=Failure.from_exception(exc),
+                               annotations=annotations, n_scrubbed=n_scrubbed, seconds=_durations(t))  # fmt: skip
+    except MemoryError:
+        return RecordingResult(**base, status=RecordingStatus.failed,
+                               failure=Failure(stage="read", code="out_of_memory", reason="ran out of memory"))  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - a bug must not stop the run; the reason is recorded
+        return RecordingResult(**base, status=RecordingStatus.failed, failure=Failure.from_exception(exc, stage="ingest"),
+                               seconds=_durations(t))  # fmt: skip
+    finally:
+        if reader is not None:
+            reader.close()
+
+
+def _scrubbed(annotations: list[Annotation], names: list[str]) -> tuple[list[Annotation], int]:
+    out, total = [], 0
+    for a in annotations:
+        text, n = scrub_text(a.text, names)
+        total += n
+        out.append(a if n == 0 else a.model_copy(update={"text": text}))
+    return out, total
+
+
+def _durations(t: dict) -> dict[str, float]:
+    keys = list(t)
+    return {k: round(t[k] - t[keys[i - 1]], 4) for i, k in enumerate(keys) if i}
