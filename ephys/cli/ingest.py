@@ -1,1 +1,172 @@
-"""placeholder; filled in by its owner."""
+"""``ephys ingest`` and ``ephys demo-archive``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ephys.cli import app
+from ephys.cli.common import fail
+from ephys.errors import EphysError
+from ephys.pipeline.run import Reporter, ingest
+from ephys.schemas import IngestConfig, RecordingResult
+
+log = logging.getLogger("ephys")
+
+
+class LogReporter(Reporter):
+    """Plain log lines (when stderr is not a terminal)."""
+
+    def __init__(self):
+        self.total = self.n = 0
+
+    def start(self, total):
+        self.total = total
+        log.info("ingesting %d recordings", total)
+
+    def skipped(self, relpath, why):
+        self.n += 1
+        log.info("[%d/%d] skipped  %s (%s)", self.n, self.total, relpath, why)
+
+    def finished(self, relpath, r: RecordingResult):
+        self.n += 1
+        if r.failure:
+            log.info("[%d/%d] %-8s %s: %s", self.n, self.total, r.status.value, relpath, r.failure.reason)
+        else:
+            log.info("[%d/%d] ok       %s: %d epochs", self.n, self.total, relpath, r.n_epochs)
+
+    def shard(self, name, n_samples):
+        log.info("shard %s written (%d samples)", name, n_samples)
+
+
+class RichReporter(Reporter):
+    """A rich progress bar with files done/failed/skipped, EEG-hours and throughput."""
+
+    def __init__(self):
+        import time
+
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._time = time.perf_counter
+        self.t0 = self._time()
+        self.counts = dict(ok=0, rejected=0, failed=0, skipped=0)
+        self.hours = 0.0
+        self.progress = Progress(
+            TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(), transient=False,
+        )  # fmt: skip
+        self.task = None
+
+    def _stats(self):
+        wall_h = max(self._time() - self.t0, 1e-6) / 3600
+        c = self.counts
+        return (f"ok {c['ok']} rejected {c['rejected']} failed {c['failed']} skipped {c['skipped']} | "
+                f"{self.hours:.2f} EEG-h, {self.hours / wall_h:,.0f} EEG-h/h")  # fmt: skip
+
+    def start(self, total):
+        self.progress.start()
+        self.task = self.progress.add_task("ingest", total=total, stats=self._stats())
+
+    def skipped(self, relpath, why):
+        self.counts["skipped"] += 1
+        self.progress.update(self.task, advance=1, stats=self._stats())
+
+    def finished(self, relpath, r):
+        self.counts[r.status.value] += 1
+        if r.status.value == "ok":
+            self.hours += (r.duration_s or 0) / 3600
+        self.progress.update(self.task, advance=1, stats=self._stats())
+
+    def stop(self):
+        self.progress.stop()
+
+
+def _setup_logging() -> None:
+    """Log lines of ephys (only) to stderr; Dask's own INFO chatter stays quiet."""
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    for noisy in ("distributed", "alembic", "bokeh", "tornado"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@app.command("ingest")
+def ingest_cmd(
+    archive: Path = typer.Argument(..., help="Folder of recordings (walked recursively) or one recording file."),
+    out: Path = typer.Option(Path("ephys-out"), "--out", "-o", help="Output folder: shards/, hashlog.csv, catalog."),
+    catalog: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the catalog [default: sqlite:///OUT/catalog.sqlite]."),
+    scheduler: Optional[str] = typer.Option(None, help="Address of a running Dask scheduler [default: a local cluster]."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Local cluster worker processes [default: CPU count]."),
+    montage: str = typer.Option("regional8", help="regional8 (19 electrodes -> 8 regions) or native (every EEG channel)."),
+    min_epochs: int = typer.Option(10, min=0, help="Valid 30-s epochs a recording needs."),
+    min_regions: int = typer.Option(6, min=1, max=8, help="regional8: regions that need an electrode."),
+    line_freq: int = typer.Option(50, help="Mains frequency for the notch: 50 or 60 Hz."),
+    shard_size: int = typer.Option(1000, min=1, help="Samples (epochs) per shard."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Process recordings that failed before again."),
+    force: bool = typer.Option(False, "--force", help="Rebuild the output from scratch (deletes its shards and catalog rows)."),
+    keep_paths: bool = typer.Option(False, "--keep-paths", help="Store archive-relative paths (they may hold identifiers)."),
+    buffer_mib: int = typer.Option(8, min=1, help="Size of one buffered read, MiB."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """Ingest an EEG archive: discover, hash, read, QC, condition, epoch, shard, catalog.
+
+    Exit code 0 when the run completed (failed recordings are recorded, not fatal);
+    2 when it could not run (no such archive, catalog or scheduler unreachable,
+    settings differing from the existing output's).
+    """
+    if montage not in ("regional8", "native"):
+        fail(f"--montage must be regional8 or native, not {montage!r}")
+    if line_freq not in (50, 60):
+        fail("--line-freq must be 50 or 60")
+    _setup_logging()
+    config = IngestConfig(montage=montage, min_epochs=min_epochs, min_regions=min_regions, line_freq=line_freq,
+                          shard_size=shard_size, keep_paths=keep_paths)  # fmt: skip
+    reporter = RichReporter() if sys.stderr.isatty() and not as_json else LogReporter()
+    try:
+        s = ingest(archive, out, config=config, catalog_url=catalog, scheduler=scheduler, workers=workers,
+                   retry_failed=retry_failed, force=force, buffer_bytes=buffer_mib << 20, reporter=reporter)  # fmt: skip
+    except EphysError as exc:
+        fail(str(exc))
+    summary = dict(
+        run=s.run_id, recordings=s.n_discovered, ok=s.n_ok, rejected=s.n_rejected, failed=s.n_failed,
+        skipped=s.n_skipped, duplicates=s.n_duplicates, ignored_files=s.n_ignored, epochs_written=s.n_epochs,
+        shards_written=s.n_shards, eeg_hours=round(s.eeg_hours, 4), wall_s=round(s.wall_s, 2),
+        eeg_hours_per_hour=round(s.eeg_hours / max(s.wall_s, 1e-9) * 3600, 1),
+        shards=str((Path(s.out) / "shards").resolve()), catalog=s.catalog, dashboard=s.dashboard,
+    )  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    if s.n_discovered == 0:
+        typer.echo(f"no recordings found in {archive} ({s.n_ignored} other files ignored)")
+    typer.echo(
+        f"run {s.run_id}: {s.n_discovered} recordings: {s.n_ok} ok, {s.n_rejected} rejected, {s.n_failed} failed, "
+        f"{s.n_skipped} skipped (done before), {s.n_duplicates} duplicates; {s.n_ignored} other files ignored"
+    )
+    for relpath, code, reason in s.outcomes:
+        typer.echo(f"  {code:<22} {relpath}: {reason}")
+    typer.echo(f"{s.n_epochs} epochs in {s.n_shards} new shards; {s.eeg_hours:.2f} EEG-hours in {s.wall_s:.1f} s "
+               f"({summary['eeg_hours_per_hour']:,} EEG-h per hour)")  # fmt: skip
+    typer.echo(f"shards:  {summary['shards']}")
+    typer.echo(f"catalog: {s.catalog}")
+
+
+@app.command("demo-archive")
+def demo_archive_cmd(
+    folder: Path = typer.Argument(..., help="Folder to write the demo archive into."),
+    recordings: int = typer.Option(3, min=1, help="Number of synthetic recordings."),
+    minutes: float = typer.Option(6.0, min=0.5, help="Length of each recording, minutes."),
+):
+    """Write a small synthetic archive (EDF+, BDF+, one damaged file, one fake) to try ephys on."""
+    from ephys.ingest.demo import write_demo_archive
+
+    files = write_demo_archive(folder, n_recordings=recordings, minutes=minutes)
+    typer.echo(f"wrote {len(files)} files to {folder}")

@@ -282,7 +282,11 @@ def ingest(
     hashlog = HashLog(out / "hashlog.csv")
     states = catalog.recording_states()
     client, cluster = _start_client(scheduler, workers)
-    summary.dashboard = getattr(client, "dashboard_link", None) if (cluster is None or cluster.dashboard_link) else None
+    try:
+        summary.dashboard = client.dashboard_link
+    except Exception:  # noqa: BLE001 - no dashboard (bokeh missing)
+        summary.dashboard = None
+    log.info("Dask scheduler %s, dashboard %s", client.scheduler.address, summary.dashboard or "not available")
     status = "interrupted"
     try:
         _run(found.recordings, client, catalog, hashlog, states, config, out, run_id, secret, summary, reporter,

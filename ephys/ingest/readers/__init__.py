@@ -29,7 +29,7 @@ def open_recording(path, fmt: str, buffer_bytes: int = DEFAULT_BUFFER_BYTES) -> 
     ReadError
         Any reader error (corrupt, empty, unreadable).
     """
-    if fmt in ("edf", "bdf"):
+    if fmt in ("edf", "bdf", "unknown.edf", "unknown.bdf", "unknown.rec"):
         return EDFReader(path, buffer_bytes=buffer_bytes)
     if fmt in MNE_FORMATS:
         from ephys.ingest.readers.mne_reader import MNEReader
