@@ -44,6 +44,8 @@ from ephys.schemas import EpochMeta, Failure, IngestConfig, RecordingResult, Rec
 from ephys.shard.writer import write_shard
 
 log = logging.getLogger("ephys")
+#: Test hook: seconds to pause after each committed shard, so tests can kill a run mid-way.
+_PACK_DELAY_S = float(os.environ.get("EPHYS_TEST_PACK_DELAY_S", "0") or 0)
 
 
 @dataclass
@@ -90,7 +92,7 @@ def _path_hash(relpath: str) -> str:
     return hashlib.sha256(relpath.encode()).hexdigest()
 
 
-def _start_client(scheduler: str | None, workers: int | None):
+def _start_client(scheduler: str | None, workers: int | None, processes: bool = True):
     from dask.distributed import Client, LocalCluster
 
     try:
@@ -103,7 +105,7 @@ def _start_client(scheduler: str | None, workers: int | None):
         except ImportError:
             dash = None
         n = workers or os.cpu_count() or 1
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=dash,
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes, dashboard_address=dash,
                                silence_logs=logging.ERROR)  # fmt: skip
         return Client(cluster), cluster
     except (OSError, TimeoutError) as exc:
@@ -182,6 +184,8 @@ class _Packer:
             progress[m.recording] = self.packed[m.recording] = self.packed[m.recording] + 1
         self.catalog.commit_shard(info, run_id=self.run_id, epochs=[row for _, _, row in self.buffer], packed=progress)
         self.reporter.shard(info.name, info.n_samples)
+        if _PACK_DELAY_S:
+            time.sleep(_PACK_DELAY_S)
         self.n_shards += 1
         self.n_epochs += info.n_samples
         self.index += 1
@@ -221,6 +225,7 @@ def ingest(
     force: bool = False,
     buffer_bytes: int = 8 * 1024 * 1024,
     reporter: Reporter | None = None,
+    processes: bool = True,
 ) -> IngestSummary:
     """Ingest an archive into shards under ``out/shards`` and rows in the catalog.
 
@@ -240,6 +245,8 @@ def ingest(
         Process again recordings that failed before (rejected ones stay rejected).
     force : bool
         Rebuild the output from scratch: delete its shards, hash log and catalog rows first.
+    processes : bool
+        Local cluster workers as processes (default) or threads in this process.
 
     Returns
     -------
@@ -281,7 +288,7 @@ def ingest(
                             n_ignored=found.n_ignored)  # fmt: skip
     hashlog = HashLog(out / "hashlog.csv")
     states = catalog.recording_states()
-    client, cluster = _start_client(scheduler, workers)
+    client, cluster = _start_client(scheduler, workers, processes)
     try:
         summary.dashboard = client.dashboard_link
     except Exception:  # noqa: BLE001 - no dashboard (bokeh missing)
