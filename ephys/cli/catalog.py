@@ -1,1 +1,137 @@
-"""placeholder; filled in by its owner."""
+"""``ephys catalog stats`` and ``ephys catalog query``: read-only views of a catalog."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ephys.catalog.queries import RECORDING_COLUMNS, catalog_stats, query_recordings, valid_fields_text
+from ephys.cli import catalog_app
+from ephys.cli.common import catalog_url, fail
+from ephys.errors import EphysError
+
+CATALOG_OPT = typer.Option(None, "--catalog", help="catalog URL (sqlite:///..., postgresql+psycopg://...)")
+OUT_OPT = typer.Option(None, "--out", help="ingest output folder; the catalog is OUT/catalog.sqlite")
+JSON_OPT = typer.Option(False, "--json", help="print JSON instead of a table")
+
+
+def console() -> Console:
+    """A stdout console; wide enough not to squeeze tables when stdout is not a terminal."""
+    c = Console()
+    if not c.is_terminal:
+        c = Console(width=200)
+    return c
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def _print_stats(st: dict) -> None:
+    t = Table(title="catalog", show_header=True)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    r = st["recordings"]
+    t.add_row("recordings", str(r["total"]))
+    for k, v in r.items():
+        if k != "total":
+            t.add_row(f"  {k}", str(v))
+    for status, codes in st["failure_codes"].items():
+        for code, n in codes.items():
+            t.add_row(f"  {status}: {code}", str(n))
+    t.add_row("EEG hours (ok)", f"{st['eeg_hours']['ok']:.2f}")
+    t.add_row("EEG hours (read)", f"{st['eeg_hours']['read']:.2f}")
+    t.add_row("epochs", str(st["epochs"]["total"]))
+    t.add_row("  valid", str(st["epochs"]["valid"]))
+    t.add_row("shards", str(st["shards"]["count"]))
+    t.add_row("  samples", str(st["shards"]["samples"]))
+    t.add_row("  bytes", str(st["shards"]["bytes"]))
+    t.add_row("annotations", str(st["annotations"]))
+    t.add_row("subjects", str(st["subjects"]["total"]))
+    t.add_row("  with ok recordings", str(st["subjects"]["ok"]))
+    for f, n in st["formats"].items():
+        t.add_row(f"format {f}", str(n))
+    t.add_row("runs", str(st["runs"]["count"]))
+    t.add_row("  last run", _fmt(st["runs"]["last_status"]))
+    console().print(t)
+
+
+@catalog_app.command("stats")
+def stats(
+    catalog: Optional[str] = CATALOG_OPT,
+    out: Optional[Path] = OUT_OPT,
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Counts of recordings by status and failure code, EEG hours, epochs, shards, subjects, runs."""
+    url = catalog_url(catalog, out)
+    try:
+        st = catalog_stats(url)
+    except EphysError as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(st, indent=2))
+    else:
+        _print_stats(st)
+
+
+@catalog_app.command("query")
+def query(
+    catalog: Optional[str] = CATALOG_OPT,
+    out: Optional[Path] = OUT_OPT,
+    where: Optional[list[str]] = typer.Option(
+        None, "--where", "-w", help=f"FIELD OP VALUE, repeatable (all must hold). {valid_fields_text()}"
+    ),
+    status: Optional[str] = typer.Option(None, "--status", help="ok, rejected or failed"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="recording format, e.g. edf"),
+    min_duration: Optional[float] = typer.Option(None, "--min-duration", help="duration_s >= this (seconds)"),
+    min_channels: Optional[int] = typer.Option(None, "--min-channels", help="n_eeg_channels >= this"),
+    min_valid_epochs: Optional[int] = typer.Option(None, "--min-valid-epochs", help="n_valid_epochs >= this"),
+    subject: Optional[str] = typer.Option(None, "--subject", help="pseudonymous subject id"),
+    annotation: Optional[str] = typer.Option(None, "--annotation", help="has an annotation containing this text"),
+    failure_code: Optional[str] = typer.Option(None, "--failure-code", help="e.g. corrupt, too_short"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=0, help="at most this many recordings"),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """List recordings matching every clause, ordered by SHA-256."""
+    url = catalog_url(catalog, out)
+    clauses: list[str] = []
+    if status is not None:
+        clauses.append(f"status = {status}")
+    if fmt is not None:
+        clauses.append(f"format = {fmt}")
+    if min_duration is not None:
+        clauses.append(f"duration_s >= {min_duration!r}")
+    if min_channels is not None:
+        clauses.append(f"n_eeg_channels >= {min_channels}")
+    if min_valid_epochs is not None:
+        clauses.append(f"n_valid_epochs >= {min_valid_epochs}")
+    if subject is not None:
+        clauses.append(f"subject = {subject}")
+    if annotation is not None:
+        clauses.append(f"annotation ~ {annotation}")
+    if failure_code is not None:
+        clauses.append(f"failure_code = {failure_code}")
+    clauses.extend(where or [])
+    try:
+        rows = query_recordings(url, clauses, limit=limit)
+    except (ValueError, EphysError) as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps({"where": clauses, "count": len(rows), "recordings": rows}, indent=2))
+        return
+    t = Table(title=f"{len(rows)} recordings" + (f" where {' AND '.join(clauses)}" if clauses else ""))
+    for col in RECORDING_COLUMNS:
+        if col != "failure_reason":
+            t.add_column(col, no_wrap=col == "sha256")
+    for r in rows:
+        t.add_row(*(_fmt(r[c]) for c in RECORDING_COLUMNS if c != "failure_reason"))
+    console().print(t)

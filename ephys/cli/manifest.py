@@ -1,1 +1,84 @@
-"""placeholder; filled in by its owner."""
+"""``ephys manifest create`` and ``ephys manifest show``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ephys.catalog.queries import valid_fields_text
+from ephys.cli import manifest_app
+from ephys.cli.catalog import CATALOG_OPT, JSON_OPT, OUT_OPT, console
+from ephys.cli.common import catalog_url, fail
+from ephys.errors import EphysError
+from ephys.manifest import create_manifest, show_manifest
+
+
+@manifest_app.command("create")
+def create(
+    output: Path = typer.Option(..., "--output", "-o", help="manifest file to write (JSON)"),
+    catalog: Optional[str] = CATALOG_OPT,
+    out: Optional[Path] = OUT_OPT,
+    where: Optional[list[str]] = typer.Option(
+        None, "--where", "-w", help=f"FIELD OP VALUE, repeatable (all must hold). {valid_fields_text()}"
+    ),
+    relative_urls: bool = typer.Option(
+        False, "--relative-urls", help="store shard paths relative to the manifest's folder"
+    ),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Freeze the epochs matching every --where clause into a manifest; prints counts and the content hash."""
+    url = catalog_url(catalog, out)
+    try:
+        man = create_manifest(url, list(where or []), output, relative_urls=relative_urls)
+    except (ValueError, EphysError) as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps({"path": str(output), "counts": man.counts, "content_hash": man.content_hash}, indent=2))
+        return
+    c = man.counts
+    typer.echo(
+        f"wrote {output}: {c['epochs']} epochs from {c['recordings']} recordings, "
+        f"{c['subjects']} subjects, {c['shards']} shards"
+    )
+    typer.echo(f"content hash: {man.content_hash}")
+
+
+@manifest_app.command("show")
+def show(
+    path: Path = typer.Argument(..., help="manifest file"),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Verify a manifest and summarise it (counts, layout, shards and whether they are present)."""
+    try:
+        info = show_manifest(path)
+    except EphysError as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    t = Table(title=str(path), show_header=False)
+    t.add_column("field")
+    t.add_column("value")
+    t.add_row("content hash", info["content_hash"])
+    t.add_row("created", info["created_at"])
+    t.add_row("ephys", info["ephys_version"])
+    t.add_row("query", " AND ".join(info["query"]) or "(all)")
+    t.add_row("montage", f"{info['montage']} ({len(info['channel_names'])} channels)")
+    t.add_row("channels", ", ".join(info["channel_names"]))
+    t.add_row("signal", f"{info['sfreq']:g} Hz x {info['n_samples']} samples")
+    for k, v in info["counts"].items():
+        t.add_row(k, str(v))
+    if info["missing_shards"]:
+        t.add_row("missing shards", str(info["missing_shards"]))
+    console().print(t)
+    s = Table(title="shards")
+    for col in ("url", "selected", "samples", "present"):
+        s.add_column(col)
+    for sh in info["shards"]:
+        present = "?" if sh["exists"] is None else ("yes" if sh["exists"] else "NO")
+        s.add_row(sh["url"], str(sh["n_selected"]), str(sh["n_samples"]), present)
+    console().print(s)

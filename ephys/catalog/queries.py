@@ -1,0 +1,638 @@
+"""Reading the catalog: a small filter language, corpus statistics, recording and epoch selections.
+
+The filter language
+-------------------
+A selection is a list of clauses that must all hold (AND). Each clause is
+``FIELD OP VALUE``; users never write SQL.
+
+* Operators: ``=``, ``!=``, ``<``, ``<=``, ``>``, ``>=`` and ``~`` (case-insensitive
+  substring). Text fields take ``= != ~``, numbers ``= != < <= > >=``,
+  booleans ``= !=``.
+* Recording fields (:data:`RECORDING_FIELDS`): ``status``, ``format``, ``subject``,
+  ``duration_s``, ``n_channels``, ``n_eeg_channels``, ``sfreq``, ``n_epochs``,
+  ``n_valid_epochs``, ``n_annotations``, ``failure_code``, ``failure_stage``, ``montage``.
+* Epoch fields (:data:`EPOCH_FIELDS`): ``valid``, ``n_flat``, ``n_clipped``,
+  ``nonfinite``, ``max_abs_uv``, ``start_s``.
+* ``annotation ~ TEXT`` / ``annotation = TEXT`` (exact, case-sensitive): epochs that
+  overlap such an annotation; in a recording query, recordings that have one.
+  An epoch ``[start, start + epoch_s)`` overlaps an annotation
+  ``[onset, onset + max(duration, 0)]`` when ``start <= onset + duration`` and
+  ``onset < start + epoch_s``.
+
+Values may be quoted (``subject = 'S 01'``). Booleans accept ``true/false/1/0``.
+``!=`` is NULL-safe: ``failure_code != corrupt`` keeps recordings without a failure
+code. Integer fields need integer values; numbers must be finite.
+``status`` must be one of ``ok``, ``rejected``, ``failed``.
+
+In a recording query, epoch clauses together mean "has at least one epoch
+matching all of them". In an epoch query, recording clauses apply to the
+epoch's recording.
+
+``~`` folds case with the database's ``lower()``/``ILIKE``; SQLite folds ASCII
+letters only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+from sqlalchemy import ColumnElement, and_, case, func, literal, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from ephys.catalog import models as m
+from ephys.catalog.db import Catalog, redact_url
+from ephys.errors import RunError
+
+#: Default output sampling frequency (Hz) and epoch length (s) when no run recorded them.
+DEFAULT_SFREQ = 250.0
+DEFAULT_EPOCH_S = 30.0
+
+FieldType = Literal["str", "int", "float", "bool"]
+
+#: Recording fields of the filter language and their value types.
+RECORDING_FIELDS: dict[str, FieldType] = {
+    "status": "str",
+    "format": "str",
+    "subject": "str",
+    "duration_s": "float",
+    "n_channels": "int",
+    "n_eeg_channels": "int",
+    "sfreq": "float",
+    "n_epochs": "int",
+    "n_valid_epochs": "int",
+    "n_annotations": "int",
+    "failure_code": "str",
+    "failure_stage": "str",
+    "montage": "str",
+}
+
+#: Epoch fields of the filter language and their value types.
+EPOCH_FIELDS: dict[str, FieldType] = {
+    "valid": "bool",
+    "n_flat": "int",
+    "n_clipped": "int",
+    "nonfinite": "bool",
+    "max_abs_uv": "float",
+    "start_s": "float",
+}
+
+#: The special field that selects by overlapping annotation text.
+ANNOTATION_FIELD = "annotation"
+
+#: Operators, longest first (the parser needs no ordering, but messages read better).
+OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "~")
+
+STATUSES = ("ok", "rejected", "failed")
+
+_OPS_BY_TYPE: dict[str, tuple[str, ...]] = {
+    "str": ("=", "!=", "~"),
+    "int": ("=", "!=", "<", "<=", ">", ">="),
+    "float": ("=", "!=", "<", "<=", ">", ">="),
+    "bool": ("=", "!="),
+    "annotation": ("=", "~"),
+}
+
+_CLAUSE_RE = re.compile(r"^\s*(?P<field>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<op>[=!<>~]+)\s*(?P<value>.*?)\s*$", re.S)
+_TRUE = {"true", "1"}
+_FALSE = {"false", "0"}
+
+
+def valid_fields_text() -> str:
+    """A one-line list of every field of the filter language, for messages."""
+    return (
+        f"recording fields: {', '.join(RECORDING_FIELDS)}; "
+        f"epoch fields: {', '.join(EPOCH_FIELDS)}; "
+        f"special: {ANNOTATION_FIELD} (with = or ~)"
+    )
+
+
+@dataclass(frozen=True)
+class Clause:
+    """One parsed ``FIELD OP VALUE`` clause.
+
+    ``kind`` says which table the field belongs to: ``"recording"``, ``"epoch"``
+    or ``"annotation"``; ``value`` is already converted to the field's type.
+    """
+
+    field: str
+    op: str
+    value: str | int | float | bool
+    kind: Literal["recording", "epoch", "annotation"]
+
+    def __str__(self) -> str:
+        value = self.value
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        return f"{self.field} {self.op} {value}"
+
+
+def parse_where(clause: str) -> Clause:
+    """Parse one clause of the filter language.
+
+    Returns
+    -------
+    Clause
+        The field, operator, typed value and kind (recording/epoch/annotation).
+
+    Raises
+    ------
+    ValueError
+        If the clause is not ``FIELD OP VALUE``, names an unknown field (the
+        message lists the valid fields), uses an unknown operator or one the
+        field's type does not allow, or has a value of the wrong type.
+    """
+    if not isinstance(clause, str):
+        raise ValueError(f"a clause must be text, got {type(clause).__name__}")
+    match = _CLAUSE_RE.match(clause)
+    if match is None:
+        raise ValueError(
+            f"cannot parse clause {clause!r}: expected FIELD OP VALUE, e.g. 'n_eeg_channels >= 19' "
+            f"(operators: {' '.join(OPERATORS)}); {valid_fields_text()}"
+        )
+    field = match["field"].lower()
+    op = match["op"]
+    raw = match["value"]
+
+    if field in RECORDING_FIELDS:
+        kind, ftype = "recording", RECORDING_FIELDS[field]
+    elif field in EPOCH_FIELDS:
+        kind, ftype = "epoch", EPOCH_FIELDS[field]
+    elif field == ANNOTATION_FIELD:
+        kind, ftype = "annotation", "annotation"
+    else:
+        raise ValueError(f"unknown field {match['field']!r} in clause {clause!r}; {valid_fields_text()}")
+
+    if op not in OPERATORS:
+        raise ValueError(f"unknown operator {op!r} in clause {clause!r}; operators: {' '.join(OPERATORS)}")
+    allowed = _OPS_BY_TYPE[ftype]
+    if op not in allowed:
+        raise ValueError(
+            f"operator {op!r} does not apply to {field} in clause {clause!r}; {field} takes {' '.join(allowed)}"
+        )
+
+    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
+        raw = raw[1:-1]
+    if raw == "":
+        raise ValueError(f"clause {clause!r} has no value")
+
+    value: str | int | float | bool
+    if ftype in ("str", "annotation"):
+        value = raw
+        if field == "status" and op != "~" and raw not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {raw!r} in clause {clause!r}")
+    elif ftype == "bool":
+        low = raw.lower()
+        if low in _TRUE:
+            value = True
+        elif low in _FALSE:
+            value = False
+        else:
+            raise ValueError(f"{field} is true/false (or 1/0), got {raw!r} in clause {clause!r}")
+    elif ftype == "int":
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"{field} takes an integer, got {raw!r} in clause {clause!r}") from None
+    else:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"{field} takes a number, got {raw!r} in clause {clause!r}") from None
+        if not math.isfinite(value):
+            raise ValueError(f"{field} takes a finite number, got {raw!r} in clause {clause!r}")
+    return Clause(field=field, op=op, value=value, kind=kind)  # type: ignore[arg-type]
+
+
+def parse_all(where: Sequence[str] | None) -> list[Clause]:
+    """Parse every clause (see :func:`parse_where`); raises ValueError on the first bad one."""
+    if isinstance(where, str):
+        where = [where]
+    return [parse_where(c) for c in (where or [])]
+
+
+# ---------------------------------------------------------------------------
+# SQL expressions
+# ---------------------------------------------------------------------------
+
+
+def _compare(col, op: str, value) -> ColumnElement[bool]:
+    if op == "~":
+        return col.icontains(str(value), autoescape=True)
+    if op == "=":
+        return col == value
+    if op == "!=":
+        return col.is_distinct_from(value)
+    if op == "<":
+        return col < value
+    if op == "<=":
+        return col <= value
+    if op == ">":
+        return col > value
+    if op == ">=":
+        return col >= value
+    raise ValueError(f"unknown operator {op!r}")  # pragma: no cover - parse_where rejects it
+
+
+def _annotation_text(clause: Clause) -> ColumnElement[bool]:
+    return _compare(m.Annotation.text, clause.op, clause.value)
+
+
+def _epoch_overlaps_annotation(clause: Clause, epoch_s: float) -> ColumnElement[bool]:
+    """EXISTS an annotation of the epoch's recording that overlaps the epoch and matches the text."""
+    a = m.Annotation
+    end = a.onset_s + case((a.duration_s > 0, a.duration_s), else_=literal(0.0))
+    return (
+        select(a.id)
+        .where(
+            a.recording_id == m.Epoch.recording_id,
+            m.Epoch.start_s <= end,
+            a.onset_s < m.Epoch.start_s + epoch_s,
+            _annotation_text(clause),
+        )
+        .exists()
+    )
+
+
+def recording_conditions(clauses: Sequence[Clause]) -> list[ColumnElement[bool]]:
+    """SQL conditions on ``recordings`` for a recording query.
+
+    Recording clauses compare columns; epoch clauses together become one
+    "has an epoch matching all of them"; each annotation clause becomes
+    "has an annotation with that text".
+    """
+    conds: list[ColumnElement[bool]] = []
+    epoch_conds: list[ColumnElement[bool]] = []
+    for c in clauses:
+        if c.kind == "recording":
+            conds.append(_compare(getattr(m.Recording, c.field), c.op, c.value))
+        elif c.kind == "epoch":
+            epoch_conds.append(_compare(getattr(m.Epoch, c.field), c.op, c.value))
+        else:
+            conds.append(
+                select(m.Annotation.id)
+                .where(m.Annotation.recording_id == m.Recording.id, _annotation_text(c))
+                .exists()
+            )
+    if epoch_conds:
+        conds.append(select(m.Epoch.id).where(m.Epoch.recording_id == m.Recording.id, *epoch_conds).exists())
+    return conds
+
+
+def epoch_conditions(clauses: Sequence[Clause], epoch_s: float = DEFAULT_EPOCH_S) -> list[ColumnElement[bool]]:
+    """SQL conditions for an epoch query joined to ``recordings``.
+
+    Annotation clauses select epochs overlapping a matching annotation of
+    their own recording (epoch length ``epoch_s``).
+    """
+    conds: list[ColumnElement[bool]] = []
+    for c in clauses:
+        if c.kind == "recording":
+            conds.append(_compare(getattr(m.Recording, c.field), c.op, c.value))
+        elif c.kind == "epoch":
+            conds.append(_compare(getattr(m.Epoch, c.field), c.op, c.value))
+        else:
+            conds.append(_epoch_overlaps_annotation(c, epoch_s))
+    return conds
+
+
+# ---------------------------------------------------------------------------
+# Opening
+# ---------------------------------------------------------------------------
+
+
+def open_catalog(url: str, *, must_exist: bool = True) -> Catalog:
+    """Open a catalog for reading.
+
+    Returns
+    -------
+    Catalog
+        The open catalog (migrated to the current schema); close it when done.
+
+    Raises
+    ------
+    RunError
+        If the URL is malformed, the server is unreachable, or (with
+        ``must_exist``) a SQLite catalog file does not exist, so that a typo
+        in ``--out`` does not silently create an empty catalog.
+    """
+    try:
+        u = make_url(url)
+    except (ArgumentError, ValueError):
+        raise RunError(f"not a catalog URL: {redact_url(url)}") from None
+    if must_exist and u.get_backend_name() == "sqlite":
+        db = u.database
+        if db and db != ":memory:" and not db.startswith("file:") and not Path(db).is_file():
+            raise RunError(f"no catalog at {db} (run `ephys ingest` first, or give --catalog URL)")
+    try:
+        return Catalog(url)
+    except ImportError as exc:
+        raise RunError(f"catalog {redact_url(url)}: database driver missing ({exc.name})") from None
+
+
+@contextmanager
+def opened_catalog(catalog: Catalog | str) -> Iterator[Catalog]:
+    """Context manager yielding ``catalog`` as is, or, for a URL, a catalog opened with
+    :func:`open_catalog` and closed on exit (raises RunError like it)."""
+    if isinstance(catalog, Catalog):
+        yield catalog
+        return
+    cat = open_catalog(catalog)
+    try:
+        yield cat
+    finally:
+        cat.close()
+
+
+def _reading(fn):
+    """Turn database errors during a query into RunError (the CLI reports them without a traceback)."""
+
+    def wrapper(catalog, *args, **kwargs):
+        with opened_catalog(catalog) as cat:
+            try:
+                return fn(cat, *args, **kwargs)
+            except SQLAlchemyError as exc:
+                raise RunError(
+                    f"catalog {redact_url(cat.url)} query failed: {exc.__class__.__name__}: "
+                    f"{str(exc).splitlines()[0][:200]}"
+                ) from None
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__qualname__ = fn.__qualname__
+    wrapper.__doc__ = fn.__doc__
+    wrapper.__wrapped__ = fn
+    return wrapper
+
+
+def corpus_layout(catalog: Catalog | str) -> tuple[float, float]:
+    """Output sampling frequency (Hz) and epoch length (s) of the corpus.
+
+    Returns
+    -------
+    tuple[float, float]
+        ``(sfreq, epoch_s)`` from the latest run's ``config_json`` keys ``"sfreq"``
+        and ``"epoch_s"``; :data:`DEFAULT_SFREQ` / :data:`DEFAULT_EPOCH_S` where
+        there is no run, the JSON is unreadable, or a key is missing.
+
+    Raises
+    ------
+    RunError
+        If the catalog cannot be opened or read.
+    """
+    return _corpus_layout(catalog)
+
+
+@_reading
+def _corpus_layout(cat: Catalog) -> tuple[float, float]:
+    with cat.session() as s:
+        raw = s.scalar(select(m.Run.config_json).order_by(m.Run.id.desc()).limit(1))
+    cfg: dict = {}
+    if raw:
+        try:
+            loaded = json.loads(raw)
+            cfg = loaded if isinstance(loaded, dict) else {}
+        except ValueError:
+            cfg = {}
+
+    def num(key: str, default: float) -> float:
+        try:
+            v = float(cfg[key])
+        except (KeyError, TypeError, ValueError):
+            return default
+        return v if math.isfinite(v) and v > 0 else default
+
+    return num("sfreq", DEFAULT_SFREQ), num("epoch_s", DEFAULT_EPOCH_S)
+
+
+# ---------------------------------------------------------------------------
+# Statistics
+# ---------------------------------------------------------------------------
+
+
+def catalog_stats(catalog: Catalog | str) -> dict:
+    """Summary figures of a catalog.
+
+    Returns
+    -------
+    dict
+        ``recordings``: ``{"total", "ok", "rejected", "failed"}`` (plus any other
+        status found); ``failure_codes``: ``{"rejected": {code: n}, "failed": {code: n}}``;
+        ``eeg_hours``: ``{"ok": hours of ok recordings, "read": hours of every
+        recording with a known duration}``; ``epochs``: ``{"total", "valid"}``
+        (epochs of ok recordings, i.e. in the corpus); ``shards``:
+        ``{"count", "samples", "bytes"}``; ``annotations``: number of annotation
+        rows; ``subjects``: ``{"total", "ok"}`` distinct subjects of all / ok
+        recordings; ``formats``: ``{format: recordings}``; ``runs``:
+        ``{"count", "last_status", "last_started_at"}``.
+
+    Raises
+    ------
+    RunError
+        If the catalog cannot be opened or read.
+    """
+    return _catalog_stats(catalog)
+
+
+@_reading
+def _catalog_stats(cat: Catalog) -> dict:
+    R, E, S = m.Recording, m.Epoch, m.Shard
+    with cat.session() as s:
+        by_status = {st: n for st, n in s.execute(select(R.status, func.count()).group_by(R.status))}
+        recordings = {"total": sum(by_status.values())}
+        recordings.update({st: by_status.get(st, 0) for st in STATUSES})
+        recordings.update({st: n for st, n in sorted(by_status.items()) if st not in STATUSES})
+
+        failure_codes: dict[str, dict[str, int]] = {"rejected": {}, "failed": {}}
+        rows = s.execute(
+            select(R.status, R.failure_code, func.count())
+            .where(R.status != "ok")
+            .group_by(R.status, R.failure_code)
+            .order_by(R.status, R.failure_code)
+        )
+        for st, code, n in rows:
+            failure_codes.setdefault(st, {})[code or "unknown"] = n
+
+        ok_s = s.scalar(select(func.coalesce(func.sum(R.duration_s), 0.0)).where(R.status == "ok"))
+        read_s = s.scalar(select(func.coalesce(func.sum(R.duration_s), 0.0)).where(R.duration_s.is_not(None)))
+
+        n_epochs, n_valid = s.execute(
+            select(func.count(E.id), func.coalesce(func.sum(case((E.valid, 1), else_=0)), 0))
+            .join(R, R.id == E.recording_id)
+            .where(R.status == "ok")
+        ).one()
+        n_shards, samples, n_bytes = s.execute(
+            select(func.count(S.id), func.coalesce(func.sum(S.n_samples), 0), func.coalesce(func.sum(S.n_bytes), 0))
+        ).one()
+        n_annotations = s.scalar(select(func.count(m.Annotation.id)))
+        subjects_all = s.scalar(select(func.count(func.distinct(R.subject))))
+        subjects_ok = s.scalar(select(func.count(func.distinct(R.subject))).where(R.status == "ok"))
+        formats = {
+            f: n for f, n in s.execute(select(R.format, func.count()).group_by(R.format).order_by(R.format))
+        }
+        n_runs = s.scalar(select(func.count(m.Run.id)))
+        last = s.execute(select(m.Run.status, m.Run.started_at).order_by(m.Run.id.desc()).limit(1)).first()
+
+    return {
+        "recordings": recordings,
+        "failure_codes": failure_codes,
+        "eeg_hours": {"ok": float(ok_s) / 3600.0, "read": float(read_s) / 3600.0},
+        "epochs": {"total": int(n_epochs), "valid": int(n_valid)},
+        "shards": {"count": int(n_shards), "samples": int(samples), "bytes": int(n_bytes)},
+        "annotations": int(n_annotations),
+        "subjects": {"total": int(subjects_all), "ok": int(subjects_ok)},
+        "formats": formats,
+        "runs": {
+            "count": int(n_runs),
+            "last_status": last[0] if last else None,
+            "last_started_at": last[1].isoformat() if last and last[1] else None,
+        },
+    }
+
+
+# ---------------------------------------------------------------------------
+# Recordings
+# ---------------------------------------------------------------------------
+
+#: Keys of every row :func:`query_recordings` returns, in display order.
+RECORDING_COLUMNS = (
+    "sha256",
+    "format",
+    "status",
+    "failure_code",
+    "failure_reason",
+    "duration_s",
+    "n_channels",
+    "n_eeg_channels",
+    "sfreq",
+    "n_epochs",
+    "n_valid_epochs",
+    "n_annotations",
+    "subject",
+)
+
+
+def query_recordings(catalog: Catalog | str, where: Sequence[str] | None = None, limit: int | None = None) -> list[dict]:
+    """Recordings matching every clause, ordered by SHA-256.
+
+    Returns
+    -------
+    list[dict]
+        One dict per recording with the keys of :data:`RECORDING_COLUMNS`;
+        ``sha256`` is the first 16 hex digits. At most ``limit`` rows.
+
+    Raises
+    ------
+    ValueError
+        If a clause does not parse (see :func:`parse_where`) or ``limit`` is negative.
+    RunError
+        If the catalog cannot be opened or read.
+    """
+    clauses = parse_all(where)
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be 0 or more, got {limit}")
+    return _query_recordings(catalog, clauses, limit)
+
+
+@_reading
+def _query_recordings(cat: Catalog, clauses: list[Clause], limit: int | None) -> list[dict]:
+    R = m.Recording
+    cols = [getattr(R, c) for c in RECORDING_COLUMNS]
+    stmt = select(*cols).where(*recording_conditions(clauses)).order_by(R.sha256)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    with cat.session() as s:
+        rows = s.execute(stmt).all()
+    out = []
+    for row in rows:
+        d = dict(zip(RECORDING_COLUMNS, row))
+        d["sha256"] = d["sha256"][:16]
+        out.append(d)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Epochs
+# ---------------------------------------------------------------------------
+
+
+class EpochRow(NamedTuple):
+    """One selected epoch with its shard and recording."""
+
+    key: str
+    shard_name: str
+    shard_sha256: str
+    shard_n_samples: int
+    shard_index: int
+    recording: str
+    """full SHA-256 of the recording"""
+    subject: str | None
+    montage: str | None
+    channel_names: tuple[str, ...]
+    """the recording's output channels (``output_channels_json``)"""
+
+
+def select_epochs(catalog: Catalog | str, where: Sequence[str] | None = None) -> list[EpochRow]:
+    """Epochs of ``ok`` recordings matching every clause, in shard order.
+
+    Rows are ordered by shard index, then recording SHA-256, then epoch index:
+    the ingest packs recordings in ascending SHA-256 order and each recording's
+    epochs in index order, so this is the order of the members in each shard.
+
+    Returns
+    -------
+    list[EpochRow]
+        One row per selected epoch.
+
+    Raises
+    ------
+    ValueError
+        If a clause does not parse (see :func:`parse_where`).
+    RunError
+        If the catalog cannot be opened or read.
+    """
+    clauses = parse_all(where)
+    return _select_epochs(catalog, clauses)
+
+
+@_reading
+def _select_epochs(cat: Catalog, clauses: list[Clause]) -> list[EpochRow]:
+    R, E, S = m.Recording, m.Epoch, m.Shard
+    _, epoch_s = _corpus_layout.__wrapped__(cat)
+    stmt = (
+        select(
+            E.key,
+            S.name,
+            S.sha256,
+            S.n_samples,
+            S.index,
+            R.sha256,
+            R.subject,
+            R.montage,
+            R.output_channels_json,
+        )
+        .join(R, R.id == E.recording_id)
+        .join(S, S.id == E.shard_id)
+        .where(and_(R.status == "ok", *epoch_conditions(clauses, epoch_s)))
+        .order_by(S.index, R.sha256, E.index)
+    )
+    channels: dict[str, tuple[str, ...]] = {}
+    out: list[EpochRow] = []
+    with cat.session() as s:
+        for key, sname, ssha, sn, sidx, rsha, subject, montage, chans_json in s.execute(stmt):
+            chans = channels.get(chans_json)
+            if chans is None:
+                try:
+                    parsed = json.loads(chans_json or "[]")
+                except ValueError:
+                    parsed = []
+                chans = tuple(str(c) for c in parsed) if isinstance(parsed, list) else ()
+                channels[chans_json] = chans
+            out.append(EpochRow(key, sname, ssha, sn, sidx, rsha, subject, montage, chans))
+    return out

@@ -1,0 +1,193 @@
+"""Freezing a catalog selection into a manifest, and summarising a manifest.
+
+A manifest lists, shard by shard, the keys of the selected epochs in shard
+order, with each shard's SHA-256. Its content hash covers the query, the
+signal layout and every (shard hash, keys) pair, not the shard locations: the
+same catalog and clauses always give the same hash, wherever the shards live.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+import ephys
+from ephys.catalog.db import Catalog
+from ephys.catalog.queries import corpus_layout, opened_catalog, parse_all, select_epochs
+from ephys.errors import ManifestError
+from ephys.schemas.manifest import Manifest, ManifestShard
+
+
+def _shard_url(shards_root: Path, name: str, output: Path, relative: bool) -> str:
+    path = shards_root / name
+    if relative:
+        return Path(os.path.relpath(path, output.parent)).as_posix()
+    return str(path)
+
+
+def _preview(names: tuple[str, ...], n: int = 4) -> str:
+    shown = ",".join(names[:n])
+    return shown + (",..." if len(names) > n else "")
+
+
+def create_manifest(
+    catalog: Catalog | str,
+    where: list[str] | None,
+    output: str | Path,
+    *,
+    relative_urls: bool = False,
+) -> Manifest:
+    """Select epochs with the filter language and save them as a manifest.
+
+    Shard URLs are the absolute shard paths (``meta.shards_root`` / shard name),
+    or, with ``relative_urls``, paths relative to the manifest's folder. The
+    output folder is created if needed; the file is replaced atomically.
+
+    Returns
+    -------
+    Manifest
+        The saved manifest (``content_hash`` set), with counts ``epochs``,
+        ``recordings``, ``subjects`` and ``shards``.
+
+    Raises
+    ------
+    ValueError
+        If a clause does not parse (see :func:`ephys.catalog.queries.parse_where`).
+    ManifestError
+        If the selection is empty, mixes montages or output channel sets, or the
+        catalog does not record where its shards are.
+    RunError
+        If the catalog cannot be opened or read.
+    """
+    query = [c.strip() for c in ([where] if isinstance(where, str) else where or [])]
+    parse_all(query)  # fail on a bad clause before touching the catalog
+    output = Path(output).resolve()
+    with opened_catalog(catalog) as cat:
+        rows = select_epochs(cat, query)
+        if not rows:
+            shown = " AND ".join(query) if query else "(no clauses)"
+            raise ManifestError(
+                f"the selection is empty: no epoch of an 'ok' recording matches {shown}; "
+                "check the clauses with `ephys catalog query`"
+            )
+        shards_root = cat.get_meta("shards_root")
+        if not shards_root:
+            raise ManifestError("the catalog does not record its shard folder (meta 'shards_root'); re-run the ingest")
+        sfreq, epoch_s = corpus_layout(cat)
+
+    layouts: dict[tuple[str | None, tuple[str, ...]], set[str]] = {}
+    for r in rows:
+        layouts.setdefault((r.montage, r.channel_names), set()).add(r.recording)
+    if len(layouts) > 1:
+        montages = Counter()
+        for (montage, _), recs in layouts.items():
+            montages[montage] += len(recs)
+        if len(montages) > 1:
+            listed = ", ".join(f"{mo} ({n} recordings)" for mo, n in sorted(montages.items(), key=lambda x: str(x[0])))
+            example = next((mo for mo in sorted(montages, key=str) if mo), "native")
+            raise ManifestError(
+                f"the selection mixes montages: {listed}; a manifest needs one montage and channel list. "
+                f'Add a clause that picks one, e.g. --where "montage = {example}"'
+            )
+        sets = sorted(layouts.items(), key=lambda x: (len(x[0][1]), x[0][1]))
+        listed = "; ".join(f"{len(ch)} channels [{_preview(ch)}] ({len(recs)} recordings)" for (_, ch), recs in sets)
+        example = len(sets[0][0][1])
+        raise ManifestError(
+            f"the selection mixes {len(sets)} output channel sets of montage {next(iter(montages))}: {listed}. "
+            f'Add a clause that picks one, e.g. --where "n_eeg_channels = {example}"'
+        )
+    (montage, channel_names), _ = next(iter(layouts.items()))
+    if not montage or not channel_names:
+        raise ManifestError("the selected recordings have no montage or output channel list in the catalog")
+
+    shards: list[ManifestShard] = []
+    root = Path(shards_root)
+    current = None
+    for r in rows:
+        if r.shard_index != current:
+            current = r.shard_index
+            shards.append(
+                ManifestShard(
+                    url=_shard_url(root, r.shard_name, output, relative_urls),
+                    sha256=r.shard_sha256,
+                    n_samples=r.shard_n_samples,
+                    keys=[],
+                )
+            )
+        shards[-1].keys.append(r.key)
+
+    manifest = Manifest(
+        ephys_version=ephys.__version__,
+        created_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        query=query,
+        montage=montage,
+        channel_names=list(channel_names),
+        sfreq=sfreq,
+        n_samples=int(round(sfreq * epoch_s)),
+        counts={
+            "epochs": len(rows),
+            "recordings": len({r.recording for r in rows}),
+            "subjects": len({r.subject for r in rows if r.subject is not None}),
+            "shards": len(shards),
+        },
+        shards=shards,
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    manifest.save(output)
+    return manifest
+
+
+def show_manifest(path: str | Path) -> dict:
+    """Load and verify a manifest and summarise it.
+
+    Returns
+    -------
+    dict
+        ``path``, ``format``, ``ephys_version``, ``created_at``, ``content_hash``,
+        ``query``, ``montage``, ``channel_names``, ``sfreq``, ``n_samples``,
+        ``counts``, ``n_epochs`` and ``shards`` (per shard: ``url``, ``resolved``
+        (URL resolved against the manifest folder), ``exists`` (``None`` for
+        remote URLs), ``sha256``, ``n_samples``, ``n_selected``); ``missing_shards``
+        counts local shards that are not there.
+
+    Raises
+    ------
+    ManifestError
+        If the file is missing, not a manifest, or was edited after saving.
+    """
+    path = Path(path)
+    man = Manifest.load(path)
+    resolved = man.resolve_urls(path)
+    shards = []
+    for s, url in zip(man.shards, resolved):
+        if "://" not in url:
+            url = os.path.normpath(url)
+        exists = None if "://" in url else Path(url).is_file()
+        shards.append(
+            {
+                "url": s.url,
+                "resolved": url,
+                "exists": exists,
+                "sha256": s.sha256,
+                "n_samples": s.n_samples,
+                "n_selected": len(s.keys),
+            }
+        )
+    return {
+        "path": str(path),
+        "format": man.format,
+        "ephys_version": man.ephys_version,
+        "created_at": man.created_at,
+        "content_hash": man.content_hash,
+        "query": man.query,
+        "montage": man.montage,
+        "channel_names": man.channel_names,
+        "sfreq": man.sfreq,
+        "n_samples": man.n_samples,
+        "counts": man.counts,
+        "n_epochs": man.n_epochs,
+        "shards": shards,
+        "missing_shards": sum(1 for s in shards if s["exists"] is False),
+    }
