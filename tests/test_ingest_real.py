@@ -249,3 +249,33 @@ def test_sigkill_then_rerun_equals_uninterrupted(min1, tmp_path):
     assert table_counts(_url(out)) == table_counts(_url(min1))
     shas = [line.split(",")[0] for line in (out / "hashlog.csv").read_text().splitlines()[1:]]
     assert len(shas) == len(set(shas)) == 10
+
+
+def test_manifest_then_pretrain_on_real_epochs(native, tmp_path):
+    """catalog -> manifest -> 20 pretraining steps on the DREAMS epochs; the loss goes down."""
+    from typer.testing import CliRunner
+
+    from ephys.cli import _register, app
+    from ephys.schemas.manifest import Manifest
+
+    _register()
+    out, _ = native
+    runner = CliRunner()
+    r = runner.invoke(app, ["catalog", "stats", "--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    stats = json.loads(r.output)
+    assert stats["recordings"]["ok"] == 3 and stats["epochs"]["total"] == 80
+    manifest = tmp_path / "m.json"
+    r = runner.invoke(app, ["manifest", "create", "--out", str(out), "--where", "n_eeg_channels = 3",
+                            "--where", "valid = true", "-o", str(manifest)])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    m = Manifest.load(manifest)
+    assert m.n_epochs == 60 and m.channel_names == ["O1", "C3", "Fp1"] and m.counts["recordings"] == 1
+    run = tmp_path / "run"
+    r = runner.invoke(app, ["pretrain", "--manifest", str(manifest), "--out", str(run), "--steps", "20",
+                            "--batch-size", "8", "--lr", "2e-3"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    losses = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 20 and all(np.isfinite(losses))
+    assert np.mean(losses[-5:]) < 0.95 * np.mean(losses[:5]), losses
+    assert (run / "checkpoint.pt").exists()

@@ -170,3 +170,43 @@ def demo_archive_cmd(
 
     files = write_demo_archive(folder, n_recordings=recordings, minutes=minutes)
     typer.echo(f"wrote {len(files)} files to {folder}")
+
+
+def _default_archive(out: Path) -> Path:
+    """``../shared/data/real`` (the project's real recordings) when present, else a fresh demo archive."""
+    shared = Path("..") / "shared" / "data" / "real"
+    if shared.is_dir():
+        return shared
+    from ephys.ingest.demo import write_demo_archive
+
+    demo = out.parent / f"{out.name}-demo-archive"
+    if not demo.exists():
+        write_demo_archive(demo)
+        typer.echo(f"wrote a synthetic demo archive to {demo}")
+    return demo
+
+
+@app.command("quickstart")
+def quickstart_cmd(
+    out: Path = typer.Option(Path("ephys-out"), "--out", "-o", help="Output folder."),
+    archive: Optional[Path] = typer.Option(None, help="Archive [default: ../shared/data/real, else a demo archive]."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Local cluster worker processes [default: CPU count]."),
+):
+    """Run the main job on embedded defaults, then print the catalog summary and where the shards are.
+
+    Ingests ``../shared/data/real`` when that folder exists (otherwise a small
+    synthetic archive written by ``ephys demo-archive``) with every default
+    (regional8 montage, SQLite catalog, local Dask cluster). Running it again
+    processes nothing new.
+    """
+    from ephys.catalog.queries import catalog_stats
+    from ephys.cli.catalog import _print_stats
+
+    archive = archive or _default_archive(out)
+    typer.echo(f"ingesting {archive} into {out}")
+    ingest_cmd(archive=archive, out=out, catalog=None, scheduler=None, workers=workers, montage="regional8",
+               min_epochs=10, min_regions=6, line_freq=50, shard_size=1000, retry_failed=False, force=False,
+               keep_paths=False, buffer_mib=8, as_json=False)  # fmt: skip
+    _print_stats(catalog_stats(f"sqlite:///{out.resolve() / 'catalog.sqlite'}"))
+    typer.echo(f"shards are in {(out / 'shards').resolve()}; try `ephys catalog query --out {out}` "
+               f"or, for every EEG channel instead of 8 regions, `ephys ingest {archive} --out {out}-native --montage native`")  # fmt: skip
