@@ -1,0 +1,96 @@
+"""Channel names, conditioning, montage, QC flags, pseudonyms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ephys.ingest.channels import parse_label, unit_to_uv
+from ephys.ingest.condition import condition, lowpass_edge, notch_freqs, resample_ratio
+from ephys.ingest.identity import pseudonym, scrub_text, secret_fingerprint
+from ephys.ingest.montage import REGION_NAMES, regional8
+from ephys.qc.epochs import channel_epoch_flags
+
+
+@pytest.mark.parametrize(
+    "label, name, standard, bipolar",
+    [
+        ("Fc5.", "FC5", True, False),
+        ("T7..", "T7", True, False),
+        ("EEG Fp1-Ref", "Fp1", True, False),
+        ("C3-A1", "C3", True, False),
+        ("FP1-A1", "Fp1", True, False),
+        ("EEG T3-LE", "T7", True, False),
+        ("T5", "P7", True, False),
+        ("EEG Fpz-Cz", "Fpz-Cz", False, True),
+        ("EOG1-A1", "EOG1-A1", False, False),
+        ("EMG submental", "EMG submental", False, False),
+    ],
+)
+def test_labels(label, name, standard, bipolar):
+    p = parse_label(label)
+    assert (p.name, p.is_standard, p.is_bipolar) == (name, standard, bipolar)
+
+
+def test_units():
+    assert [unit_to_uv(u) for u in ("uV", "UV", "µV", "mV", "V", "nV", "%", "")] == [1, 1, 1, 1e3, 1e6, 1e-3, None, None]
+
+
+def test_resample_ratios_and_edges():
+    assert resample_ratio(256, 250) == (125, 128)
+    assert resample_ratio(512, 250) == (125, 256)
+    assert resample_ratio(160, 250) == (25, 16)
+    assert resample_ratio(5000, 250) == (1, 20)
+    assert lowpass_edge(100, 1000) == 100 and lowpass_edge(100, 100) == 40
+    assert notch_freqs(50, 100) == [50] and notch_freqs(60, 100) == [60] and notch_freqs(50, 40) == []
+    assert notch_freqs(50, 150) == [50, 100]
+
+
+def _amp(x, sfreq, f):
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x)))) / (np.hanning(len(x)).sum() / 2)
+    return spec[np.argmin(np.abs(np.fft.rfftfreq(len(x), 1 / sfreq) - f))]
+
+
+def test_condition_keeps_eeg_removes_hum_and_drift():
+    sfreq, n = 256.0, 256 * 60
+    t = np.arange(n) / sfreq
+    x = 40 * np.sin(2 * np.pi * 10 * t) + 30 * np.sin(2 * np.pi * 50 * t) + 500 + 100 * t / 60
+    y = condition(x[None], sfreq, l_freq=0.5, h_freq=100, line_freq=50, sfreq_out=250)[0]
+    assert y.dtype == np.float32 and y.shape == (int(np.ceil(n * 250 / 256)),)
+    mid = y[2500:-2500]
+    assert abs(_amp(mid, 250, 10) / 40 - 1) < 0.02
+    assert _amp(mid, 250, 50) < 30 * 10 ** (-30 / 20)  # at least 30 dB down
+    assert abs(mid.mean()) < 1.0  # drift and offset gone
+
+
+def test_regional8_average_reference_and_mask():
+    electrodes = ["Fp1", "F3", "C3", "O1", "O2", "Fz"]
+    x = np.array([[1.0], [3.0], [5.0], [7.0], [9.0], [11.0]]) * np.ones((6, 4))
+    out, mask = regional8(x, electrodes)
+    car = x[:, 0] - x[:, 0].mean()  # mean 6
+    expect = {"L-frontal": (car[0] + car[1]) / 2, "L-central": car[2], "occipital": (car[3] + car[4]) / 2, "midline": car[5]}
+    assert mask == [name in expect for name in REGION_NAMES]
+    for i, name in enumerate(REGION_NAMES):
+        np.testing.assert_allclose(out[i], expect.get(name, 0.0))
+
+
+def test_qc_flags():
+    rng = np.random.default_rng(1)
+    ep = rng.normal(0, 20, (4, 3000))
+    ep[1] = 0.1  # flat
+    ep[2, :100] = 3276.7  # clipped burst at the upper rail (3.3 % of samples)
+    ep[3, 5] = np.nan
+    flat, clipped, nonfinite = channel_epoch_flags(ep, (-3276.8, 3276.7, 0.05), flat_uv=0.5, clip_fraction=0.01)
+    assert flat.tolist() == [False, True, False, False]
+    assert clipped.tolist() == [False, False, True, False]
+    assert nonfinite.tolist() == [False, False, False, True]
+
+
+def test_pseudonyms_and_scrubbing():
+    a = pseudonym(b"k1", "PAT-0042", "ff" * 32)
+    assert a == pseudonym(b"k1", "PAT-0042", "00" * 32) and a.startswith("sub-") and len(a) == 20
+    assert a != pseudonym(b"k2", "PAT-0042", "ff" * 32)
+    assert pseudonym(b"k1", "", "aa" * 32) != pseudonym(b"k1", "", "bb" * 32)  # no ID: one subject per recording
+    assert "PAT" not in a and secret_fingerprint(b"k1") != secret_fingerprint(b"k2")
+    text, n = scrub_text("Anfall, Pat. Müller Hans am 03.04.2021 gesehen", ["Hans Müller"])
+    assert text == "Anfall, Pat. [name] [name] am [date] gesehen" and n == 3
