@@ -128,6 +128,7 @@ class _Packer:
         self.packed: dict[str, int] = {}
         self.index = catalog.next_shard_index()
         self.reporter = reporter
+        self.unfinished: list[RecordingResult] = []  # packed into the buffer, not all committed yet
         self.n_shards = 0
         self.n_epochs = 0
 
@@ -159,13 +160,13 @@ class _Packer:
             self.buffer.append((data[e.index], meta, row))
             if len(self.buffer) >= self.config.shard_size:
                 self.flush()
-        self._pending_done = getattr(self, "_pending_done", []) + [r]
+        self.unfinished.append(r)
         self._finish_done()
 
     def _finish_done(self) -> None:
         """Log recordings whose epochs are all in committed shards; drop their staging files."""
         keep = []
-        for r in getattr(self, "_pending_done", []):
+        for r in self.unfinished:
             if self.packed.get(r.sha256, 0) >= r.n_epochs:
                 ph, rp = self.meta[r.sha256]
                 self.hashlog.append(r.sha256, "ok", None, r.n_epochs, ph, rp)
@@ -173,7 +174,7 @@ class _Packer:
                 self.packed.pop(r.sha256, None)
             else:
                 keep.append(r)
-        self._pending_done = keep
+        self.unfinished = keep
 
     def flush(self) -> None:
         if not self.buffer:
