@@ -319,6 +319,7 @@ def ingest(
 def _run(recordings: list[Discovered], client, catalog, hashlog, states, config, out, run_id, secret, summary,
          reporter, retry_failed, buffer_bytes) -> None:  # fmt: skip
     from dask.distributed import as_completed
+    from distributed import KilledWorker
 
     reporter.start(len(recordings))
     by_key: dict[str, Discovered] = {}
@@ -353,7 +354,16 @@ def _run(recordings: list[Discovered], client, catalog, hashlog, states, config,
     # Phase 1: hashes decide what to process; processing starts as soon as a hash is known.
     for f in pending:
         rec = by_key.pop(f.key)
-        sha, nbytes, failure = f.result()
+        try:
+            sha, nbytes, failure = f.result()
+        except KilledWorker:
+            sha, nbytes = None, 0
+            failure = Failure(stage="hash", code="worker_crash", reason="the worker hashing it died repeatedly")
+        except Exception as exc:  # noqa: BLE001 - the cluster cannot run ephys tasks at all
+            raise RunError(
+                f"the Dask cluster could not run an ephys task ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+                "scheduler and workers need the same environment as this driver, with ephys installed"
+            ) from None
         f.release()
         if sha is None:
             sha = hashlib.sha256(f"unreadable\0{rec.relpath}".encode()).hexdigest()
