@@ -44,7 +44,7 @@ def main() -> None:
 
         def ours():
             with EDFReader(path) as r:
-                r.read([c.index for c in r.header.signal_channels])
+                r.read_channels([c.index for c in r.header.signal_channels])
 
         def pyedf():
             f = pyedflib.EdfReader(str(path))

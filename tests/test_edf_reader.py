@@ -27,7 +27,7 @@ def test_values_match_pyedflib(tmp_path, bdf):
         assert [c.name for c in h.signal_channels] == ["Fp1", "C3"]
         assert [c.sfreq for c in h.signal_channels] == [256.0, 128.0]
         assert h.duration_s == 10.0
-        got = r.read([0, 1])
+        got = r.read_channels([0, 1])
         anns = r.annotations()
     ref = pyedflib.EdfReader(str(p))
     try:
@@ -44,7 +44,7 @@ def test_units_are_converted_to_microvolts(tmp_path):
     uv = write_edf(tmp_path / "uv.edf", [x], ["C4"], [100], units=["UV"])  # DREAMS spelling, not volts
     for p, factor in ((mv, 1000.0), (uv, 1.0)):
         with EDFReader(p) as r:
-            (y,) = r.read([0])
+            (y,) = r.read_channels([0])
             assert r.header.signal_channels[0].to_uv == factor
         np.testing.assert_allclose(y, x, atol=0.1)
 
@@ -105,3 +105,21 @@ def test_tal_parsing():
         parse_tals(b"+x\x14bad\x14\x00", "f", 3)
     with pytest.raises(CorruptFileError, match="data record 7"):
         parse_tals(b"1.0\x14no sign\x14\x00", "f", 7)
+
+
+@pytest.mark.parametrize("bdf", [False, True])
+def test_chunked_reads_equal_whole_reads(tmp_path, bdf):
+    rng = np.random.default_rng(3)
+    sig = [rng.normal(0, 30, 256 * 7), rng.normal(0, 30, 256 * 7), rng.normal(0, 30, 64 * 7)]
+    p = write_edf(tmp_path / "c.edf", sig, ["Fp1", "Fp2", "Cz"], [256, 256, 64], bdf=bdf)
+    with EDFReader(p, buffer_bytes=700) as r:
+        whole = r.read_channels([0, 1, 2])
+        for start, stop in [(0, 1792), (5, 300), (255, 257), (1000, 1792), (7, 7)]:
+            part = r.read(start, stop, [1, 0])
+            assert part.shape == (2, stop - start) and part.dtype == np.float32
+            np.testing.assert_array_equal(part, np.stack([whole[1][start:stop], whole[0][start:stop]]))
+        np.testing.assert_array_equal(r.read(10, 70, [2])[0], whole[2][10:70])
+        with pytest.raises(ValueError, match="one sampling rate"):
+            r.read(0, 10, [0, 2])
+        with pytest.raises(ValueError, match="outside"):
+            r.read(0, 1793, [0])

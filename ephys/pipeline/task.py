@@ -155,7 +155,7 @@ def process_recording(
             annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient.names)
             raise
         t["open"] = time.perf_counter()
-        signals = reader.read([c.index for c in picked])
+        signals = reader.read_channels([c.index for c in picked])
         annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient.names)
         t["read"] = time.perf_counter()
         all_epochs, qcs, starts = [], [], []

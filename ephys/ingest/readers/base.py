@@ -54,13 +54,38 @@ class Reader(abc.ABC):
         """All annotations, onsets in s from the recording start."""
 
     @abc.abstractmethod
-    def read(self, channels: list[int]) -> list[np.ndarray]:
-        """Whole-recording signals of the given channel indices.
+    def read_channels(self, channels: list[int]) -> list[np.ndarray]:
+        """Whole-recording signals of the given channel indices (any mix of sampling rates).
 
         Returns one float32 array per channel, in µV, of shape
         ``(n_samples_of_that_channel,)``; segments of discontinuous
         recordings are concatenated in time order (see ``header.segments``).
         """
+
+    @abc.abstractmethod
+    def read(self, start: int, stop: int, channels: list[int]) -> np.ndarray:
+        """Samples ``[start, stop)`` of channels that share one sampling rate.
+
+        Sample indices count from the first sample of the recording at that
+        rate, segments concatenated as in :meth:`read_channels`.
+
+        Returns
+        -------
+        ndarray, shape (n_channels, stop - start), float32, µV
+
+        Raises
+        ------
+        ValueError
+            If the channels have different sampling rates, or the range is out of bounds.
+        """
+
+    def _check_range(self, start: int, stop: int, channels: list[int], n_total: int) -> float:
+        rates = {self.header.channels[c].sfreq for c in channels}
+        if len(rates) > 1:
+            raise ValueError(f"channels {channels} have different sampling rates {sorted(rates)}")
+        if not 0 <= start <= stop <= n_total:
+            raise ValueError(f"sample range [{start}, {stop}) is outside [0, {n_total}]")
+        return rates.pop() if rates else 0.0
 
     def close(self) -> None:  # noqa: B027 - optional
         pass

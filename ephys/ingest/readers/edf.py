@@ -292,17 +292,19 @@ class EDFReader(Reader):
         return segs
 
     # -- data ---------------------------------------------------------------------
-    def _chunks(self):
-        """Yield ``(first_record, uint8 array (n_records, record_bytes))`` in large sequential reads."""
-        if self.n_records == 0 or self.record_bytes == 0:
+    def _chunks(self, first: int = 0, last: int | None = None):
+        """Yield ``(first_record, uint8 array (n_records, record_bytes))`` for records
+        ``[first, last)`` in large sequential reads into one preallocated buffer."""
+        last = self.n_records if last is None else last
+        if last <= first or self.record_bytes == 0:
             return
-        per = max(1, self.buffer_bytes // self.record_bytes)
+        per = max(1, min(self.buffer_bytes // self.record_bytes, last - first))
         buf = bytearray(per * self.record_bytes)
         view = memoryview(buf)
-        self._f.seek(self.header_bytes)
-        r = 0
-        while r < self.n_records:
-            n = min(per, self.n_records - r)
+        self._f.seek(self.header_bytes + first * self.record_bytes)
+        r = first
+        while r < last:
+            n = min(per, last - r)
             want, got = n * self.record_bytes, 0
             while got < want:
                 k = self._f.readinto(view[got:want])
@@ -355,7 +357,7 @@ class EDFReader(Reader):
                 self._annotations = []
         return list(self._annotations)
 
-    def read(self, channels: list[int]) -> list[np.ndarray]:
+    def read_channels(self, channels: list[int]) -> list[np.ndarray]:
         """Signals of ``channels`` in µV (float32, one array per channel), in one sequential pass.
 
         Annotations are collected in the same pass, so a following
@@ -377,4 +379,30 @@ class EDFReader(Reader):
                 self._collect_tals(first, chunk, tals, onsets)
         if want_tals:
             self._finish_annotations(tals, onsets)
+        return out
+
+    def read(self, start: int, stop: int, channels: list[int]) -> np.ndarray:
+        """Samples ``[start, stop)`` (µV float32, ``(n_channels, stop - start)``) of same-rate channels.
+
+        Reads only the data records that cover the range.
+        """
+        if not channels:
+            return np.zeros((0, max(stop - start, 0)), np.float32)
+        spr = {self.spr[c] for c in channels}
+        if len(spr) > 1 or any(c in self.annotation_channels for c in channels):
+            raise ValueError(f"channels {channels} are not signal channels of one sampling rate")
+        n = spr.pop()
+        self._check_range(start, stop, channels, self.n_records * n)
+        out = np.empty((len(channels), stop - start), np.float32)
+        if stop == start:
+            return out
+        first, last = start // n, -(-stop // n)
+        for rec0, chunk in self._chunks(first, last):
+            lo = rec0 * n
+            for row, c in enumerate(channels):
+                off = self.offsets[c]
+                x = self._digital(chunk[:, off : off + n * self.bps]) * self._scale[c] + self._offset[c]
+                a, b = max(start, lo), min(stop, lo + x.size)
+                if b > a:
+                    out[row, a - start : b - start] = x[a - lo : b - lo]
         return out

@@ -77,10 +77,16 @@ class MNEReader(Reader):
             for o, d, t in zip(a.onset, a.duration, a.description)
         ]
 
-    def read(self, channels: list[int]) -> list[np.ndarray]:
-        data = self._raw.get_data(picks=channels) if channels else np.zeros((0, self._raw.n_times))
+    def read_channels(self, channels: list[int]) -> list[np.ndarray]:
+        return list(self.read(0, self._raw.n_times, channels))
+
+    def read(self, start: int, stop: int, channels: list[int]) -> np.ndarray:
+        self._check_range(start, stop, channels, self._raw.n_times)
+        if not channels:
+            return np.zeros((0, stop - start), np.float32)
+        data = self._raw.get_data(picks=channels, start=start, stop=stop)
         scale = np.array([self.header.channels[c].to_uv or 1.0 for c in channels])[:, None]
-        return list((data * scale).astype(np.float32))
+        return (data * scale).astype(np.float32)
 
     def close(self) -> None:
         self._raw = None
