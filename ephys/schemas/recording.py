@@ -52,14 +52,22 @@ class Segment(BaseModel):
 
 
 class Annotation(BaseModel):
-    """A timed event: onset and duration in seconds from the recording start."""
+    """A timed event: onset and duration in seconds from the recording start.
+
+    ``author`` is the annotating user where the format stores one (Nicolet);
+    readers return it as stored and the pipeline replaces it with a keyed
+    pseudonym before anything leaves the worker. ``code`` is the format's own
+    event code or type GUID, if any.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     onset_s: float
     duration_s: float = Field(ge=0)
     text: str
-    source: str = Field(description="where it came from: 'edf+', 'brainvision', ...")
+    source: str = Field(description="where it came from: 'edf+', 'brainvision', 'micromed', 'nicolet', ...")
+    author: str | None = None
+    code: str | None = None
 
 
 class RecordingHeader(BaseModel):
