@@ -24,6 +24,8 @@ from ephys.qc.epochs import channel_epoch_flags, rails_uv
 from ephys.schemas import Annotation, ChannelInfo, EpochQC, EpochRecord, Failure, IngestConfig, RecordingResult, RecordingStatus
 
 F16_MAX = float(np.finfo(np.float16).max)
+#: Channels conditioned together; bounds float64 filter memory to ~4 x 8 B x samples per channel.
+CONDITION_GROUP = 4
 
 
 def select_channels(channels: list[ChannelInfo], config: IngestConfig, path: str) -> tuple[list[ChannelInfo], list[str], list[bool]]:
@@ -64,7 +66,6 @@ def _segment_epochs(picked, signals, seg_start_s, seg_dur_s, config, mask):
     flat = np.zeros((len(picked), n_epochs), bool)
     clip = np.zeros_like(flat)
     nonf = np.zeros_like(flat)
-    conditioned = []
     for i, (ch, x) in enumerate(zip(picked, signals)):
         per = int(round(config.epoch_s * ch.sfreq))
         ep = x[: n_epochs * per].reshape(n_epochs, per)
@@ -75,10 +76,13 @@ def _segment_epochs(picked, signals, seg_start_s, seg_dur_s, config, mask):
         by_rate.setdefault(ch.sfreq, []).append(i)
     out = np.zeros((len(picked), n_epochs * n_out), np.float32)
     for sf, rows in by_rate.items():
-        x = np.stack([np.nan_to_num(signals[i], nan=0.0, posinf=0.0, neginf=0.0) for i in rows])
-        y = condition(x, sf, l_freq=config.l_freq, h_freq=config.h_freq, line_freq=config.line_freq, sfreq_out=config.sfreq)
-        out[rows] = y[:, : n_epochs * n_out]
-        conditioned.append(sf)
+        # A few channels at a time bounds the float64 filter buffers on long recordings.
+        for k in range(0, len(rows), CONDITION_GROUP):
+            group = rows[k : k + CONDITION_GROUP]
+            x = np.stack([np.nan_to_num(signals[i], nan=0.0, posinf=0.0, neginf=0.0) for i in group])
+            y = condition(x, sf, l_freq=config.l_freq, h_freq=config.h_freq, line_freq=config.line_freq,
+                          sfreq_out=config.sfreq)  # fmt: skip
+            out[group] = y[:, : n_epochs * n_out]
     if config.montage == "regional8":
         out, _ = regional8(out, [c.name for c in picked])
     epochs = out.reshape(out.shape[0], n_epochs, n_out).transpose(1, 0, 2)

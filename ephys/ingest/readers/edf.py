@@ -50,8 +50,14 @@ def _decode(b: bytes) -> str:
 
 def _number(text: str, what: str, path: str, kind=float):
     try:
-        v = kind(text.replace(",", ".")) if kind is float else int(text)
-    except ValueError:
+        if kind is float:
+            v = float(text.replace(",", "."))
+        else:
+            f = float(text)  # some writers put "256.000" in integer fields
+            if not f.is_integer():
+                raise ValueError
+            v = int(f)
+    except (ValueError, OverflowError):
         raise CorruptFileError(f"header field '{what}' is not a number ({text[:12]!r})", path) from None
     if kind is float and not math.isfinite(v):
         raise CorruptFileError(f"header field '{what}' is not finite", path)
@@ -224,7 +230,8 @@ class EDFReader(Reader):
         self.n_records = n_records
 
         ann_label = "BDF ANNOTATIONS" if fmt == "bdf" else "EDF ANNOTATIONS"
-        self.annotation_channels = [i for i in range(ns) if self.plus and fields["label"][i].upper() == ann_label]
+        # Annotation channels are recognised by label even where a writer forgot the EDF+ flag.
+        self.annotation_channels = [i for i in range(ns) if fields["label"][i].upper() == ann_label]
         n_signal = ns - len(self.annotation_channels)
         if n_signal and not record_s > 0:
             raise CorruptFileError(f"data record duration {record_s} s must be positive", p)
