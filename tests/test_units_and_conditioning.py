@@ -94,3 +94,16 @@ def test_pseudonyms_and_scrubbing():
     assert "PAT" not in a and secret_fingerprint(b"k1") != secret_fingerprint(b"k2")
     text, n = scrub_text("Anfall, Pat. Müller Hans am 03.04.2021 gesehen", ["Hans Müller"])
     assert text == "Anfall, Pat. [name] [name] am [date] gesehen" and n == 3
+
+
+def test_annotation_authors_become_pseudonyms_and_leave_text():
+    from ephys.pipeline.task import _scrubbed
+    from ephys.schemas import Annotation
+
+    anns = [Annotation(onset_s=1, duration_s=0, text="Anfall, gesehen von Dr. Huber", source="nicolet", author="Huber"),
+            Annotation(onset_s=2, duration_s=0, text="eyes closed", source="nicolet", author="HUBER"),
+            Annotation(onset_s=3, duration_s=0, text="Muster Anna sleeps", source="edf+")]  # fmt: skip
+    out, n = _scrubbed(anns, ["Anna Muster"], b"site")
+    assert [a.text for a in out] == ["Anfall, gesehen von Dr. [name]", "eyes closed", "[name] [name] sleeps"] and n == 3
+    assert out[0].author == out[1].author and out[0].author.startswith("author-") and "uber" not in out[0].author
+    assert out[2].author is None

@@ -204,7 +204,8 @@ class Catalog:
                     setattr(rec, k, v)
                 s.execute(delete(m.Annotation).where(m.Annotation.recording_id == rec.id))
             s.add_all(
-                m.Annotation(recording_id=rec.id, onset_s=a.onset_s, duration_s=a.duration_s, text=a.text, source=a.source)
+                m.Annotation(recording_id=rec.id, onset_s=a.onset_s, duration_s=a.duration_s, text=a.text,
+                             source=a.source, author=a.author, code=a.code)  # fmt: skip
                 for a in result.annotations
             )
 

@@ -137,3 +137,5 @@ class Annotation(Base):
     duration_s: Mapped[float] = mapped_column(Float)
     text: Mapped[str] = mapped_column(Text)
     source: Mapped[str] = mapped_column(String(32))
+    author: Mapped[str | None] = mapped_column(String(32), nullable=True, doc="keyed pseudonym of the annotating user")
+    code: Mapped[str | None] = mapped_column(String(64), nullable=True, doc="the format's event code or type GUID")

@@ -56,6 +56,11 @@ def pseudonym(secret: bytes, patient_id: str, recording_sha256: str) -> str:
     return "sub-" + hmac.new(secret, msg.encode(), hashlib.sha256).hexdigest()[:16]
 
 
+def author_pseudonym(secret: bytes, author: str) -> str:
+    """``author-`` + 12 hex of HMAC-SHA-256: the same annotating user maps to the same pseudonym."""
+    return "author-" + hmac.new(secret, f"author\0{author.strip().lower()}".encode(), hashlib.sha256).hexdigest()[:12]
+
+
 _DATE = re.compile(
     r"\b(\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{4}-\d{2}-\d{2}|\d{1,2}[.-]?(JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)[A-Z]*[.-]?\d{2,4})\b",
     re.IGNORECASE,

@@ -17,7 +17,7 @@ import numpy as np
 from ephys.errors import EphysError, InsufficientCoverageError, NoEEGError, NoSignalError, RejectedError, TooShortError
 from ephys.ingest.channels import TEN_TWENTY
 from ephys.ingest.condition import condition
-from ephys.ingest.identity import pseudonym, scrub_text
+from ephys.ingest.identity import author_pseudonym, pseudonym, scrub_text
 from ephys.ingest.montage import REGION_NAMES, region_coverage, regional8
 from ephys.ingest.readers import open_recording
 from ephys.qc.epochs import channel_epoch_flags, rails_uv
@@ -151,16 +151,16 @@ def process_recording(
             montage=config.montage,
         )
         if not h.signal_channels:
-            annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient.names)
+            annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient.names, secret)
             raise NoSignalError("no signal channels (annotations only, e.g. a hypnogram file)", path)
         try:
             picked, names, mask = select_channels(h.channels, config, path)
         except RejectedError:
-            annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient.names)
+            annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient.names, secret)
             raise
         t["open"] = time.perf_counter()
         signals = reader.read_channels([c.index for c in picked])
-        annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient.names)
+        annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient.names, secret)
         t["read"] = time.perf_counter()
         all_epochs, qcs, starts = [], [], []
         for seg_start, seg_dur, parts in _split_segments(h, picked, signals):
@@ -201,12 +201,17 @@ def process_recording(
             reader.close()
 
 
-def _scrubbed(annotations: list[Annotation], names: list[str]) -> tuple[list[Annotation], int]:
+def _scrubbed(annotations: list[Annotation], names: list[str], secret: bytes) -> tuple[list[Annotation], int]:
+    """Remove patient and author names and dates from annotation text; authors become pseudonyms."""
+    authors = sorted({a.author for a in annotations if a.author})
     out, total = [], 0
     for a in annotations:
-        text, n = scrub_text(a.text, names)
+        text, n = scrub_text(a.text, names + authors)
         total += n
-        out.append(a if n == 0 else a.model_copy(update={"text": text}))
+        update = {"text": text} if n else {}
+        if a.author:
+            update["author"] = author_pseudonym(secret, a.author)
+        out.append(a.model_copy(update=update) if update else a)
     return out, total
 
 
