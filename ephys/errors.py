@@ -28,6 +28,12 @@ class RunError(EphysError):
     stage = "run"
 
 
+class OutputError(RunError):
+    """The output storage failed (disk full, read-only, quota): stop the run, keep what is committed."""
+
+    code = "output_error"
+
+
 class ConfigMismatchError(RunError):
     """An output folder or catalog was built with other processing settings."""
 

@@ -34,7 +34,7 @@ import numpy as np
 from ephys import __version__
 from ephys.annotate.attach import epoch_annotations
 from ephys.catalog.db import Catalog
-from ephys.errors import ConfigMismatchError, EphysError, RunError, UnreadableFileError
+from ephys.errors import ConfigMismatchError, EphysError, OutputError, RunError, UnreadableFileError
 from ephys.ingest.discover import Discovered, discover
 from ephys.ingest.hashing import hash_recording
 from ephys.ingest.identity import load_site_secret, secret_fingerprint
@@ -78,6 +78,13 @@ class Reporter:
     def finished(self, relpath: str, result: RecordingResult) -> None: ...
     def shard(self, name: str, n_samples: int) -> None: ...
     def stop(self) -> None: ...
+
+
+def _output_error(exc: OSError, where: Path) -> OutputError:
+    return OutputError(
+        f"cannot write to {where}: {exc.strerror or exc}; nothing committed is lost: "
+        "free space (or fix the output) and run the same command again to continue"
+    )
 
 
 def _hash_task(files: list[str], buffer_bytes: int) -> tuple[str | None, int, Failure | None]:
@@ -179,7 +186,10 @@ class _Packer:
     def flush(self) -> None:
         if not self.buffer:
             return
-        info = write_shard(self.folder, self.index, [(x, m) for x, m, _ in self.buffer])
+        try:
+            info = write_shard(self.folder, self.index, [(x, m) for x, m, _ in self.buffer])
+        except OSError as exc:
+            raise _output_error(exc, self.folder) from None
         progress: dict[str, int] = {}
         for _, m, _row in self.buffer:
             progress[m.recording] = self.packed[m.recording] = self.packed[m.recording] + 1
@@ -401,6 +411,9 @@ def _run(recordings: list[Discovered], client, catalog, hashlog, states, config,
         rec = todo[sha][0]
         try:
             result = f.result()
+        except OutputError as exc:
+            raise OutputError(f"{exc.reason}; nothing committed is lost: free space (or fix the output) "
+                              "and run the same command again to continue") from None  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - a worker died repeatedly on this file
             result = RecordingResult(sha256=sha, format=rec.format, status=RecordingStatus.failed,
                                      failure=Failure(stage="ingest", code="worker_crash",

@@ -9,12 +9,13 @@ n_samples)``), fsynced and renamed into place, for the driver to pack.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ephys.errors import EphysError, InsufficientCoverageError, NoEEGError, NoSignalError, RejectedError, TooShortError
+from ephys.errors import EphysError, InsufficientCoverageError, OutputError, NoEEGError, NoSignalError, RejectedError, TooShortError
 from ephys.ingest.channels import TEN_TWENTY
 from ephys.ingest.condition import condition
 from ephys.ingest.identity import author_pseudonym, pseudonym, scrub_text
@@ -114,12 +115,29 @@ def _split_segments(header, picked, signals):
 
 
 def _stage(path: Path, epochs: np.ndarray) -> None:
+    """Write staged epochs durably (tmp, fsync, rename).
+
+    Raises
+    ------
+    OutputError
+        On any OS error (NumPy reports a full disk without an errno).
+    """
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, epochs, allow_pickle=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, epochs, allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        reason = exc.strerror or str(exc)
+        try:
+            if shutil.disk_usage(path.parent).free < epochs.nbytes + (1 << 20):
+                reason = f"No space left on device ({epochs.nbytes:,} bytes to write)"
+        except OSError:
+            pass
+        raise OutputError(f"cannot write staging file in {path.parent}: {reason}") from None
 
 
 def process_recording(
@@ -186,10 +204,15 @@ def process_recording(
             epochs=[EpochRecord(index=i, start_s=s, qc=q) for i, (s, q) in enumerate(zip(starts, qcs))],
             annotations=annotations, n_scrubbed=n_scrubbed, staged_path=str(staged), seconds=_durations(t),
         )  # fmt: skip
+    except OutputError:
+        raise  # the output storage failed, not this recording: the driver stops the run
     except EphysError as exc:
         status = RecordingStatus.rejected if isinstance(exc, RejectedError) else RecordingStatus.failed
         return RecordingResult(**{**base, **info}, status=status, failure=Failure.from_exception(exc),
                                annotations=annotations, n_scrubbed=n_scrubbed, seconds=_durations(t))  # fmt: skip
+    except OSError as exc:
+        return RecordingResult(**base, status=RecordingStatus.failed,
+                               failure=Failure(stage="read", code="io_error", reason=f"I/O error: {exc.strerror or exc}"))  # fmt: skip
     except MemoryError:
         return RecordingResult(**base, status=RecordingStatus.failed,
                                failure=Failure(stage="read", code="out_of_memory", reason="ran out of memory"))  # fmt: skip

@@ -80,16 +80,20 @@ def write_shard(folder: Path, index: int, samples: list[tuple[np.ndarray, EpochM
             self.pos += len(b)
             return self.f.write(b)
 
-    with open(tmp, "wb") as f:
-        with tarfile.open(fileobj=_Hashing(f), mode="w", format=tarfile.USTAR_FORMAT) as tar:
-            for x, meta in samples:
-                data = npy_bytes(x)
-                tar.addfile(_member(f"{meta.key}.eeg.npy", len(data)), io.BytesIO(data))
-                js = meta.model_dump_json().encode()
-                tar.addfile(_member(f"{meta.key}.json", len(js)), io.BytesIO(js))
-        f.flush()
-        os.fsync(f.fileno())
-        n_bytes = f.tell()
+    try:
+        with open(tmp, "wb") as f:
+            with tarfile.open(fileobj=_Hashing(f), mode="w", format=tarfile.USTAR_FORMAT) as tar:
+                for x, meta in samples:
+                    data = npy_bytes(x)
+                    tar.addfile(_member(f"{meta.key}.eeg.npy", len(data)), io.BytesIO(data))
+                    js = meta.model_dump_json().encode()
+                    tar.addfile(_member(f"{meta.key}.json", len(js)), io.BytesIO(js))
+            f.flush()
+            os.fsync(f.fileno())
+            n_bytes = f.tell()
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never leave a partial shard behind (e.g. disk full)
+        raise
     os.replace(tmp, final)
     fsync_dir(folder)
     return ShardInfo(index=index, name=name, sha256=h.hexdigest(), n_samples=len(samples), n_bytes=n_bytes,
