@@ -13,8 +13,8 @@ from ephys.ingest.readers.edf import EDFReader
 
 #: Formats whose reader is MNE's.
 MNE_FORMATS = {"brainvision", "eeglab", "fif", "persyst", "nihon_kohden", "gdf", "cnt"}
-#: Recognised clinical formats without a reader yet.
-UNSUPPORTED = {"micromed_trc": "Micromed .TRC", "nicolet_e": "Nicolet/Natus .e"}
+#: Recognised formats without a reader yet.
+UNSUPPORTED: dict[str, str] = {}
 
 
 def open_recording(path, fmt: str, buffer_bytes: int = DEFAULT_BUFFER_BYTES) -> Reader:
@@ -23,7 +23,7 @@ def open_recording(path, fmt: str, buffer_bytes: int = DEFAULT_BUFFER_BYTES) -> 
     Raises
     ------
     UnsupportedFormatError
-        For Micromed .TRC and Nicolet .e (readers arrive in a later version).
+        For recognised formats or variants ephys cannot read (e.g. compressed TRC).
     WrongMagicError
         When discovery could not recognise the content (``fmt`` starts with ``unknown``).
     ReadError
@@ -31,6 +31,14 @@ def open_recording(path, fmt: str, buffer_bytes: int = DEFAULT_BUFFER_BYTES) -> 
     """
     if fmt in ("edf", "bdf", "unknown.edf", "unknown.bdf", "unknown.rec"):
         return EDFReader(path, buffer_bytes=buffer_bytes)
+    if fmt == "micromed_trc":
+        from ephys.ingest.readers.trc import TRCReader
+
+        return TRCReader(path, buffer_bytes=buffer_bytes)
+    if fmt == "nicolet_e":
+        from ephys.ingest.readers.nicolet import NicoletReader
+
+        return NicoletReader(path, buffer_bytes=buffer_bytes)
     if fmt in MNE_FORMATS:
         from ephys.ingest.readers.mne_reader import MNEReader
 
