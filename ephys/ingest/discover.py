@@ -3,7 +3,8 @@
 Every file under the archive is sniffed (first 512 bytes): EDF/BDF by their
 magic, Micromed .TRC by its title string, Nicolet .e by its GUID, BrainVision
 by its header line (grouped with the .vmrk/.eeg it names into one recording),
-and a few MNE formats by content and extension. Files with an EEG extension
+and MNE formats by content and extension, each grouped with its sidecars
+(EEGLAB .set + .fdt, Persyst .lay + .dat, Nihon Kohden .EEG + .PNT/.LOG/.21E). Files with an EEG extension
 whose content matches nothing are still returned (format ``unknown``) so their
 failure is recorded; other files are counted as ignored. Symbolic links to
 folders are not followed (no loops); links to files are.
@@ -90,6 +91,26 @@ def _brainvision_members(vhdr: Path) -> list[Path]:
     return members
 
 
+#: Sidecar files (same folder, same stem, these extensions) that belong to a primary file.
+SIDECARS = {
+    "eeglab": (".fdt",),
+    "persyst": (".dat",),
+    "nihon_kohden": (".pnt", ".log", ".21e", ".11d", ".cmt", ".egf"),
+}
+
+
+def _sidecars(primary: Path, fmt: str | None) -> list[Path] | None:
+    """``[primary, *sidecars]`` for multi-file formats (case-insensitive extensions), else ``None``."""
+    if fmt not in SIDECARS:
+        return None
+    wanted = SIDECARS[fmt]
+    try:
+        siblings = sorted(primary.parent.iterdir())
+    except OSError:
+        return [primary]
+    return [primary] + [q for q in siblings if q != primary and q.stem == primary.stem and q.suffix.lower() in wanted]
+
+
 def discover(archive: str | os.PathLike) -> Discovery:
     """Walk ``archive`` and return its recordings, sorted by path.
 
@@ -117,13 +138,15 @@ def discover(archive: str | os.PathLike) -> Discovery:
     out = Discovery(n_files=len(paths))
     sniffed = {p: sniff(p) for p in paths}
     claimed: set[Path] = set()
+    grouped: set[Path] = set()
     for p, fmt in sniffed.items():
-        if fmt == "brainvision":
-            members = _brainvision_members(p)
+        members = _brainvision_members(p) if fmt == "brainvision" else _sidecars(p, fmt)
+        if members is not None:
             claimed.update(members[1:])
+            grouped.add(p)
             out.recordings.append(Discovered(p, members, fmt, str(p.relative_to(base))))
     for p, fmt in sniffed.items():
-        if fmt == "brainvision" or p in claimed:
+        if p in grouped or p in claimed:
             continue
         if fmt is None:
             if p.suffix.lower() in EEG_EXTENSIONS:
