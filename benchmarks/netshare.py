@@ -11,8 +11,9 @@ and buffered readers (few large reads) are fast (EPI-250k's finding).
 
 The kernel splits requests larger than 128 KiB (libfuse2 cannot negotiate larger ones), so
 the share's request count has a floor of 8 per MiB for any reader; readers also differ in the
-read calls they issue themselves (counted separately by the benchmark). The page cache stays on
-(memory maps need it); mount a fresh share per measurement for a cold cache.
+read calls they issue themselves (counted separately by the benchmark), and in how many requests they keep in flight:
+the daemon is multi-threaded, like an NFS server that answers concurrent RPCs. The page
+cache stays on (memory maps need it); mount a fresh share per measurement for a cold cache.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def _serve(src: str, mnt: str, latency_s: float, counters, ready) -> None:
             os.close(fh)
 
     ready.set()
-    FUSE(LatencyFS(), mnt, foreground=True, ro=True, nothreads=True, allow_other=False)
+    FUSE(LatencyFS(), mnt, foreground=True, ro=True, nothreads=False, allow_other=False)
 
 
 class LatencyShare:

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ephys.ingest.readers.nicolet as nicolet
+from ephys.ingest.readers.bufio import BufferedFile
 from ephys.errors import (
     CorruptFileError, EmptyFileError, EphysError, UnreadableFileError, UnsupportedFormatError, WrongMagicError,
 )  # fmt: skip
@@ -362,11 +363,11 @@ def test_read_requests_per_mib(tmp_path, monkeypatch):
     opened: list[_CountingFile] = []
 
     def counting_open(*a, **k):
-        f = _CountingFile(open(*a, **k))
+        f = _CountingFile(BufferedFile(*a, **k))
         opened.append(f)
         return f
 
-    monkeypatch.setattr(nicolet, "open", counting_open, raising=False)
+    monkeypatch.setattr(nicolet, "BufferedFile", counting_open)
     monkeypatch.setattr(mmap, "mmap", _forbid)
     monkeypatch.setattr(np, "memmap", _forbid)
     monkeypatch.setattr(np, "fromfile", _forbid)
@@ -383,6 +384,8 @@ def test_read_requests_per_mib(tmp_path, monkeypatch):
         sub = r.read_channels([3, 20])  # blocks of other channels are read through, not seeked around
         assert opened[0].reads - before <= math.ceil(signal_mib)
         np.testing.assert_array_equal(sub[1], got[20])
+        # at the pread level too: large reads go out as <= 1 MiB requests, about one per MiB
+        assert opened[0]._f.n_requests <= 8 + 3 * math.ceil(lay.size / 2**20)
         before = opened[0].reads
         win = r.read(256 * 290, 256 * 310, list(range(32)))  # 20 s across the segment boundary
         assert opened[0].reads - before <= 2

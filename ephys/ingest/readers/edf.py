@@ -25,6 +25,7 @@ import numpy as np
 
 from ephys.errors import CorruptFileError, EmptyFileError, UnreadableFileError, WrongMagicError
 from ephys.ingest.channels import channel_kind, parse_label, unit_to_uv
+from ephys.ingest.readers.bufio import BufferedFile
 from ephys.ingest.readers.base import DEFAULT_BUFFER_BYTES, PatientInfo, Reader
 from ephys.schemas import Annotation, ChannelInfo, RecordingHeader, Segment
 
@@ -147,7 +148,7 @@ class EDFReader(Reader):
         self._p = str(path)
         self.buffer_bytes = int(buffer_bytes)
         try:
-            self._f = open(self.path, "rb", buffering=0)
+            self._f = BufferedFile(self.path)
         except OSError as exc:
             raise UnreadableFileError(f"cannot open: {exc.strerror or exc}", self._p) from None
         try:
