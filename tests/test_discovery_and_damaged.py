@@ -82,3 +82,26 @@ def test_damaged_clinical_files_are_recorded_and_the_rest_ingested(tmp_path):
     assert "compressed TRC not supported" in rows[sha(a / "compressed.TRC")].failure_reason
     assert rows[sha(a / "broken.e")].failure_reason.startswith("corrupt .e:")
     assert s.n_ok == 1 and len(list((out / "shards").glob("*.tar"))) == 1
+
+
+def test_eeglab_ingests_and_sidecars_group(tmp_path):
+    a = tmp_path / "a"
+    a.mkdir()
+    info = mne.create_info(list(TEN_TWENTY), 256.0, "eeg")
+    raw = mne.io.RawArray(np.random.default_rng(1).normal(0, 2e-5, (19, 256 * 65)), info, verbose="error")
+    mne.export.export_raw(a / "study.set", raw, fmt="eeglab", verbose="error")
+    out = tmp_path / "out"
+    s = ingest(a, out, config=IngestConfig(min_epochs=1), workers=1)
+    assert (s.n_ok, s.n_failed) == (1, 0), s.outcomes
+    (r,) = rows_by_sha(f"sqlite:///{out / 'catalog.sqlite'}").values()
+    assert (r.format, r.n_epochs, r.sfreq) == ("eeglab", 2, 256.0)
+
+    b = tmp_path / "b"
+    b.mkdir()
+    (b / "split.set").write_bytes(b"MATLAB 5.0 MAT-file, Platform: GLNXA64" + bytes(200))
+    (b / "split.fdt").write_bytes(bytes(64))
+    (b / "NK0001.EEG").write_bytes(b"\x00EEG-1100A V01.00" + bytes(200))
+    for ext in (".PNT", ".LOG", ".21E"):
+        (b / f"NK0001{ext}").write_bytes(bytes(16))
+    groups = sorted((rec.format, [f.name for f in rec.files]) for rec in discover(b).recordings)
+    assert groups == [("eeglab", ["split.set", "split.fdt"]), ("nihon_kohden", ["NK0001.EEG", "NK0001.21E", "NK0001.LOG", "NK0001.PNT"])]
