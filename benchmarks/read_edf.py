@@ -14,7 +14,6 @@ import argparse
 import subprocess
 import tempfile
 import time
-from pathlib import Path
 
 
 def best(fn, repeat: int) -> float:

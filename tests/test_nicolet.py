@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ephys.ingest.readers.nicolet as nicolet
-from ephys.ingest.readers.bufio import BufferedFile
+from ephys.ingest.readers.bufio import open_for_reading
 from ephys.errors import (
     CorruptFileError, EmptyFileError, EphysError, UnreadableFileError, UnsupportedFormatError, WrongMagicError,
 )  # fmt: skip
@@ -363,11 +363,11 @@ def test_read_requests_per_mib(tmp_path, monkeypatch):
     opened: list[_CountingFile] = []
 
     def counting_open(*a, **k):
-        f = _CountingFile(BufferedFile(*a, **k))
+        f = _CountingFile(open_for_reading(*a, **k))
         opened.append(f)
         return f
 
-    monkeypatch.setattr(nicolet, "BufferedFile", counting_open)
+    monkeypatch.setattr(nicolet, "open_for_reading", counting_open)
     monkeypatch.setattr(mmap, "mmap", _forbid)
     monkeypatch.setattr(np, "memmap", _forbid)
     monkeypatch.setattr(np, "fromfile", _forbid)

@@ -34,7 +34,7 @@ import numpy as np
 from ephys import __version__
 from ephys.annotate.attach import epoch_annotations
 from ephys.catalog.db import Catalog
-from ephys.errors import ConfigMismatchError, EphysError, OutputError, RunError, UnreadableFileError
+from ephys.errors import ConfigMismatchError, OutputError, RunError, UnreadableFileError
 from ephys.ingest.discover import Discovered, discover
 from ephys.ingest.hashing import hash_recording
 from ephys.ingest.identity import load_site_secret, secret_fingerprint

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ephys.ingest.hashing import sha256_file  # noqa: F401  (re-exported for catalog checks)
 from ephys.schemas import EpochMeta, ShardInfo
 
 SHARD_PATTERN = "shard-{index:06d}.tar"

@@ -21,6 +21,8 @@ import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from ephys.errors import UnreadableFileError
+
 #: Requests kept in flight for one large read.
 IO_THREADS = 4
 #: Size of one request of a split read (bytes).
@@ -106,3 +108,17 @@ class BufferedFile(io.RawIOBase):
             self._pool.shutdown(wait=True)
         os.close(self._fd)
         super().close()
+
+
+def open_for_reading(path) -> BufferedFile:
+    """Open a recording file for a reader.
+
+    Raises
+    ------
+    UnreadableFileError
+        When the file cannot be opened (missing, permissions, not a regular file).
+    """
+    try:
+        return BufferedFile(path)
+    except OSError as exc:
+        raise UnreadableFileError(f"cannot open: {exc.strerror or type(exc).__name__}", str(path)) from None

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ephys.errors import CorruptFileError, EmptyFileError, UnreadableFileError, WrongMagicError
+from ephys.errors import CorruptFileError, EmptyFileError, WrongMagicError
 from ephys.ingest.channels import channel_kind, parse_label, unit_to_uv
-from ephys.ingest.readers.bufio import BufferedFile
+from ephys.ingest.readers.bufio import open_for_reading
 from ephys.ingest.readers.base import DEFAULT_BUFFER_BYTES, PatientInfo, Reader
 from ephys.schemas import Annotation, ChannelInfo, RecordingHeader, Segment
 
@@ -147,10 +147,7 @@ class EDFReader(Reader):
         self.path = Path(path)
         self._p = str(path)
         self.buffer_bytes = int(buffer_bytes)
-        try:
-            self._f = BufferedFile(self.path)
-        except OSError as exc:
-            raise UnreadableFileError(f"cannot open: {exc.strerror or exc}", self._p) from None
+        self._f = open_for_reading(self.path)
         try:
             self._parse_header()
         except BaseException:

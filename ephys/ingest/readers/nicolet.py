@@ -44,7 +44,7 @@ from ephys.errors import (
     CorruptFileError, EmptyFileError, EphysError, UnreadableFileError, UnsupportedFormatError, WrongMagicError,
 )  # fmt: skip
 from ephys.ingest.channels import channel_kind, parse_label, unit_to_uv
-from ephys.ingest.readers.bufio import BufferedFile
+from ephys.ingest.readers.bufio import open_for_reading
 from ephys.ingest.readers.base import DEFAULT_BUFFER_BYTES, PatientInfo, Reader
 from ephys.schemas import Annotation, ChannelInfo, RecordingHeader, Segment
 
@@ -152,10 +152,7 @@ class NicoletReader(Reader):
         self.buffer_bytes = int(buffer_bytes) & ~1
         self.polarity, self.apply_eeg_offset, self.timezone = polarity, bool(apply_eeg_offset), timezone
         self._buf: bytearray | None = None
-        try:
-            self._f = BufferedFile(self.path)
-        except OSError as exc:
-            raise UnreadableFileError(f"cannot open: {exc.strerror or exc}", self._p) from None
+        self._f = open_for_reading(self.path)
         try:
             self._parse()
         except EphysError:

@@ -52,7 +52,7 @@ from ephys.errors import (
     WrongMagicError,
 )
 from ephys.ingest.channels import channel_kind, parse_label, unit_to_uv
-from ephys.ingest.readers.bufio import BufferedFile
+from ephys.ingest.readers.bufio import open_for_reading
 from ephys.ingest.readers.base import DEFAULT_BUFFER_BYTES, PatientInfo, Reader
 from ephys.schemas import Annotation, ChannelInfo, RecordingHeader, Segment
 
@@ -152,10 +152,7 @@ class TRCReader(Reader):
         self._p = str(path)
         self.buffer_bytes = max(1, int(buffer_bytes))
         self._buf: bytearray | None = None
-        try:
-            self._f = BufferedFile(self.path)
-        except OSError as exc:
-            raise UnreadableFileError(f"cannot open: {exc.strerror or type(exc).__name__}", self._p) from None
+        self._f = open_for_reading(self.path)
         try:
             self._parse()
         except EphysError:
