@@ -31,8 +31,14 @@ def write_edf(
     patient: str = "X X X X",
     plus: bool = True,
     ann_bytes: int = 120,
+    recording: str = "Startdate 01-JAN-2020 X X X",
+    start: str = "01.01.2010.00.00",
 ) -> Path:
-    """``signals[i]`` in physical units (len = n_records * spr[i]); ``onsets`` per record (EDF+D)."""
+    """``signals[i]`` in physical units (len = n_records * spr[i]); ``onsets`` per record (EDF+D).
+
+    ``recording`` is the 80-character local recording identification; ``start`` the 16 characters
+    of start date and time (``dd.mm.yyhh.mm.ss``).
+    """
     n_rec = len(signals[0]) // spr[0] if signals else 1
     bps = 3 if bdf else 2
     dmin, dmax = (-(2**23), 2**23 - 1) if bdf else (-32768, 32767)
@@ -41,8 +47,9 @@ def write_edf(
     labels = list(labels) + (["BDF Annotations" if bdf else "EDF Annotations"] if plus else [])
     ann_spr = ann_bytes // bps
     sprs = list(spr) + ([ann_spr] if plus else [])
-    h = (b"\xffBIOSEMI" if bdf else _f("0", 8)) + _f(patient, 80) + _f("Startdate 01-JAN-2020 X X X", 80)
-    h += b"01.01.2010.00.00" + _f(256 * (ns + 1), 8)
+    h = (b"\xffBIOSEMI" if bdf else _f("0", 8)) + _f(patient, 80) + _f(recording, 80)
+    assert len(start.encode("latin-1")) == 16, start
+    h += start.encode("latin-1") + _f(256 * (ns + 1), 8)
     h += _f(("BDF+" if bdf else "EDF+") + ("D" if onsets else "C") if plus else ("24BIT" if bdf else ""), 44)
     h += _f(n_rec, 8) + _f(record_s, 8) + _f(ns, 4)
     h += b"".join(_f(lab, 16) for lab in labels) + b"".join(_f("", 80) for _ in labels)

@@ -16,17 +16,33 @@ def test_upgrade_existing_catalog_keeps_rows(catalog_url):
         command.upgrade(cfg, "0001")
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO meta (key, value) VALUES ('shards_root', '/x')"))
+        conn.execute(text(
+            "INSERT INTO recordings (sha256, format, n_files, path_hash, relpath, file_bytes, channels_json, "
+            "output_channels_json, status, n_epochs, n_valid_epochs, n_packed, n_annotations, n_scrubbed, "
+            "processing_hash, seconds_json, processed_at) VALUES ('ab' || repeat('0', 62), 'edf', 1, 'ph1', NULL, 10, "
+            "'[]', '[]', 'failed', 0, 0, 0, 0, 0, 'h', '{}', CURRENT_TIMESTAMP)"
+        ).bindparams() if catalog_url.startswith("postgresql") else text(
+            "INSERT INTO recordings (sha256, format, n_files, path_hash, relpath, file_bytes, channels_json, "
+            "output_channels_json, status, n_epochs, n_valid_epochs, n_packed, n_annotations, n_scrubbed, "
+            "processing_hash, seconds_json, processed_at) VALUES ('ab' || printf('%062d', 0), 'edf', 1, 'ph1', NULL, 10, "
+            "'[]', '[]', 'failed', 0, 0, 0, 0, 0, 'h', '{}', CURRENT_TIMESTAMP)"
+        ))
         cols = {c["name"] for c in inspect(conn).get_columns("annotations")}
         assert "author" not in cols
     engine.dispose()
 
-    c = Catalog(catalog_url)  # opening applies 0002
+    c = Catalog(catalog_url)  # opening applies 0002 and 0003
     try:
         assert c.get_meta("shards_root") == "/x"
         with c.engine.connect() as conn:
             cols = {col["name"] for col in inspect(conn).get_columns("annotations")}
             rev = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        assert {"author", "code"} <= cols and rev == head_revision() == "0002"
+            rec_cols = {col["name"] for col in inspect(conn).get_columns("recordings")}
+            paths = conn.execute(text("SELECT r.sha256, p.path_hash FROM recording_paths p JOIN recordings r "
+                                      "ON r.id = p.recording_id")).all()  # fmt: skip
+        assert {"author", "code"} <= cols and rev == head_revision() == "0003"
+        assert {"age_years", "sex", "start_time"} <= rec_cols
+        assert paths == [("ab" + "0" * 62, "ph1")]  # 0003 carries each existing recording's path over
     finally:
         c.close()
     Catalog(catalog_url).close()  # opening again is a no-op

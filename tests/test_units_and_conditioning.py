@@ -96,6 +96,52 @@ def test_pseudonyms_and_scrubbing():
     assert text == "Anfall, Pat. [name] [name] am [date] gesehen" and n == 3
 
 
+@pytest.mark.parametrize("text,expected", [
+    ("Zwetschgenbaum_Kunigunde seizure", "[name] seizure"),  # underscores separate words
+    ("called Meier-Zwetschgenbaum (tech7)", "called [name] ([name])"),  # hyphenated name; login with a digit
+    ("MRN PXQ7731904 reviewed", "MRN [id] reviewed"),
+    ("O'Brien awake", "[name] awake"),
+    ("seen by m.oberhuber", "seen by [name]"),
+    ("Anfall am 12. März 2019", "Anfall am [date]"),
+    ("seizure 12 March 2019", "seizure [date]"),
+    ("seizure on March 12, 2019", "seizure on [date]"),
+    ("EEG 12 MAR 2019 and 12-mar-19", "EEG [date] and [date]"),
+    ("Kontrolle 20190312", "Kontrolle [date]"),
+    ("Kontrolle vom 12.03. ok", "Kontrolle vom [date] ok"),
+    ("Mayer sleeps; Maya awake; spike 3 Hz, 10 s", "[name] sleeps; Maya awake; spike 3 Hz, 10 s"),  # no partial words
+    ("Hyperventilation 3 min, Photic 10 Hz", "Hyperventilation 3 min, Photic 10 Hz"),  # clinical text untouched
+])  # fmt: skip
+def test_scrub_text_names_ids_dates(text, expected):
+    names = ["Zwetschgenbaum_Kunigunde", "Meier-Zwetschgenbaum", "O'Brien", "tech7", "m.oberhuber", "Mayer"]
+    out, n = scrub_text(text, names, ["PXQ7731904"])
+    assert out == expected and (n > 0) == (out != text)
+
+
+def test_subject_key_ages_and_date_shift():
+    from datetime import datetime, timedelta
+
+    from ephys.ingest.identity import age_years, date_shift, parse_birthdate, shifted_start, subject_key
+
+    # Micromed stores no ID: names + birth date identify the patient; placeholders never do.
+    k = subject_key("", ["Müller", "Hans"], "1951-05-02")
+    assert k == subject_key("", ["hans", "MÜLLER"], "02.05.1951") and k != subject_key("", ["Hans Müller"], "1951-05-03")
+    assert subject_key("", ["Hans Müller"], None) is None and subject_key("X", ["No_Name"], "1951-05-02") is None
+    assert subject_key("No_Name", [], None) is None and subject_key("PAT-1", [], None) == "patient\0PAT-1"
+    assert pseudonym(b"k", "", "aa" * 32, names=["Hans Müller"], birthdate="02-MAY-1951") == \
+        pseudonym(b"k", "", "bb" * 32, names=["Müller, Hans"], birthdate="1951-05-02")  # fmt: skip
+    assert [parse_birthdate(t) for t in ("02-MAY-1951", "1951-05-02", "02.05.1951", "31.02.1951", "X", None)] == \
+        [parse_birthdate("1951-05-02")] * 3 + [None] * 3  # fmt: skip
+    start = datetime(2020, 5, 1, 9, 30)
+    assert age_years("02-MAY-1951", start) == 68 and age_years("01-MAY-1951", start) == 69
+    assert age_years("1901-01-01", start) == 90  # HIPAA: ages over 89 are aggregated
+    assert age_years("2021-01-01", start) is None and age_years(None, start) is None
+    # Shifts: keyed per subject, whole weeks 100-200 years ahead; time of day, weekday and intervals kept.
+    a, b = shifted_start(b"k", "sub-1", start), shifted_start(b"k", "sub-1", start + timedelta(days=3, hours=2))
+    assert b - a == timedelta(days=3, hours=2) and a.time() == start.time() and a.weekday() == start.weekday()
+    assert timedelta(days=36500) < a - start < timedelta(days=73100)
+    assert date_shift(b"k", "sub-1") != date_shift(b"k", "sub-2") and date_shift(b"k", "sub-1") != date_shift(b"j", "sub-1")
+
+
 def test_annotation_authors_become_pseudonyms_and_leave_text():
     from ephys.pipeline.task import _scrubbed
     from ephys.schemas import Annotation
@@ -103,7 +149,9 @@ def test_annotation_authors_become_pseudonyms_and_leave_text():
     anns = [Annotation(onset_s=1, duration_s=0, text="Anfall, gesehen von Dr. Huber", source="nicolet", author="Huber"),
             Annotation(onset_s=2, duration_s=0, text="eyes closed", source="nicolet", author="HUBER"),
             Annotation(onset_s=3, duration_s=0, text="Muster Anna sleeps", source="edf+")]  # fmt: skip
-    out, n = _scrubbed(anns, ["Anna Muster"], b"site")
+    from ephys.ingest.readers.base import PatientInfo
+
+    out, n = _scrubbed(anns, PatientInfo(names=["Anna Muster"]), b"site")
     assert [a.text for a in out] == ["Anfall, gesehen von Dr. [name]", "eyes closed", "[name] [name] sleeps"] and n == 3
     assert out[0].author == out[1].author and out[0].author.startswith("author-") and "uber" not in out[0].author
     assert out[2].author is None

@@ -71,11 +71,13 @@ def write_trc(
     labcod_slots: list[int] | None = None,
     header_type: int = 4,
     compression: int = 0,
+    laboratory: str = "Test lab",
 ) -> Layout:
     """Write ``raw`` (shape ``(n_samples, n_channels)``, unsigned codes, or int32 for signed 4-byte) to ``path``.
 
     ``birth`` is (month, day, year); ``labcod_slots[i]`` is the LABCOD record of
-    stored channel ``i`` (default: 1, 2, ... in reverse, so ORDER matters).
+    stored channel ``i`` (default: 1, 2, ... in reverse, so ORDER matters); ``laboratory`` is the
+    laboratory name at offset 32 (at most 32 bytes cp1252).
     """
     n_ch = len(chans)
     assert raw.ndim == 2 and raw.shape[1] == n_ch
@@ -89,7 +91,7 @@ def write_trc(
 
     h = bytearray(640)
     h[0:32] = TITLE
-    h[32:64] = b"Test lab".ljust(32, b"\x00")
+    h[32:64] = laboratory.encode("cp1252").ljust(32, b"\x00")
     h[64:86] = surname.encode("cp1252").ljust(22, b" ")
     h[86:106] = first_name.encode("cp1252").ljust(20, b" ")
     h[106:109] = bytes([birth[0], birth[1], birth[2] - 1900 if birth[2] else 0])

@@ -149,6 +149,41 @@ class Catalog:
             rows = s.execute(select(m.Recording.sha256, m.Recording.status, m.Recording.n_epochs, m.Recording.n_packed))
             return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
+    def packed_epochs(self, shas: list[str]) -> dict[str, set[int]]:
+        """``{sha256: {epoch index, ...}}`` of the epochs already in committed shards."""
+        out: dict[str, set[int]] = {sha: set() for sha in shas}
+        if not shas:
+            return out
+        with self.session() as s:
+            for i in range(0, len(shas), 500):
+                rows = s.execute(select(m.Recording.sha256, m.Epoch.index).join(m.Epoch, m.Epoch.recording_id == m.Recording.id)
+                                 .where(m.Recording.sha256.in_(shas[i : i + 500])))  # fmt: skip
+                for sha, index in rows:
+                    out[sha].add(index)
+        return out
+
+    def add_paths(self, paths: list[tuple[str, str, str | None]], *, run_id: int) -> int:
+        """Record every archive path a recording was found at (``(sha256, path_hash, relpath)``;
+        duplicates of one content share the recording). Known paths are left alone. Returns rows added."""
+        if not paths:
+            return 0
+        with self.session.begin() as s:
+            ids = {}
+            shas = sorted({p[0] for p in paths})
+            for i in range(0, len(shas), 500):
+                ids.update(s.execute(select(m.Recording.sha256, m.Recording.id).where(m.Recording.sha256.in_(shas[i : i + 500]))).all())
+            known = set(s.execute(select(m.RecordingPath.recording_id, m.RecordingPath.path_hash)
+                                  .where(m.RecordingPath.recording_id.in_(list(ids.values())))).all())  # fmt: skip
+            new = []
+            for sha, path_hash, relpath in paths:
+                rid = ids.get(sha)
+                if rid is None or (rid, path_hash) in known:
+                    continue
+                known.add((rid, path_hash))
+                new.append(m.RecordingPath(recording_id=rid, path_hash=path_hash, relpath=relpath, run_id=run_id))
+            s.add_all(new)
+            return len(new)
+
     def next_shard_index(self) -> int:
         with self.session() as s:
             top = s.scalar(select(func.max(m.Shard.index)))
@@ -170,6 +205,9 @@ class Catalog:
             relpath=relpath,
             file_bytes=result.file_bytes,
             subject=result.subject,
+            age_years=result.age_years,
+            sex=result.sex,
+            start_time=result.start_time,
             duration_s=result.duration_s,
             n_channels=result.n_channels,
             n_eeg_channels=result.n_eeg_channels,
@@ -232,6 +270,6 @@ class Catalog:
         """Delete every recording, epoch, annotation and shard row and the processing
         settings (``ingest --force``); runs and the secret fingerprint stay."""
         with self.session.begin() as s:
-            for table in (m.Epoch, m.Annotation, m.Shard, m.Recording):
+            for table in (m.Epoch, m.Annotation, m.RecordingPath, m.Shard, m.Recording):
                 s.execute(delete(table))
             s.execute(delete(m.Meta).where(m.Meta.key.in_(["processing_hash", "processing_config"])))

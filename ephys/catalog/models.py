@@ -70,6 +70,11 @@ class Recording(Base):
     relpath: Mapped[str | None] = mapped_column(Text, nullable=True)
     file_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     subject: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    age_years: Mapped[int | None] = mapped_column(Integer, nullable=True, doc="at recording start, capped at 90")
+    sex: Mapped[str | None] = mapped_column(String(1), nullable=True)
+    start_time: Mapped[datetime | None] = mapped_column(
+        DateTime, nullable=True, doc="recording start shifted per subject (only with --date-shift)"
+    )
     duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     n_channels: Mapped[int | None] = mapped_column(Integer, nullable=True)
     n_eeg_channels: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -95,6 +100,19 @@ class Recording(Base):
     def done(self) -> bool:
         """Terminal: failed/rejected, or ok with every epoch in a committed shard."""
         return self.status != "ok" or self.n_packed >= self.n_epochs
+
+
+class RecordingPath(Base):
+    """Every place a recording's content was found (duplicates share one recording row)."""
+
+    __tablename__ = "recording_paths"
+    __table_args__ = (UniqueConstraint("recording_id", "path_hash", name="uq_recording_path"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id"), index=True)
+    path_hash: Mapped[str] = mapped_column(String(64), doc="SHA-256 of the archive-relative path")
+    relpath: Mapped[str | None] = mapped_column(Text, nullable=True, doc="only with --keep-paths")
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), nullable=True)
 
 
 class Shard(Base):

@@ -113,6 +113,10 @@ def ingest_cmd(
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Process recordings that failed before again."),
     force: bool = typer.Option(False, "--force", help="Rebuild the output from scratch (deletes its shards and catalog rows)."),
     keep_paths: bool = typer.Option(False, "--keep-paths", help="Store archive-relative paths (they may hold identifiers)."),
+    date_shift: bool = typer.Option(False, "--date-shift", help="Store recording starts shifted per subject by a keyed "
+                                    "offset (time of day and intervals kept); without it no dates are stored."),
+    task_timeout: Optional[float] = typer.Option(None, "--task-timeout", min=0.001, help="Seconds one recording may "
+                                                 "take; a slower one is recorded as failed (timeout) and its worker restarted."),
     buffer_mib: int = typer.Option(8, min=1, help="Size of one buffered read, MiB."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
@@ -128,7 +132,8 @@ def ingest_cmd(
         fail("--line-freq must be 50 or 60")
     _setup_logging()
     config = IngestConfig(montage=montage, min_epochs=min_epochs, min_regions=min_regions, line_freq=line_freq,
-                          shard_size=shard_size, keep_paths=keep_paths)  # fmt: skip
+                          shard_size=shard_size, keep_paths=keep_paths, date_shift=date_shift,
+                          task_timeout_s=task_timeout)  # fmt: skip
     reporter = RichReporter() if sys.stderr.isatty() and not as_json else LogReporter()
     try:
         s = ingest(archive, out, config=config, catalog_url=catalog, scheduler=scheduler, workers=workers,
@@ -206,7 +211,7 @@ def quickstart_cmd(
     typer.echo(f"ingesting {archive} into {out}")
     ingest_cmd(archive=archive, out=out, catalog=None, scheduler=None, workers=workers, montage="regional8",
                min_epochs=10, min_regions=6, line_freq=50, shard_size=1000, retry_failed=False, force=False,
-               keep_paths=False, buffer_mib=8, as_json=False)  # fmt: skip
+               keep_paths=False, date_shift=False, task_timeout=None, buffer_mib=8, as_json=False)  # fmt: skip
     _print_stats(catalog_stats(f"sqlite:///{out.resolve() / 'catalog.sqlite'}"))
     typer.echo(f"shards are in {(out / 'shards').resolve()}; try `ephys catalog query --out {out}` "
                f"or, for every EEG channel instead of 8 regions, `ephys ingest {archive} --out {out}-native --montage native`")  # fmt: skip

@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import secrets
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 log = logging.getLogger("ephys")
@@ -50,10 +51,113 @@ def secret_fingerprint(secret: bytes) -> str:
     return hmac.new(secret, b"ephys-fingerprint", hashlib.sha256).hexdigest()[:16]
 
 
-def pseudonym(secret: bytes, patient_id: str, recording_sha256: str) -> str:
-    """``sub-`` + 16 hex of HMAC-SHA-256. Without a patient id, one subject per recording."""
-    msg = f"patient\0{patient_id}" if patient_id else f"recording\0{recording_sha256}"
+#: Name tokens that anonymised or test files put where a name belongs; never a person.
+_PLACEHOLDERS = {"x", "xx", "xxx", "anonymous", "anon", "unknown", "noname", "no", "name", "patient", "none", "na", "n/a",
+                 "test", "demo", "subject", "no_name", "no name"}  # fmt: skip
+
+
+def subject_key(patient_id: str, names: list[str], birthdate: str | None) -> str | None:
+    """What identifies a patient across files, or ``None`` when the file does not say.
+
+    The patient ID when there is one; else (Micromed stores no ID) the names
+    together with the birth date, both normalised, when both are present and the
+    names are not placeholders ("X", "Anonymous", "No_Name"). Never stored.
+    """
+    pid = patient_id.strip()
+    if pid and pid.lower() not in _PLACEHOLDERS:
+        return f"patient\0{pid}"
+    tokens = sorted({t.lower() for n in names for t in re.split(r"[\s,;_]+", n) if t} - _PLACEHOLDERS)
+    born = parse_birthdate(birthdate)
+    if tokens and born is not None:
+        return f"name-born\0{' '.join(tokens)}\0{born.isoformat()}"
+    return None
+
+
+def pseudonym(secret: bytes, patient_id: str, recording_sha256: str, *, names: list[str] = (),
+              birthdate: str | None = None) -> str:  # fmt: skip
+    """``sub-`` + 16 hex of HMAC-SHA-256 (RFC 2104) of :func:`subject_key`.
+
+    Without anything identifying the patient, one subject per recording.
+    """
+    msg = subject_key(patient_id, list(names), birthdate) or f"recording\0{recording_sha256}"
     return "sub-" + hmac.new(secret, msg.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+_MONTHS = {m: i + 1 for i, m in enumerate("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split())}
+
+
+def parse_birthdate(text: str | None) -> date | None:
+    """A birth date as the formats spell it: EDF+ ``02-MAY-1951``, ISO ``1951-05-02``,
+    ``02.05.1951`` or ``02/05/1951`` (day first, as in Europe). ``None`` if unparseable."""
+    if not text:
+        return None
+    t = str(text).strip().upper()
+    try:
+        if m := re.fullmatch(r"(\d{1,2})-([A-Z]{3})-(\d{4})", t):
+            return date(int(m[3]), _MONTHS[m[2]], int(m[1]))
+        if m := re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})(?:[ T].*)?", t):
+            return date(int(m[1]), int(m[2]), int(m[3]))
+        if m := re.fullmatch(r"(\d{1,2})[./](\d{1,2})[./](\d{4})", t):
+            return date(int(m[3]), int(m[2]), int(m[1]))
+    except (KeyError, ValueError):
+        return None
+    return None
+
+
+#: Ages above this are reported as this (HIPAA Safe Harbor, 45 CFR 164.514(b)(2)(i)(C): ages over 89 are aggregated).
+AGE_CAP = 90
+
+
+def normalise_sex(text: str | None) -> str | None:
+    """``"F"``, ``"M"`` or ``None`` from the formats' spellings (F/M, female/male, weiblich/männlich, w/m)."""
+    t = (text or "").strip().lower()
+    if t in {"f", "female", "w", "weiblich", "femme"}:
+        return "F"
+    if t in {"m", "male", "männlich", "maennlich", "homme", "h"}:
+        return "M"
+    return None
+
+
+def age_years(birthdate: str | None, start: datetime | None) -> int | None:
+    """Completed years between birth and the recording start, capped at :data:`AGE_CAP`.
+
+    ``None`` when either is unknown or the result is impossible (negative, > 130).
+    The birth date itself is never stored; this is what replaces it.
+    """
+    born = parse_birthdate(birthdate)
+    if born is None or start is None:
+        return None
+    on = start.date()
+    years = on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+    if years < 0 or years > 130:
+        return None
+    return min(years, AGE_CAP)
+
+
+#: Date shifts are whole weeks (weekday and time of day kept) between 100 and 200 years into the
+#: future, so a shifted date can never be mistaken for a real one (MIMIC shifts the same way).
+_SHIFT_MIN_WEEKS, _SHIFT_SPAN_WEEKS = 5218, 5218
+
+
+def date_shift(secret: bytes, subject: str) -> timedelta:
+    """The keyed offset added to every date of one subject (``--date-shift``).
+
+    ``HMAC-SHA-256(secret, subject)`` chooses a whole number of weeks between
+    about 100 and 200 years, so intervals between a subject's recordings, the
+    time of day and the weekday are kept, while absolute dates are not.
+    """
+    digest = hmac.new(secret, f"date-shift\0{subject}".encode(), hashlib.sha256).digest()
+    return timedelta(weeks=_SHIFT_MIN_WEEKS + int.from_bytes(digest[:8], "big") % _SHIFT_SPAN_WEEKS)
+
+
+def shifted_start(secret: bytes, subject: str, start: datetime | None) -> datetime | None:
+    """The recording start moved by :func:`date_shift` (time zone dropped), or ``None``."""
+    if start is None:
+        return None
+    try:
+        return start.replace(tzinfo=None) + date_shift(secret, subject)
+    except OverflowError:
+        return None
 
 
 def author_pseudonym(secret: bytes, author: str) -> str:
@@ -61,22 +165,57 @@ def author_pseudonym(secret: bytes, author: str) -> str:
     return "author-" + hmac.new(secret, f"author\0{author.strip().lower()}".encode(), hashlib.sha256).hexdigest()[:12]
 
 
-_DATE = re.compile(
-    r"\b(\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{4}-\d{2}-\d{2}|\d{1,2}[.-]?(JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)[A-Z]*[.-]?\d{2,4})\b",
-    re.IGNORECASE,
+_MONTH_NAMES = (
+    "jan(?:uary|uar)?|feb(?:ruary|ruar)?|m(?:ar(?:ch)?|ärz|aerz|rz)|apr(?:il)?|ma[iy]|jun[ei]?|jul[iy]?|aug(?:ust)?"
+    "|sep(?:t(?:ember)?)?|o[ck]t(?:ober)?|nov(?:ember)?|de[cz](?:ember)?"
 )
+_DATE = re.compile(
+    "|".join((
+        r"\b\d{1,2}[./-]\d{1,2}[./-]\d{2,4}\b",  # 12.03.2019, 12/03/19, 12-3-2019
+        r"\b\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b",  # 2019-03-12
+        r"\b(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\b",  # 20190312
+        rf"\b\d{{1,2}}\.?[ -]?(?:{_MONTH_NAMES})\.?[ ,-]*(?:\d{{2,4}})?\b",  # 12 March 2019, 12. März 2019, 12-MAR-19
+        rf"\b(?:{_MONTH_NAMES})\.? \d{{1,2}}(?:st|nd|rd|th)?,? \d{{4}}\b",  # March 12, 2019
+        r"\b(?:0?[1-9]|[12]\d|3[01])\.(?:0?[1-9]|1[0-2])\.(?!\d)",  # 12.03. (German, year left out)
+    )),
+    re.IGNORECASE,
+)  # fmt: skip
+#: What may stand next to a name: anything but a letter or digit (so ``Meier_Hans`` and ``(Meier)`` match).
+_NOT_ALNUM_BEFORE, _NOT_ALNUM_AFTER = r"(?<![^\W_])", r"(?![^\W_])"
 
 
-def scrub_text(text: str, names: list[str]) -> tuple[str, int]:
-    """Replace person names (from the patient block) and dates in annotation text.
+def _name_tokens(names: list[str]) -> list[str]:
+    """Parts of names worth removing: split at spaces, commas, underscores, hyphens, apostrophes, dots."""
+    tokens = {t for name in names for t in re.split(r"[\s,;_\-'’.]+", name) if len(t) >= 2 and t.isalpha()}
+    return sorted(tokens - _PLACEHOLDERS, key=len, reverse=True)
 
-    Returns the scrubbed text and how many replacements were made.
+
+def scrub_text(text: str, names: list[str], ids: list[str] = ()) -> tuple[str, int]:
+    """Replace person names, identifiers and dates in annotation free text.
+
+    ``names``: the patient block's names, technicians, annotating users; each
+    whole name and each of its parts (two letters or more) is replaced by
+    ``[name]``, case-insensitively, wherever it is not part of a longer word
+    (underscores and hyphens separate words here). ``ids``: patient and
+    admission codes, replaced by ``[id]`` wherever they occur. Dates in the
+    numeric, ISO, compact (``20190312``) and written forms of English and
+    German (``12 March 2019``, ``12. März 2019``, ``March 12, 2019``,
+    ``12.03.``) become ``[date]``.
+
+    Returns
+    -------
+    (str, int)
+        The scrubbed text and how many replacements were made.
     """
     n = 0
-    tokens = sorted({t for name in names for t in re.split(r"[\s,;_]+", name) if len(t) >= 2 and t.isalpha()},
-                    key=len, reverse=True)  # fmt: skip
-    for t in tokens:
-        text, k = re.subn(rf"(?<!\w){re.escape(t)}(?!\w)", "[name]", text, flags=re.IGNORECASE)
+    for ident in sorted({i.strip() for i in ids if len(i.strip()) >= 3}, key=len, reverse=True):
+        text, k = re.subn(re.escape(ident), "[id]", text, flags=re.IGNORECASE)
+        n += k
+    whole = sorted({w.strip() for w in names if len(w.strip()) >= 2}, key=len, reverse=True)
+    for t in whole + _name_tokens(names):
+        if t.lower() in _PLACEHOLDERS:
+            continue
+        text, k = re.subn(rf"{_NOT_ALNUM_BEFORE}{re.escape(t)}{_NOT_ALNUM_AFTER}", "[name]", text, flags=re.IGNORECASE)
         n += k
     text, k = _DATE.subn("[date]", text)
     return text, n + k

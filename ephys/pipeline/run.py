@@ -39,7 +39,7 @@ from ephys.ingest.discover import Discovered, discover
 from ephys.ingest.hashing import hash_recording
 from ephys.ingest.identity import load_site_secret, secret_fingerprint
 from ephys.pipeline.hashlog import HashLog
-from ephys.pipeline.task import process_recording
+from ephys.pipeline.task import run_recording
 from ephys.schemas import EpochMeta, Failure, IngestConfig, RecordingResult, RecordingStatus
 from ephys.shard.writer import write_shard
 
@@ -99,7 +99,13 @@ def _path_hash(relpath: str) -> str:
     return hashlib.sha256(relpath.encode()).hexdigest()
 
 
+#: A recording whose task kills this many workers is recorded as failed (``worker_crash``);
+#: Dask's own default is 3. Applies to local clusters; a separate scheduler uses its own setting.
+ALLOWED_WORKER_DEATHS = 2
+
+
 def _start_client(scheduler: str | None, workers: int | None, processes: bool = True):
+    import dask
     from dask.distributed import Client, LocalCluster
 
     try:
@@ -112,9 +118,14 @@ def _start_client(scheduler: str | None, workers: int | None, processes: bool = 
         except ImportError:
             dash = None
         n = workers or os.cpu_count() or 1
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes, dashboard_address=dash,
-                               silence_logs=logging.ERROR)  # fmt: skip
-        return Client(cluster), cluster
+        with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_WORKER_DEATHS}):
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes, dashboard_address=dash,
+                                   silence_logs=logging.ERROR)  # fmt: skip
+        try:
+            return Client(cluster), cluster
+        except BaseException:
+            cluster.close()
+            raise
     except (OSError, TimeoutError) as exc:
         raise RunError(f"cannot reach the Dask scheduler {scheduler or '(local)'}: {exc}") from None
 
@@ -123,12 +134,12 @@ class _Packer:
     """Packs staged epochs into shards in a fixed recording order."""
 
     def __init__(self, catalog: Catalog, out: Path, config: IngestConfig, run_id: int, hashlog: HashLog,
-                 order: list[str], start_at: dict[str, int], meta: dict[str, tuple[str, str | None]], reporter: Reporter):  # fmt: skip
+                 order: list[str], have: dict[str, set[int]], meta: dict[str, tuple[str, str | None]], reporter: Reporter):  # fmt: skip
         self.catalog, self.config, self.run_id, self.hashlog = catalog, config, run_id, hashlog
         self.folder = out / "shards"
         self.order = order
         self.pos = 0
-        self.start_at = start_at
+        self.have = have  # sha -> epoch indices already in committed shards (resume, repair)
         self.meta = meta  # sha -> (path_hash, relpath)
         self.results: dict[str, RecordingResult | None] = {}
         self.buffer: list[tuple[np.ndarray, EpochMeta, dict]] = []
@@ -151,9 +162,11 @@ class _Packer:
         if r is None:
             return
         data = np.load(r.staged_path, allow_pickle=False)
-        first = self.start_at.get(sha, 0)
-        self.packed.setdefault(sha, first)
-        for e in r.epochs[first:]:
+        have = self.have.get(sha, set())
+        self.packed.setdefault(sha, len(have))
+        for e in r.epochs:
+            if e.index in have:
+                continue
             key = f"{sha[:16]}_{e.index:06d}"
             meta = EpochMeta(
                 key=key, recording=sha, subject=r.subject or "", epoch_index=e.index, start_s=e.start_s,
@@ -281,25 +294,34 @@ def ingest(
         raise RunError(f"cannot create output folder {out}: {exc.strerror}") from None
     catalog_url = catalog_url or f"sqlite:///{out.resolve() / 'catalog.sqlite'}"
     catalog = Catalog(catalog_url)
-    shards, staging = out / "shards", out / ".staging"
-    if force:
-        catalog.reset()
-        for p in (shards, staging):
-            shutil.rmtree(p, ignore_errors=True)
-        (out / "hashlog.csv").unlink(missing_ok=True)
-    shards.mkdir(exist_ok=True)
-    staging.mkdir(exist_ok=True)
-    for p in list(shards.glob("*.tmp")) + list(staging.glob("*.tmp")):
-        p.unlink(missing_ok=True)  # half-written files of an interrupted run
-    secret = load_site_secret()
-    _check_meta(catalog, config, secret_fingerprint(secret), shards)
-    run_id = catalog.begin_run(code_version=__version__, processing_hash=config.processing_hash(),
-                               config=config.model_dump())  # fmt: skip
+    client = cluster = None
+    try:
+        shards, staging = out / "shards", out / ".staging"
+        if force:
+            catalog.reset()
+            for p in (shards, staging):
+                shutil.rmtree(p, ignore_errors=True)
+            (out / "hashlog.csv").unlink(missing_ok=True)
+        shards.mkdir(exist_ok=True)
+        staging.mkdir(exist_ok=True)
+        for p in list(shards.glob("*.tmp")) + list(staging.glob("*.tmp")) + list(staging.glob("*.crashed")):
+            p.unlink(missing_ok=True)  # half-written files of an interrupted run
+        secret = load_site_secret()
+        _check_meta(catalog, config, secret_fingerprint(secret), shards)
+        client, cluster = _start_client(scheduler, workers, processes)
+        run_id = catalog.begin_run(code_version=__version__, processing_hash=config.processing_hash(),
+                                   config=config.model_dump())  # fmt: skip
+        states = catalog.recording_states()
+        hashlog = HashLog(out / "hashlog.csv")
+    except BaseException:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+        catalog.close()
+        raise
     summary = IngestSummary(run_id=run_id, out=str(out), catalog=catalog_url, n_discovered=len(found.recordings),
                             n_ignored=found.n_ignored)  # fmt: skip
-    hashlog = HashLog(out / "hashlog.csv")
-    states = catalog.recording_states()
-    client, cluster = _start_client(scheduler, workers, processes)
     try:
         summary.dashboard = client.dashboard_link
     except Exception:  # noqa: BLE001 - no dashboard (bokeh missing)
@@ -326,6 +348,18 @@ def ingest(
     return summary
 
 
+def _restart_stuck_worker(client, future) -> None:
+    """Restart the worker whose task timed out, ending the thread still stuck in it."""
+    try:
+        workers = list(client.who_has([future]).get(future.key, ()))
+        if workers:
+            client.restart_workers(workers, timeout=60)
+            log.info("restarted worker %s after a task timeout", workers[0])
+    except Exception as exc:  # noqa: BLE001 - no nanny (e.g. --no-nanny workers): the thread lingers
+        log.warning("could not restart the worker of a timed-out task (%s); its stuck thread keeps running",
+                    type(exc).__name__)  # fmt: skip
+
+
 def _run(recordings: list[Discovered], client, catalog, hashlog, states, config, out, run_id, secret, summary,
          reporter, retry_failed, buffer_bytes) -> None:  # fmt: skip
     from dask.distributed import as_completed
@@ -345,6 +379,7 @@ def _run(recordings: list[Discovered], client, catalog, hashlog, states, config,
     process_futures: dict[str, str] = {}
     futures_list = []
     keep_paths = config.keep_paths
+    paths: list[tuple[str, str, str | None]] = []  # (sha, path hash, relpath) of every file, duplicates included
 
     def record(sha: str, rec: Discovered, result: RecordingResult) -> None:
         ph, rp = meta[sha]
@@ -377,12 +412,13 @@ def _run(recordings: list[Discovered], client, catalog, hashlog, states, config,
         f.release()
         if sha is None:
             sha = hashlib.sha256(f"unreadable\0{rec.relpath}".encode()).hexdigest()
+        paths.append((sha, _path_hash(rec.relpath), rec.relpath if keep_paths else None))
         if sha in seen:
             summary.n_duplicates += 1
             reporter.skipped(rec.relpath, "duplicate content")
             continue
         seen.add(sha)
-        meta[sha] = (_path_hash(rec.relpath), rec.relpath if keep_paths else None)
+        meta[sha] = paths[-1][1:]
         state = states.get(sha)
         if state is not None:
             st, n_ep, n_packed = state
@@ -397,15 +433,15 @@ def _run(recordings: list[Discovered], client, catalog, hashlog, states, config,
             record(sha, rec, RecordingResult(sha256=sha, format=rec.format, status=RecordingStatus.failed, failure=failure))
             continue
         todo[sha] = (rec, nbytes)
-        pf = client.submit(process_recording, str(rec.primary), rec.format, sha, nbytes, config, str(out / ".staging"),
+        pf = client.submit(run_recording, str(rec.primary), rec.format, sha, nbytes, config, str(out / ".staging"),
                            secret, buffer_bytes, key=f"process-{run_id}-{sha[:16]}", pure=False, retries=1)  # fmt: skip
         process_futures[pf.key] = sha
         futures_list.append(pf)
 
     # Phase 2: results in completion order; shards in SHA-256 order.
     order = sorted(todo)
-    start_at = {sha: states[sha][2] for sha in order if sha in states and states[sha][0] == "ok"}
-    packer = _Packer(catalog, out, config, run_id, hashlog, order, start_at, meta, reporter)
+    have = catalog.packed_epochs([sha for sha in order if sha in states and states[sha][0] == "ok" and states[sha][2]])
+    packer = _Packer(catalog, out, config, run_id, hashlog, order, have, meta, reporter)
     for f in as_completed(futures_list):
         sha = process_futures.pop(f.key)
         rec = todo[sha][0]
@@ -418,10 +454,13 @@ def _run(recordings: list[Discovered], client, catalog, hashlog, states, config,
             result = RecordingResult(sha256=sha, format=rec.format, status=RecordingStatus.failed,
                                      failure=Failure(stage="ingest", code="worker_crash",
                                                      reason=f"the worker processing it died ({type(exc).__name__})"))  # fmt: skip
+        if result.failure is not None and result.failure.code == "timeout":
+            _restart_stuck_worker(client, f)
         f.release()
         record(sha, rec, result)
         packer.add(sha, result if result.status is RecordingStatus.ok else None)
     packer.flush()
+    catalog.add_paths(paths, run_id=run_id)
     summary.n_shards = packer.n_shards
     summary.n_epochs = packer.n_epochs
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import numpy as np
 from ephys.errors import EphysError, InsufficientCoverageError, OutputError, NoEEGError, NoSignalError, RejectedError, TooShortError
 from ephys.ingest.channels import TEN_TWENTY
 from ephys.ingest.condition import condition
-from ephys.ingest.identity import author_pseudonym, pseudonym, scrub_text
+from ephys.ingest.identity import age_years, author_pseudonym, normalise_sex, pseudonym, scrub_text, shifted_start
 from ephys.ingest.montage import REGION_NAMES, region_coverage, regional8
 from ephys.ingest.readers import open_recording
 from ephys.qc.epochs import channel_epoch_flags, rails_uv
@@ -140,6 +142,63 @@ def _stage(path: Path, epochs: np.ndarray) -> None:
         raise OutputError(f"cannot write staging file in {path.parent}: {reason}") from None
 
 
+def _failpoint(sha256: str, staging_dir: str) -> None:
+    """Fault injection for tests: ``EPHYS_TEST_FAILPOINTS="hang:<sha prefix>,crash:<prefix>,crash-once:<prefix>"``.
+
+    ``hang`` blocks like a reader stuck on a dead network share; ``crash`` kills
+    the worker process as the kernel's OOM killer or a segfault in a C library
+    would; ``crash-once`` does so only on the first attempt. Unset in production.
+    """
+    spec = os.environ.get("EPHYS_TEST_FAILPOINTS")
+    if not spec:
+        return
+    for item in spec.split(","):
+        action, _, prefix = item.strip().partition(":")
+        if not prefix or not sha256.startswith(prefix):
+            continue
+        if action == "hang":
+            threading.Event().wait()
+        elif action == "crash" or action == "crash-once":
+            marker = Path(staging_dir) / f"{sha256}.crashed"
+            if action == "crash-once" and marker.exists():
+                continue
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def run_recording(
+    path: str, fmt: str, sha256: str, file_bytes: int, config: IngestConfig, staging_dir: str, secret: bytes,
+    buffer_bytes: int = 8 * 1024 * 1024,
+) -> RecordingResult:
+    """The Dask task: :func:`process_recording` under ``config.task_timeout_s``.
+
+    The work runs in a daemon thread; if it has not finished in time the task
+    returns a ``failed`` result with code ``timeout`` (the driver then restarts
+    the worker, which ends the stuck thread). Without a timeout it runs inline.
+    """
+    args = (path, fmt, sha256, file_bytes, config, staging_dir, secret, buffer_bytes)
+    if not config.task_timeout_s:
+        return process_recording(*args)
+    box: dict = {}
+
+    def target() -> None:
+        try:
+            box["result"] = process_recording(*args)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the task thread below
+            box["error"] = exc
+
+    worker = threading.Thread(target=target, name=f"ephys-recording-{sha256[:12]}", daemon=True)
+    worker.start()
+    worker.join(config.task_timeout_s)
+    if worker.is_alive():
+        return RecordingResult(sha256=sha256, format=fmt, file_bytes=file_bytes, status=RecordingStatus.failed,
+                               failure=Failure(stage="ingest", code="timeout",
+                                               reason=f"processing took longer than --task-timeout {config.task_timeout_s:g} s"))  # fmt: skip
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
 def process_recording(
     path: str, fmt: str, sha256: str, file_bytes: int, config: IngestConfig, staging_dir: str, secret: bytes,
     buffer_bytes: int = 8 * 1024 * 1024,
@@ -156,11 +215,16 @@ def process_recording(
             from ephys.errors import EmptyFileError
 
             raise EmptyFileError("file is empty (0 bytes)", path)
+        _failpoint(sha256, staging_dir)
         reader = open_recording(path, fmt, buffer_bytes=buffer_bytes)
-        h = reader.header
+        h, patient = reader.header, reader.patient
+        subject = pseudonym(secret, patient.patient_id, sha256, names=patient.names, birthdate=patient.birthdate)
         info = dict(
             format=h.format,
-            subject=pseudonym(secret, reader.patient.patient_id, sha256),
+            subject=subject,
+            age_years=age_years(patient.birthdate, patient.start),
+            sex=normalise_sex(patient.sex),
+            start_time=shifted_start(secret, subject, patient.start) if config.date_shift else None,
             duration_s=h.duration_s,
             n_channels=len(h.signal_channels),
             n_eeg_channels=sum(c.kind == "eeg" for c in h.channels),
@@ -169,16 +233,16 @@ def process_recording(
             montage=config.montage,
         )
         if not h.signal_channels:
-            annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient.names, secret)
+            annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient, secret)
             raise NoSignalError("no signal channels (annotations only, e.g. a hypnogram file)", path)
         try:
             picked, names, mask = select_channels(h.channels, config, path)
         except RejectedError:
-            annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient.names, secret)
+            annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient, secret)
             raise
         t["open"] = time.perf_counter()
         signals = reader.read_channels([c.index for c in picked])
-        annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient.names, secret)
+        annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient, secret)
         t["read"] = time.perf_counter()
         all_epochs, qcs, starts = [], [], []
         for seg_start, seg_dur, parts in _split_segments(h, picked, signals):
@@ -224,12 +288,15 @@ def process_recording(
             reader.close()
 
 
-def _scrubbed(annotations: list[Annotation], names: list[str], secret: bytes) -> tuple[list[Annotation], int]:
-    """Remove patient and author names and dates from annotation text; authors become pseudonyms."""
+def _scrubbed(annotations: list[Annotation], patient, secret: bytes) -> tuple[list[Annotation], int]:
+    """Remove patient, technician and author names, identifiers and dates from annotation text;
+    authors become pseudonyms. ``patient`` is the reader's :class:`PatientInfo`."""
     authors = sorted({a.author for a in annotations if a.author})
+    names = patient.names + authors
+    ids = [patient.patient_id, *patient.ids]
     out, total = [], 0
     for a in annotations:
-        text, n = scrub_text(a.text, names + authors)
+        text, n = scrub_text(a.text, names, ids)
         total += n
         update = {"text": text} if n else {}
         if a.author:

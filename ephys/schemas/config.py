@@ -51,6 +51,12 @@ class IngestConfig(BaseModel):
     )
     shard_size: int = Field(1000, ge=1, description="samples (epochs) per shard")
     keep_paths: bool = Field(False, description="store archive-relative paths (they may hold identifiers)")
+    date_shift: bool = Field(
+        False, description="store recording starts shifted per subject by a keyed offset (else no dates at all)"
+    )
+    task_timeout_s: float | None = Field(
+        None, gt=0, description="a recording whose processing takes longer is recorded as failed ('timeout')"
+    )
 
     @property
     def n_samples(self) -> int:

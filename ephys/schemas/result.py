@@ -7,6 +7,8 @@ as a ``.npy`` file (float16, ``(n_epochs, n_channels, n_samples)``) under
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, Field
 
 from ephys.schemas.epoch import EpochQC
@@ -27,6 +29,9 @@ class RecordingResult(BaseModel):
     failure: Failure | None = None
     file_bytes: int = 0
     subject: str | None = None
+    age_years: int | None = Field(default=None, description="completed years at the recording start, capped at 90")
+    sex: str | None = Field(default=None, description="'F', 'M' or None")
+    start_time: datetime | None = Field(default=None, description="recording start shifted per subject (--date-shift)")
     duration_s: float | None = None
     n_channels: int | None = None
     n_eeg_channels: int | None = None

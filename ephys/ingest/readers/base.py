@@ -26,8 +26,9 @@ DEFAULT_BUFFER_BYTES = 8 * 1024 * 1024
 class PatientInfo:
     """Identity fields of a recording. Never stored, logged or raised.
 
-    ``patient_id`` keys the subject pseudonym (HMAC); ``names`` feed the
-    annotation scrubber; ``start`` is the recording start (wall clock).
+    ``patient_id`` keys the subject pseudonym (HMAC); ``names`` (patient,
+    relatives, technicians) and ``ids`` (patient, alternative and admission
+    codes) feed the annotation scrubber; ``start`` is the recording start (wall clock).
     """
 
     patient_id: str = ""
@@ -35,6 +36,7 @@ class PatientInfo:
     birthdate: str | None = None
     sex: str | None = None
     start: datetime | None = None
+    ids: list[str] = field(default_factory=list)
 
     def __repr__(self) -> str:  # keep identity out of tracebacks and logs
         return "PatientInfo(<redacted>)"

@@ -87,6 +87,19 @@ def _patient(field_: str, start: datetime | None, plus: bool) -> PatientInfo:
     return PatientInfo(field_.strip() if words else "", words, None, None, start)
 
 
+def _add_recording_identity(patient: PatientInfo, field_: str, plus: bool) -> None:
+    """EDF+ recording field ``Startdate dd-MMM-yyyy admincode technician equipment`` (EDF+ spec 2.1.3.3):
+    the admission code is an identifier and the technician a person, both scrubbed from annotation text."""
+    parts = field_.split()
+    if not (plus and len(parts) >= 4 and parts[0] == "Startdate"):
+        return
+    admin, tech = parts[2], parts[3]
+    if admin.upper() != "X":
+        patient.ids.append(admin)
+    if tech.upper() != "X":
+        patient.names.append(tech.replace("_", " "))
+
+
 def parse_tals(raw: bytes, path: str, record: int) -> list[tuple[float, float, list[str]]]:
     """Time-stamped annotation lists of one data record of an annotation channel.
 
@@ -263,6 +276,7 @@ class EDFReader(Reader):
 
         start = _parse_start(_decode(head[168:176]), _decode(head[176:184]))
         self.patient = _patient(_decode(head[8:88]), start, self.plus)
+        _add_recording_identity(self.patient, _decode(head[88:168]), self.plus)
         self._record_onsets: list[float] | None = None
         if self.discontinuous and self.annotation_channels:
             self._scan_annotations()

@@ -433,6 +433,7 @@ class NicoletReader(Reader):
         dob = self._ole(values[7]) if 7 in values else None
         return PatientInfo(
             patient_id=strings.get(1) or strings.get(5) or "",
+            ids=[strings[k] for k in (1, 5) if strings.get(k)],
             names=[strings[k] for k in (2, 3, 4, 6) if strings.get(k)],
             birthdate=dob.date().isoformat() if dob else None, sex=strings.get(10) or None, start=start,
         )  # fmt: skip
