@@ -1,4 +1,4 @@
-"""``ephys catalog stats`` and ``ephys catalog query``: read-only views of a catalog."""
+"""``ephys catalog stats``, ``query`` (read-only views of a catalog) and ``verify`` (shards against the catalog)."""
 
 from __future__ import annotations
 
@@ -135,3 +135,43 @@ def query(
     for r in rows:
         t.add_row(*(_fmt(r[c]) for c in RECORDING_COLUMNS if c != "failure_reason"))
     console().print(t)
+
+
+@catalog_app.command("verify")
+def verify(
+    catalog: Optional[str] = CATALOG_OPT,
+    out: Optional[Path] = OUT_OPT,
+    shards: Optional[Path] = typer.Option(None, "--shards", help="shard folder [default: OUT/shards with --out, "
+                                          "else the folder the ingest recorded in the catalog]"),
+    repair: bool = typer.Option(False, "--repair", help="quarantine damaged shards and re-queue their recordings "
+                                "for the next `ephys ingest` of the archive"),  # fmt: skip
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Re-check every shard's SHA-256, size and samples, and every epoch row, against the catalog.
+
+    Exit code 0 when everything matches (orphan tar files are only reported), 1 when
+    something differs (after --repair too: run `ephys ingest` again to rebuild), 2 when
+    the check could not run.
+    """
+    from ephys.catalog.verify import verify_catalog
+
+    url = catalog_url(catalog, out)
+    try:
+        report = verify_catalog(url, shards or (out / "shards" if out else None), repair=repair)
+    except EphysError as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        c = console()
+        c.print(f"checked {report.n_shards} shards ({report.n_samples} samples, {report.n_bytes:,} bytes) "
+                f"and {report.n_epochs} epoch rows")  # fmt: skip
+        for p in report.problems:
+            c.print(f"  [{p.kind}] {p.detail}", markup=False)
+        if report.quarantined:
+            c.print(f"moved {len(report.quarantined)} damaged shards to quarantine/: {', '.join(report.quarantined)}")
+        if report.requeued:
+            c.print(f"re-queued {len(report.requeued)} recordings: run the same `ephys ingest ARCHIVE --out ...` "
+                    "again to rebuild their missing epochs")  # fmt: skip
+        c.print("OK" if report.ok else "DIFFERENCES FOUND")
+    raise typer.Exit(0 if report.ok else 1)
