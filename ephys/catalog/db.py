@@ -9,6 +9,8 @@ Only the ingest driver writes; workers never touch the catalog.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from ephys.catalog import models as m
 from ephys.errors import RunError
@@ -100,6 +102,23 @@ class Catalog:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """A read-only session whose statements all see one consistent state of the catalog.
+
+        Readers (queries, manifests, verify) run while an ingest writes; without a
+        snapshot two statements could straddle a shard commit (epochs counted
+        before it, shards after). PostgreSQL: ``REPEATABLE READ``. SQLite: an
+        explicit ``BEGIN``, since pysqlite opens no transaction for ``SELECT``; in
+        WAL mode the read transaction keeps its snapshot and never blocks the writer.
+        """
+        with self.session() as s:
+            if self.engine.dialect.name == "postgresql":
+                s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            elif self.engine.dialect.name == "sqlite":
+                s.connection().exec_driver_sql("BEGIN")
+            yield s
 
     # -- meta ---------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:

@@ -391,7 +391,7 @@ def corpus_layout(catalog: Catalog | str) -> tuple[float, float]:
 
 @_reading
 def _corpus_layout(cat: Catalog) -> tuple[float, float]:
-    with cat.session() as s:
+    with cat.snapshot() as s:
         raw = s.scalar(select(m.Run.config_json).order_by(m.Run.id.desc()).limit(1))
     cfg: dict = {}
     if raw:
@@ -443,7 +443,7 @@ def catalog_stats(catalog: Catalog | str) -> dict:
 @_reading
 def _catalog_stats(cat: Catalog) -> dict:
     R, E, S = m.Recording, m.Epoch, m.Shard
-    with cat.session() as s:
+    with cat.snapshot() as s:
         by_status = {st: n for st, n in s.execute(select(R.status, func.count()).group_by(R.status))}
         recordings = {"total": sum(by_status.values())}
         recordings.update({st: by_status.get(st, 0) for st in STATUSES})
@@ -547,7 +547,7 @@ def _query_recordings(cat: Catalog, clauses: list[Clause], limit: int | None) ->
     stmt = select(*cols).where(*recording_conditions(clauses)).order_by(R.sha256)
     if limit is not None:
         stmt = stmt.limit(limit)
-    with cat.session() as s:
+    with cat.snapshot() as s:
         rows = s.execute(stmt).all()
     out = []
     for row in rows:
@@ -624,7 +624,7 @@ def _select_epochs(cat: Catalog, clauses: list[Clause]) -> list[EpochRow]:
     )
     channels: dict[str, tuple[str, ...]] = {}
     out: list[EpochRow] = []
-    with cat.session() as s:
+    with cat.snapshot() as s:
         for key, sname, ssha, sn, sidx, rsha, subject, montage, chans_json in s.execute(stmt):
             chans = channels.get(chans_json)
             if chans is None:

@@ -161,7 +161,7 @@ def verify_catalog(catalog_url: str, shards_root: str | os.PathLike | None = Non
                 raise RunError("the catalog names no shard folder; give --shards")
             root = Path(stored)
         report = VerifyReport()
-        with catalog.session() as s:
+        with catalog.snapshot() as s:
             shards = list(s.scalars(select(m.Shard).order_by(m.Shard.index)))
             by_shard: dict[int, dict[str, tuple[str, int]]] = {}
             for shard_id, key, sha, index in s.execute(
