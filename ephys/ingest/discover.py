@@ -59,6 +59,8 @@ def sniff(path: Path) -> str | None:
     fmt = sniff_edf(head)
     if fmt:
         return fmt
+    if ext in (".edf", ".rec") and head[:8] == b"0       ":
+        return "edf"  # EDF magic and extension agree; the reader names what is damaged in the header
     if head.startswith(TRC_MAGIC):
         return "micromed_trc"
     if head[:16] == NICOLET_GUID:

@@ -27,6 +27,9 @@ from ephys.qc.epochs import channel_epoch_flags, rails_uv
 from ephys.schemas import Annotation, ChannelInfo, EpochQC, EpochRecord, Failure, IngestConfig, RecordingResult, RecordingStatus
 
 F16_MAX = float(np.finfo(np.float16).max)
+#: EEG channels sampled slower than this (Hz) are not used: below it the 0.5 Hz high-pass and the
+#: anti-alias low-pass (0.4 x sfreq) leave almost no band; in practice only damaged headers give such rates.
+MIN_EEG_SFREQ = 32.0
 #: Channels conditioned together; bounds float64 filter memory to ~4 x 8 B x samples per channel.
 CONDITION_GROUP = 4
 
@@ -41,6 +44,11 @@ def select_channels(channels: list[ChannelInfo], config: IngestConfig, path: str
     eeg = [c for c in channels if c.kind == "eeg" and c.to_uv is not None]
     if not eeg:
         raise NoEEGError("no EEG channels (no voltage channel with an EEG label or 10-20 name)", path)
+    slow = [c for c in eeg if c.sfreq < MIN_EEG_SFREQ]
+    eeg = [c for c in eeg if c.sfreq >= MIN_EEG_SFREQ]
+    if not eeg:
+        raise NoEEGError(f"EEG channels sampled at {min(c.sfreq for c in slow):.3g} Hz; ephys needs at least "
+                         f"{MIN_EEG_SFREQ:g} Hz", path)  # fmt: skip
     seen: dict[str, ChannelInfo] = {}
     for c in eeg:
         seen.setdefault(c.name, c)  # first of duplicate names wins (e.g. C3-A1 and C3-A2)
@@ -59,6 +67,22 @@ def select_channels(channels: list[ChannelInfo], config: IngestConfig, path: str
     return picked, list(REGION_NAMES), cover
 
 
+def _raw_epochs(x: np.ndarray, sfreq: float, epoch_s: float, n_epochs: int) -> np.ndarray:
+    """``(n_epochs, per)`` view or copy of a channel cut into epochs at its own rate.
+
+    With an integer number of samples per epoch this is a reshape; with a
+    fractional one (256.02 Hz) epoch k starts at sample ``floor(k * epoch_s * sfreq)``
+    and spans ``floor(epoch_s * sfreq)`` samples, clipped to the signal.
+    """
+    exact = epoch_s * sfreq
+    per = int(round(exact))
+    if abs(exact - per) < 1e-9 and n_epochs * per <= x.size:
+        return x[: n_epochs * per].reshape(n_epochs, per)
+    per = max(1, int(np.floor(exact)))
+    starts = np.minimum(np.floor(np.arange(n_epochs) * exact).astype(np.int64), max(x.size - per, 0))
+    return x[np.minimum(starts[:, None] + np.arange(per), x.size - 1)]
+
+
 def _segment_epochs(picked, signals, seg_start_s, seg_dur_s, config, mask):
     """Condition one segment and cut it into epochs. Returns (epochs array, qc list, starts)."""
     n_out = config.n_samples
@@ -70,8 +94,7 @@ def _segment_epochs(picked, signals, seg_start_s, seg_dur_s, config, mask):
     clip = np.zeros_like(flat)
     nonf = np.zeros_like(flat)
     for i, (ch, x) in enumerate(zip(picked, signals)):
-        per = int(round(config.epoch_s * ch.sfreq))
-        ep = x[: n_epochs * per].reshape(n_epochs, per)
+        ep = _raw_epochs(x, ch.sfreq, config.epoch_s, n_epochs)
         flat[i], clip[i], nonf[i] = channel_epoch_flags(ep, rails_uv(ch), flat_uv=config.flat_uv, clip_fraction=config.clip_fraction)
     # Condition channels in groups of equal sampling rate.
     by_rate: dict[float, list[int]] = {}
@@ -85,7 +108,8 @@ def _segment_epochs(picked, signals, seg_start_s, seg_dur_s, config, mask):
             x = np.stack([np.nan_to_num(signals[i], nan=0.0, posinf=0.0, neginf=0.0) for i in group])
             y = condition(x, sf, l_freq=config.l_freq, h_freq=config.h_freq, line_freq=config.line_freq,
                           sfreq_out=config.sfreq)  # fmt: skip
-            out[group] = y[:, : n_epochs * n_out]
+            m = min(y.shape[1], n_epochs * n_out)  # a fractional input rate can leave the last sample short
+            out[group, :m] = y[:, :m]
     if config.montage == "regional8":
         out, _ = regional8(out, [c.name for c in picked])
     epochs = out.reshape(out.shape[0], n_epochs, n_out).transpose(1, 0, 2)

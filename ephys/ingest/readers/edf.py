@@ -36,6 +36,12 @@ _FIELDS = (("label", 16), ("transducer", 80), ("unit", 8), ("pmin", 8), ("pmax",
            ("dmin", 8), ("dmax", 8), ("prefilter", 80), ("spr", 8), ("reserved", 32))  # fmt: skip
 
 
+#: Bounds beyond which a header field is damage, not data: samples per record (2^31 keeps offsets in
+#: int64 arithmetic; real files use at most a few hundred thousand) and total duration (a year).
+MAX_SPR = 2**31 - 1
+MAX_DURATION_S = 366 * 86400.0
+
+
 def sniff(head: bytes) -> str | None:
     """``'edf'``/``'bdf'`` when the first bytes look like an EDF/BDF header, else ``None``."""
     if head[:8] == BDF_MAGIC:
@@ -190,7 +196,7 @@ class EDFReader(Reader):
         if size == 0:
             raise EmptyFileError("file is empty (0 bytes)", p)
         head = self._pread(0, 256)
-        fmt = sniff(head)
+        fmt = "bdf" if head[:8] == BDF_MAGIC else "edf" if head[:8] == EDF_MAGIC else None
         if fmt is None:
             raise WrongMagicError("not an EDF/BDF file: the first 8 bytes are neither '0       ' nor 0xFF'BIOSEMI'", p)
         if len(head) < 256:
@@ -222,6 +228,8 @@ class EDFReader(Reader):
         spr = [_number(v, f"samples per record of signal {i + 1}", p, int) for i, v in enumerate(fields["spr"])]
         if any(s < 1 for s in spr):
             raise CorruptFileError("a signal has fewer than 1 sample per data record", p)
+        if any(s > MAX_SPR for s in spr):
+            raise CorruptFileError(f"a signal claims {max(spr):.3g} samples per data record (more than {MAX_SPR:,})", p)
         self.spr = spr
         self.offsets = np.concatenate([[0], np.cumsum(spr)[:-1]]).astype(int) * self.bps if ns else np.zeros(0, int)
         self.record_bytes = sum(spr) * self.bps
@@ -246,6 +254,9 @@ class EDFReader(Reader):
         n_signal = ns - len(self.annotation_channels)
         if n_signal and not record_s > 0:
             raise CorruptFileError(f"data record duration {record_s} s must be positive", p)
+        if n_records * record_s > MAX_DURATION_S:
+            raise CorruptFileError(f"the header makes the recording {n_records * record_s / 86400:.3g} days long "
+                                   f"({n_records} records x {record_s:g} s); more than a year is implausible", p)  # fmt: skip
         self.record_s = record_s
 
         channels = []
