@@ -1,6 +1,6 @@
 """Workers that hang or die: per-recording timeouts, crash retries, and equality with an undisturbed run.
 
-Faults are injected in the real worker processes through ``EPHYS_TEST_FAILPOINTS``
+Faults are injected in the real worker and driver processes through ``EPHYS_TEST_FAILPOINTS``
 (see :func:`ephys.pipeline.task._failpoint`): ``hang`` blocks in the reader as a
 dead network share would, ``crash`` SIGKILLs the worker as the OOM killer would.
 """
@@ -81,3 +81,40 @@ def test_file_that_kills_every_worker_is_marked_failed(demo, tmp_path, monkeypat
         {k: (r.status, r.n_epochs) for k, r in ref_rows.items()}, victim
     )
     assert sum(r.n_epochs for r in rows.values()) == sum(r.n_epochs for k, r in ref_rows.items() if k != victim)
+
+
+@pytest.fixture(scope="module")
+def small_shards(demo, tmp_path_factory):
+    """The demo archive ingested undisturbed into shards of 5 samples (7 shards)."""
+    from ephys.schemas import IngestConfig
+
+    archive = demo[0]
+    ref = tmp_path_factory.mktemp("ref5")
+    ingest(archive, ref, config=IngestConfig(shard_size=5), workers=1)
+    return archive, ref
+
+
+@pytest.mark.parametrize("point", ["kill-driver:renamed:1", "kill-driver:committed:1", "kill-driver:committed:6"])
+def test_driver_killed_between_rename_commit_and_log_resumes_exactly(point, small_shards, tmp_path):
+    """SIGKILL of the driver at the delicate points of a shard's life: renamed but not in the catalog,
+    in the catalog but not in the hash log, and after the last shard before the final log rows."""
+    import os
+    import subprocess
+    import sys
+
+    from ephys.schemas import IngestConfig
+
+    archive, ref = small_shards
+    cfg = IngestConfig(shard_size=5)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "ephys", "ingest", str(archive), "--out", str(out), "--shard-size", "5", "--workers", "1"]
+    r = subprocess.run(cmd, env=dict(os.environ, EPHYS_TEST_FAILPOINTS=point), capture_output=True, timeout=300)
+    assert r.returncode == -9, r.stderr.decode()[-2000:]  # it really died there
+    index = int(point.rsplit(":", 1)[1])
+    assert (out / "shards" / f"shard-{index:06d}.tar").exists()
+    s = ingest(archive, out, config=cfg, workers=1)
+    assert s.n_ok + s.n_skipped >= 3
+    assert shard_bytes(out) == shard_bytes(ref)
+    assert table_counts(_url(out)) == table_counts(_url(ref))
+    shas = [line.split(",")[0] for line in (out / "hashlog.csv").read_text().splitlines()[1:]]
+    assert sorted(shas) == sorted(set(shas)) and len(shas) == 5  # each recording logged exactly once

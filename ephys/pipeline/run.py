@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +79,15 @@ class Reporter:
     def finished(self, relpath: str, result: RecordingResult) -> None: ...
     def shard(self, name: str, n_samples: int) -> None: ...
     def stop(self) -> None: ...
+
+
+def _kill_point(stage: str, index: int) -> None:
+    """Test hook: ``EPHYS_TEST_FAILPOINTS="kill-driver:renamed:3"`` SIGKILLs the driver right after shard 3
+    is renamed into place (before its catalog commit); ``kill-driver:committed:3`` right after the commit
+    (before the hash log). Unset in production."""
+    spec = os.environ.get("EPHYS_TEST_FAILPOINTS")
+    if spec and f"kill-driver:{stage}:{index}" in spec.split(","):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _output_error(exc: OSError, where: Path) -> OutputError:
@@ -203,10 +213,12 @@ class _Packer:
             info = write_shard(self.folder, self.index, [(x, m) for x, m, _ in self.buffer])
         except OSError as exc:
             raise _output_error(exc, self.folder) from None
+        _kill_point("renamed", info.index)
         progress: dict[str, int] = {}
         for _, m, _row in self.buffer:
             progress[m.recording] = self.packed[m.recording] = self.packed[m.recording] + 1
         self.catalog.commit_shard(info, run_id=self.run_id, epochs=[row for _, _, row in self.buffer], packed=progress)
+        _kill_point("committed", info.index)
         self.reporter.shard(info.name, info.n_samples)
         if _PACK_DELAY_S:
             time.sleep(_PACK_DELAY_S)
