@@ -96,6 +96,12 @@ class InsufficientCoverageError(RejectedError):
     code = "insufficient_coverage"
 
 
+class NoUsableChannelsError(RejectedError):
+    """Every EEG channel is bad (flat, noisy or uncorrelated with its neighbours)."""
+
+    code = "no_usable_channels"
+
+
 class TooShortError(RejectedError):
     code = "too_short"
 

@@ -121,9 +121,10 @@ def test_unknown_field_lists_valid_fields():
     msg = str(err.value)
     assert (
         "recording fields: status, format, subject, duration_s, n_channels, n_eeg_channels, sfreq, n_epochs, "
-        "n_valid_epochs, n_annotations, failure_code, failure_stage, montage; "
-        "epoch fields: valid, n_flat, n_clipped, nonfinite, max_abs_uv, start_s; "
-        "special: annotation (with = or ~)"
+        "n_valid_epochs, n_annotations, failure_code, failure_stage, montage, n_bad_channels, age_years, sex, "
+        "stager; epoch fields: valid, n_flat, n_clipped, nonfinite, max_abs_uv, start_s, score, n_artifact, "
+        "max_ptp_uv, line_ratio, emg_ratio, drift_ratio, max_kurtosis, stage, p_w, p_n1, p_n2, p_n3, p_rem; "
+        "special: annotation, category, subcategory (with = or ~)"
     ) in msg
 
 
@@ -202,6 +203,7 @@ def test_query_recordings_rows(cat):
         "n_valid_epochs": 2,
         "n_annotations": 2,
         "subject": "S01",
+        "n_bad_channels": None,
     }
     assert rows[3] == {
         "sha256": SHA["d"][:16],
@@ -217,6 +219,7 @@ def test_query_recordings_rows(cat):
         "n_valid_epochs": 0,
         "n_annotations": 0,
         "subject": None,
+        "n_bad_channels": None,
     }
 
 

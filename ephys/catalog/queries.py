@@ -10,9 +10,15 @@ A selection is a list of clauses that must all hold (AND). Each clause is
   booleans ``= !=``.
 * Recording fields (:data:`RECORDING_FIELDS`): ``status``, ``format``, ``subject``,
   ``duration_s``, ``n_channels``, ``n_eeg_channels``, ``sfreq``, ``n_epochs``,
-  ``n_valid_epochs``, ``n_annotations``, ``failure_code``, ``failure_stage``, ``montage``.
+  ``n_valid_epochs``, ``n_annotations``, ``failure_code``, ``failure_stage``, ``montage``,
+  ``n_bad_channels``, ``age_years``, ``sex``, ``stager``.
 * Epoch fields (:data:`EPOCH_FIELDS`): ``valid``, ``n_flat``, ``n_clipped``,
-  ``nonfinite``, ``max_abs_uv``, ``start_s``.
+  ``nonfinite``, ``max_abs_uv``, ``start_s``; the QC figures and quality score
+  ``score``, ``n_artifact``, ``max_ptp_uv``, ``line_ratio``, ``emg_ratio``,
+  ``drift_ratio``, ``max_kurtosis`` (:mod:`ephys.qc.features`); the sleep
+  stage ``stage`` (W, N1, N2, N3, REM) and its probabilities ``p_w`` ... ``p_rem``.
+* ``category = seizure`` / ``subcategory = ...``: epochs overlapping an annotation
+  with that taxonomy label that is not negated ("kein Anfall" does not count).
 * ``annotation ~ TEXT`` / ``annotation = TEXT`` (exact, case-sensitive): epochs that
   overlap such an annotation; in a recording query, recordings that have one.
   An epoch ``[start, start + epoch_s)`` overlaps an annotation
@@ -72,6 +78,10 @@ RECORDING_FIELDS: dict[str, FieldType] = {
     "failure_code": "str",
     "failure_stage": "str",
     "montage": "str",
+    "n_bad_channels": "int",
+    "age_years": "int",
+    "sex": "str",
+    "stager": "str",
 }
 
 #: Epoch fields of the filter language and their value types.
@@ -82,10 +92,25 @@ EPOCH_FIELDS: dict[str, FieldType] = {
     "nonfinite": "bool",
     "max_abs_uv": "float",
     "start_s": "float",
+    "score": "float",
+    "n_artifact": "int",
+    "max_ptp_uv": "float",
+    "line_ratio": "float",
+    "emg_ratio": "float",
+    "drift_ratio": "float",
+    "max_kurtosis": "float",
+    "stage": "str",
+    "p_w": "float",
+    "p_n1": "float",
+    "p_n2": "float",
+    "p_n3": "float",
+    "p_rem": "float",
 }
 
 #: The special field that selects by overlapping annotation text.
 ANNOTATION_FIELD = "annotation"
+#: Special fields that select by an overlapping annotation's taxonomy label (negated annotations do not count).
+LABEL_FIELDS = ("category", "subcategory")
 
 #: Operators, longest first (the parser needs no ordering, but messages read better).
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "~")
@@ -110,7 +135,7 @@ def valid_fields_text() -> str:
     return (
         f"recording fields: {', '.join(RECORDING_FIELDS)}; "
         f"epoch fields: {', '.join(EPOCH_FIELDS)}; "
-        f"special: {ANNOTATION_FIELD} (with = or ~)"
+        f"special: {ANNOTATION_FIELD}, {', '.join(LABEL_FIELDS)} (with = or ~)"
     )
 
 
@@ -165,7 +190,7 @@ def parse_where(clause: str) -> Clause:
         kind, ftype = "recording", RECORDING_FIELDS[field]
     elif field in EPOCH_FIELDS:
         kind, ftype = "epoch", EPOCH_FIELDS[field]
-    elif field == ANNOTATION_FIELD:
+    elif field == ANNOTATION_FIELD or field in LABEL_FIELDS:
         kind, ftype = "annotation", "annotation"
     else:
         raise ValueError(f"unknown field {match['field']!r} in clause {clause!r}; {valid_fields_text()}")
@@ -242,7 +267,11 @@ def _compare(col, op: str, value) -> ColumnElement[bool]:
 
 
 def _annotation_text(clause: Clause) -> ColumnElement[bool]:
-    return _compare(m.Annotation.text, clause.op, clause.value)
+    """An annotation clause: text, or a taxonomy label of a non-negated annotation."""
+    if clause.field == ANNOTATION_FIELD:
+        return _compare(m.Annotation.text, clause.op, clause.value)
+    col = getattr(m.Annotation, clause.field)
+    return and_(_compare(col, clause.op, clause.value), m.Annotation.negated.is_not(True))
 
 
 def _epoch_overlaps_annotation(clause: Clause, epoch_s: float) -> ColumnElement[bool]:
@@ -515,6 +544,7 @@ RECORDING_COLUMNS = (
     "n_valid_epochs",
     "n_annotations",
     "subject",
+    "n_bad_channels",
 )
 
 

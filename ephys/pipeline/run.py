@@ -140,6 +140,18 @@ def _start_client(scheduler: str | None, workers: int | None, processes: bool = 
         raise RunError(f"cannot reach the Dask scheduler {scheduler or '(local)'}: {exc}") from None
 
 
+_QC_NAMES = ("sd_uv", "ptp_uv", "kurtosis", "line_ratio", "emg_ratio", "drift_ratio")
+
+
+def _channel_qc(figures: np.ndarray | None, index: int) -> dict:
+    """``channel_qc`` and ``channel_usable`` of one epoch from the staged ``(n_epochs, 7, n_channels)`` figures."""
+    if figures is None:
+        return {}
+    f = figures[index]
+    qc = {name: [None if not np.isfinite(v) else round(float(v), 4) for v in f[i]] for i, name in enumerate(_QC_NAMES)}
+    return {"channel_qc": qc, "channel_usable": [bool(v) for v in f[6]]}
+
+
 class _Packer:
     """Packs staged epochs into shards in a fixed recording order."""
 
@@ -172,6 +184,7 @@ class _Packer:
         if r is None:
             return
         data = np.load(r.staged_path, allow_pickle=False)
+        figures = np.load(r.qc_path, allow_pickle=False) if r.qc_path else None  # (n_epochs, 7, n_channels)
         have = self.have.get(sha, set())
         self.packed.setdefault(sha, len(have))
         for e in r.epochs:
@@ -181,12 +194,17 @@ class _Packer:
             meta = EpochMeta(
                 key=key, recording=sha, subject=r.subject or "", epoch_index=e.index, start_s=e.start_s,
                 sfreq=self.config.sfreq, n_samples=self.config.n_samples, montage=r.montage or self.config.montage,
-                channel_names=r.channel_names, mask=r.mask, qc=e.qc,
+                channel_names=r.channel_names, mask=r.mask, qc=e.qc, qc_channels=r.qc_channels,
+                bad_channels=r.bad_channels, sleep=e.sleep, **_channel_qc(figures, e.index),
                 annotations=epoch_annotations(r.annotations, e.start_s, self.config.epoch_s),
             )  # fmt: skip
-            row = dict(recording=sha, index=e.index, start_s=e.start_s, key=key, valid=e.qc.valid, n_flat=e.qc.n_flat,
-                       n_clipped=e.qc.n_clipped, nonfinite=e.qc.nonfinite, max_abs_uv=e.qc.max_abs_uv,
-                       mask="".join("1" if b else "0" for b in r.mask))  # fmt: skip
+            q, st = e.qc, e.sleep
+            probs = dict(zip(("p_w", "p_n1", "p_n2", "p_n3", "p_rem"), st.probs)) if st and st.probs else {}
+            row = dict(recording=sha, index=e.index, start_s=e.start_s, key=key, valid=q.valid, n_flat=q.n_flat,
+                       n_clipped=q.n_clipped, nonfinite=q.nonfinite, max_abs_uv=q.max_abs_uv,
+                       mask="".join("1" if b else "0" for b in r.mask), score=q.score, n_artifact=q.n_artifact,
+                       max_ptp_uv=q.max_ptp_uv, line_ratio=q.line_ratio, emg_ratio=q.emg_ratio,
+                       drift_ratio=q.drift_ratio, max_kurtosis=q.max_kurtosis, stage=st.stage if st else None, **probs)  # fmt: skip
             self.buffer.append((data[e.index], meta, row))
             if len(self.buffer) >= self.config.shard_size:
                 self.flush()
@@ -201,6 +219,8 @@ class _Packer:
                 ph, rp = self.meta[r.sha256]
                 self.hashlog.append(r.sha256, "ok", None, r.n_epochs, ph, rp)
                 Path(r.staged_path).unlink(missing_ok=True)
+                if r.qc_path:
+                    Path(r.qc_path).unlink(missing_ok=True)
                 self.packed.pop(r.sha256, None)
             else:
                 keep.append(r)

@@ -13,17 +13,20 @@ import shutil
 import signal
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from ephys.errors import EphysError, InsufficientCoverageError, OutputError, NoEEGError, NoSignalError, RejectedError, TooShortError
+from ephys.errors import (EphysError, InsufficientCoverageError, NoEEGError, NoSignalError, NoUsableChannelsError,
+                          OutputError, RejectedError, TooShortError)  # fmt: skip
 from ephys.ingest.channels import TEN_TWENTY
 from ephys.ingest.condition import condition
 from ephys.ingest.identity import age_years, author_pseudonym, normalise_sex, pseudonym, scrub_text, shifted_start
 from ephys.ingest.montage import REGION_NAMES, region_coverage, regional8
 from ephys.ingest.readers import open_recording
-from ephys.qc.epochs import channel_epoch_flags, rails_uv
+from ephys.qc.epochs import rails_uv
+from ephys.qc.features import ChannelFeatures, Thresholds, bad_channels, channel_features, epoch_scores, max_neighbour_correlation, usable
 from ephys.schemas import Annotation, ChannelInfo, EpochQC, EpochRecord, Failure, IngestConfig, RecordingResult, RecordingStatus
 
 F16_MAX = float(np.finfo(np.float16).max)
@@ -83,23 +86,46 @@ def _raw_epochs(x: np.ndarray, sfreq: float, epoch_s: float, n_epochs: int) -> n
     return x[np.minimum(starts[:, None] + np.arange(per), x.size - 1)]
 
 
-def _segment_epochs(picked, signals, seg_start_s, seg_dur_s, config, mask):
-    """Condition one segment and cut it into epochs. Returns (epochs array, qc list, starts)."""
-    n_out = config.n_samples
-    n_epochs = int(np.floor(seg_dur_s / config.epoch_s + 1e-9))
+def _n_epochs(seg_dur_s: float, epoch_s: float) -> int:
+    return int(np.floor(seg_dur_s / epoch_s + 1e-9))
+
+
+def _segment_features(picked, signals, seg_dur_s, config) -> ChannelFeatures | None:
+    """QC figures of one segment (raw signal, each channel at its own rate); ``None`` without a whole epoch."""
+    n_epochs = _n_epochs(seg_dur_s, config.epoch_s)
     if n_epochs == 0:
-        return np.zeros((0, len(mask), n_out), np.float16), [], []
-    # Raw QC per channel at its own rate.
-    flat = np.zeros((len(picked), n_epochs), bool)
-    clip = np.zeros_like(flat)
-    nonf = np.zeros_like(flat)
-    for i, (ch, x) in enumerate(zip(picked, signals)):
-        ep = _raw_epochs(x, ch.sfreq, config.epoch_s, n_epochs)
-        flat[i], clip[i], nonf[i] = channel_epoch_flags(ep, rails_uv(ch), flat_uv=config.flat_uv, clip_fraction=config.clip_fraction)
-    # Condition channels in groups of equal sampling rate.
+        return None
+    eps = [_raw_epochs(x, ch.sfreq, config.epoch_s, n_epochs) for ch, x in zip(picked, signals)]
+    cols: dict[str, list] = {}
+    for ch, ep in zip(picked, eps):
+        for k, v in channel_features(ep, ch.sfreq, rails_uv(ch), line_freq=config.line_freq, flat_uv=config.flat_uv,
+                                     clip_fraction=config.clip_fraction).items():  # fmt: skip
+            cols.setdefault(k, []).append(v)
+    f = ChannelFeatures(**{k: np.stack(v) for k, v in cols.items()})
+    # Neighbour correlation among the channels of the most common sampling rate.
+    rates = [ch.sfreq for ch in picked]
+    common = max(set(rates), key=rates.count)
+    rows = [i for i, r in enumerate(rates) if r == common]
+    f.max_corr = np.full((len(picked), n_epochs), np.nan, np.float32)
+    f.max_corr[rows] = max_neighbour_correlation([eps[i] for i in rows], common)
+    return f
+
+
+def _condition_segment(picked, signals, seg_dur_s, config, good: list[int]) -> np.ndarray:
+    """Conditioned epochs of one segment, ``(n_epochs, n_out_channels, n_samples)`` float16 µV.
+
+    Only ``good`` channels (positions in ``picked``) are conditioned; in ``native`` the others stay
+    zero (their mask bit is cleared), in ``regional8`` they are left out of the average reference
+    and the regional means.
+    """
+    n_out = config.n_samples
+    n_epochs = _n_epochs(seg_dur_s, config.epoch_s)
+    n_rows = len(picked) if config.montage == "native" else len(REGION_NAMES)
+    if n_epochs == 0:
+        return np.zeros((0, n_rows, n_out), np.float16)
     by_rate: dict[float, list[int]] = {}
-    for i, ch in enumerate(picked):
-        by_rate.setdefault(ch.sfreq, []).append(i)
+    for i in good:
+        by_rate.setdefault(picked[i].sfreq, []).append(i)
     out = np.zeros((len(picked), n_epochs * n_out), np.float32)
     for sf, rows in by_rate.items():
         # A few channels at a time bounds the float64 filter buffers on long recordings.
@@ -111,20 +137,59 @@ def _segment_epochs(picked, signals, seg_start_s, seg_dur_s, config, mask):
             m = min(y.shape[1], n_epochs * n_out)  # a fractional input rate can leave the last sample short
             out[group, :m] = y[:, :m]
     if config.montage == "regional8":
-        out, _ = regional8(out, [c.name for c in picked])
+        out, _ = regional8(out[good], [picked[i].name for i in good])
     epochs = out.reshape(out.shape[0], n_epochs, n_out).transpose(1, 0, 2)
-    max_abs = np.abs(epochs).max(axis=(1, 2))
-    bad = flat | clip
-    qcs = []
-    half = len(picked) / 2
-    for k in range(n_epochs):
-        nonfinite = bool(nonf[:, k].any())
-        qcs.append(EpochQC(
-            n_flat=int(flat[:, k].sum()), n_clipped=int(clip[:, k].sum()), nonfinite=nonfinite,
-            max_abs_uv=float(round(max_abs[k], 3)), valid=(not nonfinite) and bad[:, k].sum() <= half,
+    return np.clip(epochs, -F16_MAX, F16_MAX).astype(np.float16)
+
+
+def _nan_to_none(v: float) -> float | None:
+    return None if not np.isfinite(v) else round(float(v), 4)
+
+
+def _epoch_qcs(f: ChannelFeatures, bad: dict[int, str], ok: np.ndarray, scores: np.ndarray,
+               max_abs: np.ndarray) -> list[EpochQC]:  # fmt: skip
+    """Epoch aggregates of the per-channel figures (ratios: median over good channels)."""
+    good = [i for i in range(f.sd_uv.shape[0]) if i not in bad]
+    half = f.sd_uv.shape[0] / 2
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN medians (ratios undefined at low rates)
+        med = {k: np.nanmedian(getattr(f, k)[good], axis=0) if good else np.full(f.sd_uv.shape[1], np.nan)
+               for k in ("line_ratio", "emg_ratio", "drift_ratio")}  # fmt: skip
+    for k in range(f.sd_uv.shape[1]):
+        nonfinite = bool(f.nonfinite[:, k].any())
+        n_bad = int((f.flat[:, k] | f.clipped[:, k]).sum())
+        out.append(EpochQC(
+            n_flat=int(f.flat[:, k].sum()), n_clipped=int(f.clipped[:, k].sum()), nonfinite=nonfinite,
+            max_abs_uv=float(round(max_abs[k], 3)), valid=(not nonfinite) and n_bad <= half,
+            score=round(float(scores[k]), 4), n_artifact=int((~ok[good, k]).sum()) if good else 0,
+            max_ptp_uv=_nan_to_none(f.ptp_uv[good, k].max()) if good else None,
+            line_ratio=_nan_to_none(med["line_ratio"][k]), emg_ratio=_nan_to_none(med["emg_ratio"][k]),
+            drift_ratio=_nan_to_none(med["drift_ratio"][k]),
+            max_kurtosis=_nan_to_none(np.abs(f.kurtosis[good, k]).max()) if good else None,
         ))  # fmt: skip
-    starts = [seg_start_s + k * config.epoch_s for k in range(n_epochs)]
-    return np.clip(epochs, -F16_MAX, F16_MAX).astype(np.float16), qcs, starts
+    return out
+
+
+def _usable_layout(picked, bad, names, mask, config, path):
+    """Output names and mask once bad channels are left out; rejects when too little is usable.
+
+    Raises
+    ------
+    NoUsableChannelsError, InsufficientCoverageError
+    """
+    if len(bad) == len(picked):
+        kinds = sorted(set(bad.values()))
+        raise NoUsableChannelsError(f"no usable EEG channel: all {len(picked)} are bad ({', '.join(kinds)})", path)
+    why = ", ".join(f"{picked[i].name} {r}" for i, r in sorted(bad.items()))
+    if config.montage == "native":
+        return names, [i not in bad for i in range(len(picked))]
+    cover = region_coverage([picked[i].name for i in range(len(picked)) if i not in bad])
+    if sum(cover) < config.min_regions:
+        raise InsufficientCoverageError(
+            f"insufficient 10-20 coverage for regional8 after excluding bad channels ({why}): "
+            f"{sum(cover)} of 8 regions (needs {config.min_regions})", path)  # fmt: skip
+    return names, cover
 
 
 def _split_segments(header, picked, signals):
@@ -268,13 +333,27 @@ def process_recording(
         signals = reader.read_channels([c.index for c in picked])
         annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient, secret)
         t["read"] = time.perf_counter()
-        all_epochs, qcs, starts = [], [], []
-        for seg_start, seg_dur, parts in _split_segments(h, picked, signals):
-            e, q, s = _segment_epochs(picked, parts, seg_start, seg_dur, config, mask)
-            all_epochs.append(e)
-            qcs += q
-            starts += s
-        del signals
+        segments = _split_segments(h, picked, signals)
+        parts_f = [f for f in (_segment_features(picked, p, d, config) for _, d, p in segments) if f is not None]
+        t["qc"] = time.perf_counter()
+        if not parts_f:
+            raise TooShortError(f"too short: 0 valid 30-s epochs (0 in all, {h.duration_s:.1f} s), "
+                                f"--min-epochs is {config.min_epochs}", path)  # fmt: skip
+        feats = ChannelFeatures.concat(parts_f)
+        bad = bad_channels(feats)
+        good = [i for i in range(len(picked)) if i not in bad]
+        names, mask = _usable_layout(picked, bad, names, mask, config, path)
+        th = Thresholds(ptp_uv=config.qc_ptp_uv, kurtosis=config.qc_kurtosis, line_ratio=config.qc_line_ratio,
+                        emg_ratio=config.qc_emg_ratio, drift_ratio=config.qc_drift_ratio)  # fmt: skip
+        ok = usable(feats, bad, th)
+        scores = epoch_scores(feats, bad, th)
+        all_epochs, starts = [], []
+        for seg_start, seg_dur, parts in segments:
+            all_epochs.append(_condition_segment(picked, parts, seg_dur, config, good))
+            starts += [seg_start + k * config.epoch_s for k in range(_n_epochs(seg_dur, config.epoch_s))]
+        del signals, segments
+        epochs = np.concatenate(all_epochs) if all_epochs else np.zeros((0, len(names), config.n_samples), np.float16)
+        qcs = _epoch_qcs(feats, bad, ok, scores, np.abs(epochs.astype(np.float32)).max(axis=(1, 2)) if len(epochs) else np.zeros(0))
         t["condition"] = time.perf_counter()
         n_valid = sum(q.valid for q in qcs)
         if n_valid < config.min_epochs:
@@ -284,11 +363,16 @@ def process_recording(
                 path,
             )
         staged = Path(staging_dir) / f"{sha256}.npy"
-        epochs = np.concatenate(all_epochs) if all_epochs else np.zeros((0, len(names), config.n_samples), np.float16)
         _stage(staged, epochs)
+        qc_staged = Path(staging_dir) / f"{sha256}.qc.npy"
+        figures = np.stack([feats.sd_uv, feats.ptp_uv, feats.kurtosis, feats.line_ratio, feats.emg_ratio,
+                            feats.drift_ratio, ok.astype(np.float32)], axis=1).transpose(2, 1, 0)  # fmt: skip
+        _stage(qc_staged, np.ascontiguousarray(figures, dtype=np.float32))
         t["stage"] = time.perf_counter()
         return RecordingResult(
             **{**base, **info}, status=RecordingStatus.ok, channel_names=names, mask=mask,
+            qc_channels=[c.name for c in picked], bad_channels={picked[i].name: r for i, r in sorted(bad.items())},
+            qc_path=str(qc_staged),
             epochs=[EpochRecord(index=i, start_s=s, qc=q) for i, (s, q) in enumerate(zip(starts, qcs))],
             annotations=annotations, n_scrubbed=n_scrubbed, staged_path=str(staged), seconds=_durations(t),
         )  # fmt: skip

@@ -1,7 +1,7 @@
 """Pydantic records passed between stages (and stored in shards, catalog and manifests)."""
 
 from ephys.schemas.config import IngestConfig, Montage
-from ephys.schemas.epoch import EpochAnnotation, EpochMeta, EpochQC
+from ephys.schemas.epoch import EpochAnnotation, EpochMeta, EpochQC, EpochStage
 from ephys.schemas.failure import Failure, RecordingStatus
 from ephys.schemas.manifest import Manifest, ManifestShard
 from ephys.schemas.recording import Annotation, ChannelInfo, RecordingHeader, Segment
@@ -12,6 +12,7 @@ __all__ = [
     "Annotation",
     "ChannelInfo",
     "EpochAnnotation",
+    "EpochStage",
     "EpochMeta",
     "EpochQC",
     "EpochRecord",

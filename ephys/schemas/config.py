@@ -25,6 +25,11 @@ PROCESSING_FIELDS = (
     "flat_uv",
     "clip_fraction",
     "shard_size",
+    "qc_ptp_uv",
+    "qc_kurtosis",
+    "qc_line_ratio",
+    "qc_emg_ratio",
+    "qc_drift_ratio",
 )
 
 
@@ -50,6 +55,11 @@ class IngestConfig(BaseModel):
         0.01, gt=0, le=1, description="a channel with more than this fraction of samples at its rails is clipped"
     )
     shard_size: int = Field(1000, ge=1, description="samples (epochs) per shard")
+    qc_ptp_uv: float = Field(1000.0, gt=0, description="quality score: a channel-epoch above this peak-to-peak (µV) is not usable")
+    qc_kurtosis: float = Field(10.0, gt=0, description="quality score: limit of |excess kurtosis|")
+    qc_line_ratio: float = Field(0.5, gt=0, description="quality score: limit of mains power / 1-100 Hz power")
+    qc_emg_ratio: float = Field(0.5, gt=0, description="quality score: limit of 30-100 Hz power / 1-100 Hz power")
+    qc_drift_ratio: float = Field(0.9, gt=0, description="quality score: limit of <0.3 Hz power / total power")
     keep_paths: bool = Field(False, description="store archive-relative paths (they may hold identifiers)")
     date_shift: bool = Field(
         False, description="store recording starts shifted per subject by a keyed offset (else no dates at all)"

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from ephys.schemas.epoch import EpochQC
+from ephys.schemas.epoch import EpochQC, EpochStage
 from ephys.schemas.failure import Failure, RecordingStatus
 from ephys.schemas.recording import Annotation
 
@@ -20,6 +20,7 @@ class EpochRecord(BaseModel):
     index: int = Field(ge=0)
     start_s: float = Field(ge=0)
     qc: EpochQC
+    sleep: EpochStage | None = None
 
 
 class RecordingResult(BaseModel):
@@ -40,10 +41,15 @@ class RecordingResult(BaseModel):
     montage: str | None = None
     channel_names: list[str] = Field(default_factory=list, description="output channels (regions or electrodes)")
     mask: list[bool] = Field(default_factory=list)
+    qc_channels: list[str] = Field(default_factory=list, description="input EEG channels the QC figures refer to")
+    bad_channels: dict[str, str] = Field(default_factory=dict, description="name -> reason (flat, noisy: ..., uncorrelated)")
+    stager: str | None = Field(default=None, description="sleep-staging backend and version, e.g. 'gssc 0.0.9'")
+    staging_channels: list[str] = Field(default_factory=list)
     epochs: list[EpochRecord] = Field(default_factory=list)
     annotations: list[Annotation] = Field(default_factory=list)
     n_scrubbed: int = Field(0, description="names/dates removed from annotation text")
     staged_path: str | None = None
+    qc_path: str | None = Field(default=None, description="staged per-channel QC figures (n_epochs, 7, n_channels) float32")
     seconds: dict[str, float] = Field(default_factory=dict, description="time per stage, s")
 
     @property

@@ -1,0 +1,257 @@
+"""QA/QC figures per channel and 30-s epoch, bad channels per recording, and the epoch quality score.
+
+All figures are computed on the raw (unfiltered) signal in µV at the channel's
+own sampling rate, before conditioning, so they describe the recording as it
+was acquired.
+
+Per channel and epoch (arrays of shape ``(n_channels, n_epochs)``):
+
+* ``sd_uv``: standard deviation (µV); flat when below ``flat_uv`` (0.5 µV).
+* ``ptp_uv``: peak-to-peak amplitude (µV) after removing the epoch's linear trend.
+* ``clipped``: more than ``clip_fraction`` of samples at the ADC rails.
+* ``nonfinite``: any NaN/inf sample.
+* ``kurtosis``: excess kurtosis (Fisher; 0 for a Gaussian) of the detrended epoch. Large values mark
+  spiky artifacts (electrode pops) and also epileptiform transients.
+* ``line_ratio``: Welch power within ±1 Hz of the mains frequency over power
+  in 1 Hz–``hf`` (``hf`` = min(100 Hz, 0.45 × sfreq)); NaN when the mains
+  frequency is not below ``hf``.
+* ``emg_ratio``: power in 30 Hz–``hf`` over power in 1 Hz–``hf``: muscle
+  (EMG) contamination; NaN when ``hf`` ≤ 30 Hz.
+* ``drift_ratio``: power in (0, 0.3] Hz over power in (0, ``hf``]: slow drift
+  and sweat (below the 0.5-1 Hz slow oscillations of deep sleep). Welch
+  windows are 10 s (0.1 Hz bins), Hann, 50 % overlap, each window's mean
+  removed (SciPy ``welch`` defaults otherwise).
+
+Bad channels per recording (the rules of the PREP pipeline, Bigdely-Shamlo
+et al. 2015, Front. Neuroinform. 9:16, simplified): a channel is
+
+* ``flat`` when more than half of its epochs are flat;
+* ``noisy`` when the robust z-score (median / 1.4826 MAD across channels) of
+  its median log-SD exceeds 5 and its median SD is above 100 µV and 3 times the
+  channels' median, or that of its
+  median line-noise ratio exceeds 5 with the ratio above 0.3, or that of its
+  median EMG ratio exceeds 5 with the ratio above 0.5 (needs 4 or more
+  channels; the floors keep eye-blink frontal channels and temporal muscle,
+  which are physiology, from being called bad);
+* ``uncorrelated`` when the median over epochs of its largest absolute
+  correlation with any other channel is below 0.4 while that figure's median
+  over the channels is at least 0.6 (the channels do share signal, as
+  referential scalp EEG does through volume conduction; needs 3 or more channels;
+  computed on 1/k block means at about 50 Hz with each epoch's linear trend
+  removed, which keeps the EEG band that neighbouring electrodes share).
+
+Bad channels are excluded from regional averages and set to zero with their
+mask bit cleared in the shards.
+
+Epoch quality score in [0, 1]: the fraction of the recording's EEG channels
+that are usable in that epoch, where a channel is usable when it is not a bad
+channel and, in that epoch, not flat, not clipped, finite, with
+``ptp_uv <= qc_ptp_uv`` (default 1000 µV), ``|kurtosis| <= qc_kurtosis`` (10),
+``line_ratio <= qc_line_ratio`` (0.5), ``emg_ratio <= qc_emg_ratio`` (0.5) and
+``drift_ratio <= qc_drift_ratio`` (0.9); 0 when any sample is non-finite. The
+per-channel figures are in each shard sample's JSON, the epoch aggregates in the
+catalog, so a selection can be re-thresholded without re-ingesting.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import signal, stats
+
+from ephys.qc.epochs import channel_epoch_flags
+
+#: Epochs processed together in the spectral figures (bounds Welch's float64 buffers).
+_CHUNK_EPOCHS = 128
+FEATURES = ("sd_uv", "ptp_uv", "kurtosis", "line_ratio", "emg_ratio", "drift_ratio")
+
+
+@dataclass
+class ChannelFeatures:
+    """Figures of every channel and epoch of one recording: arrays of shape ``(n_channels, n_epochs)``."""
+
+    sd_uv: np.ndarray
+    ptp_uv: np.ndarray
+    kurtosis: np.ndarray
+    line_ratio: np.ndarray
+    emg_ratio: np.ndarray
+    drift_ratio: np.ndarray
+    flat: np.ndarray
+    clipped: np.ndarray
+    nonfinite: np.ndarray
+    max_corr: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
+    @staticmethod
+    def concat(parts: list[ChannelFeatures]) -> ChannelFeatures:
+        """Join per-segment figures along the epoch axis."""
+        names = ChannelFeatures.__dataclass_fields__
+        return ChannelFeatures(**{k: np.concatenate([getattr(p, k) for p in parts], axis=1) for k in names})
+
+
+def _band_ratio(f: np.ndarray, p: np.ndarray, num: tuple[float, float], den: tuple[float, float]) -> np.ndarray:
+    """Power in ``num`` over power in ``den`` (inclusive bands, Hz) of PSDs ``p`` (..., n_freqs)."""
+    n = p[..., (f >= num[0]) & (f <= num[1])].sum(axis=-1)
+    d = p[..., (f >= den[0]) & (f <= den[1])].sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(d > 0, n / d, np.nan)
+
+
+def spectral_ratios(ep: np.ndarray, sfreq: float, line_freq: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Line-noise, EMG and drift ratios of one channel's epochs.
+
+    Parameters
+    ----------
+    ep : ndarray, shape (n_epochs, n_samples_per_epoch), µV
+    sfreq : float, Hz
+    line_freq : float, Hz
+
+    Returns
+    -------
+    line_ratio, emg_ratio, drift_ratio : float32 ndarrays of shape (n_epochs,), NaN where undefined
+    """
+    hf = min(100.0, 0.45 * sfreq)
+    nper = min(ep.shape[1], int(round(10 * sfreq)))
+    out = np.full((3, ep.shape[0]), np.nan, np.float32)
+    if nper < 8:
+        return out[0], out[1], out[2]
+    for a in range(0, ep.shape[0], _CHUNK_EPOCHS):
+        x = np.nan_to_num(ep[a : a + _CHUNK_EPOCHS].astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        f, p = signal.welch(x, fs=sfreq, nperseg=nper, axis=-1)
+        if line_freq + 1 < hf:
+            out[0, a : a + len(x)] = _band_ratio(f, p, (line_freq - 1, line_freq + 1), (1.0, hf))
+        if hf > 30:
+            out[1, a : a + len(x)] = _band_ratio(f, p, (30.0, hf), (1.0, hf))
+        out[2, a : a + len(x)] = _band_ratio(f, p, (1e-9, 0.3), (1e-9, hf))
+    return out[0], out[1], out[2]
+
+
+def _detrend(x: np.ndarray) -> np.ndarray:
+    """Each row minus its least-squares line (float32): DC-coupled amplifiers drift by millivolts,
+    which is drift, not amplitude."""
+    t = np.linspace(-1.0, 1.0, x.shape[1], dtype=np.float32)
+    x = x.astype(np.float32) - x.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
+    return x - np.outer(x @ t / (t @ t), t)
+
+
+def channel_features(ep: np.ndarray, sfreq: float, rails, *, line_freq: float, flat_uv: float,
+                     clip_fraction: float) -> dict[str, np.ndarray]:  # fmt: skip
+    """Every figure of the module docstring for one channel's epochs ``(n_epochs, n_samples)`` in µV.
+
+    Returns a dict of ``(n_epochs,)`` arrays keyed like :class:`ChannelFeatures` (without ``max_corr``).
+    """
+    flat, clipped, nonfinite = channel_epoch_flags(ep, rails, flat_uv=flat_uv, clip_fraction=clip_fraction)
+    xs = np.where(np.isfinite(ep), ep, 0.0)
+    xd = _detrend(xs)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kurt = stats.kurtosis(xd, axis=1, fisher=True, bias=True)
+    line, emg, drift = spectral_ratios(ep, sfreq, line_freq)
+    return dict(sd_uv=xs.std(axis=1).astype(np.float32), ptp_uv=np.ptp(xd, axis=1).astype(np.float32),
+                kurtosis=np.nan_to_num(kurt, nan=0.0).astype(np.float32), line_ratio=line, emg_ratio=emg,
+                drift_ratio=drift, flat=flat, clipped=clipped, nonfinite=nonfinite)  # fmt: skip
+
+
+def max_neighbour_correlation(eps: list[np.ndarray], sfreq: float) -> np.ndarray:
+    """Per channel and epoch, the largest |Pearson r| with any other channel.
+
+    Parameters
+    ----------
+    eps : list of ndarray, each (n_epochs, n_samples_per_epoch), µV, one per channel, same sfreq
+    sfreq : float, Hz
+
+    Returns
+    -------
+    ndarray, shape (n_channels, n_epochs), float32; NaN with fewer than 2 channels
+    """
+    n_ch, n_ep = len(eps), eps[0].shape[0] if eps else 0
+    if n_ch < 2:
+        return np.full((n_ch, n_ep), np.nan, np.float32)
+    k = max(1, int(sfreq // 50))
+    m = eps[0].shape[1] // k
+    x = np.stack([np.nan_to_num(e[:, : m * k], nan=0.0, posinf=0.0, neginf=0.0).reshape(n_ep, m, k).mean(axis=2)
+                  for e in eps])  # fmt: skip  # (n_ch, n_ep, m)
+    t = np.linspace(-1.0, 1.0, m)
+    x = x - x.mean(axis=2, keepdims=True)
+    x = x - (x @ t)[..., None] * t / (t @ t)  # remove each epoch's linear trend
+    norm = np.linalg.norm(x, axis=2, keepdims=True)
+    z = np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+    r = np.abs(np.einsum("cem,dem->ecd", z, z))  # (n_ep, n_ch, n_ch)
+    idx = np.arange(n_ch)
+    r[:, idx, idx] = 0.0
+    return r.max(axis=2).T.astype(np.float32)
+
+
+def _robust_z(v: np.ndarray) -> np.ndarray:
+    med = np.nanmedian(v)
+    mad = 1.4826 * np.nanmedian(np.abs(v - med))
+    if not np.isfinite(mad) or mad <= 1e-12:
+        return np.zeros_like(v)
+    return (v - med) / mad
+
+
+def bad_channels(f: ChannelFeatures) -> dict[int, str]:
+    """``{channel position: reason}`` for the rules of the module docstring (``flat``, ``noisy: ...``,
+    ``uncorrelated``)."""
+    n_ch = f.sd_uv.shape[0]
+    out: dict[int, str] = {}
+    if n_ch == 0 or f.sd_uv.shape[1] == 0:
+        return out
+    for c in np.flatnonzero(f.flat.mean(axis=1) > 0.5):
+        out[int(c)] = "flat"
+    live = [c for c in range(n_ch) if c not in out]
+    if len(live) >= 4:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            log_sd = np.log(np.median(f.sd_uv[live], axis=1) + 1e-6)
+        checks = []  # the most specific cause first: mains, muscle, then amplitude
+        for name, arr, floor in (("line noise", f.line_ratio, 0.3), ("muscle", f.emg_ratio, 0.5)):
+            if np.isfinite(arr[live]).any():
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: ratio undefined at low rates
+                    checks.append((name, np.nanmedian(arr[live], axis=1), floor))
+        # Amplitude: 3x the channels' median SD and above 100 µV (blink-laden frontal channels reach ~2.5x).
+        checks.append(("amplitude", log_sd, max(np.log(100.0), float(np.median(log_sd)) + np.log(3.0))))
+        for name, v, floor in checks:
+            z = _robust_z(v)
+            for j in np.flatnonzero((z > 5) & (v > floor)):
+                out.setdefault(live[j], f"noisy: {name}")
+    live = [c for c in range(n_ch) if c not in out]
+    if len(live) >= 3 and f.max_corr.size:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med = np.nanmedian(f.max_corr[live], axis=1)
+        if not np.nanmedian(med) >= 0.6:
+            return out  # nothing to compare against: bipolar or unreferenced channels, or synthetic noise
+        for j in np.flatnonzero(med < 0.4):
+            out.setdefault(live[j], "uncorrelated")
+    return out
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Per channel-epoch limits of the quality score (see the module docstring)."""
+
+    ptp_uv: float = 1000.0
+    kurtosis: float = 10.0
+    line_ratio: float = 0.5
+    emg_ratio: float = 0.5
+    drift_ratio: float = 0.9
+
+
+def usable(f: ChannelFeatures, bad: dict[int, str], th: Thresholds) -> np.ndarray:
+    """``(n_channels, n_epochs)`` bool: the channel is usable in that epoch (NaN ratios pass)."""
+    ok = ~(f.flat | f.clipped | f.nonfinite)
+    ok &= f.ptp_uv <= th.ptp_uv
+    ok &= np.abs(f.kurtosis) <= th.kurtosis
+    for arr, lim in ((f.line_ratio, th.line_ratio), (f.emg_ratio, th.emg_ratio), (f.drift_ratio, th.drift_ratio)):
+        ok &= ~(arr > lim)
+    for c in bad:
+        ok[c] = False
+    return ok
+
+
+def epoch_scores(f: ChannelFeatures, bad: dict[int, str], th: Thresholds) -> np.ndarray:
+    """Quality score per epoch, ``(n_epochs,)`` float32 in [0, 1] (module docstring)."""
+    ok = usable(f, bad, th)
+    score = ok.mean(axis=0) if ok.shape[0] else np.zeros(ok.shape[1])
+    return np.where(f.nonfinite.any(axis=0), 0.0, score).astype(np.float32)
