@@ -94,7 +94,7 @@ class Recording(Base):
     processing_hash: Mapped[str] = mapped_column(String(16))
     n_bad_channels: Mapped[int | None] = mapped_column(Integer, nullable=True)
     bad_channels_json: Mapped[str | None] = mapped_column(Text, nullable=True, doc='{"T7": "flat", ...}')
-    stager: Mapped[str | None] = mapped_column(String(32), nullable=True, doc="sleep-staging backend and version")
+    stager: Mapped[str | None] = mapped_column(String(64), nullable=True, doc="sleep-staging backend and version")
     staging_channels: Mapped[str | None] = mapped_column(String(128), nullable=True)
     seconds_json: Mapped[str] = mapped_column(Text, default="{}")
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), nullable=True)

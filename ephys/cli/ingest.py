@@ -113,6 +113,8 @@ def ingest_cmd(
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Process recordings that failed before again."),
     force: bool = typer.Option(False, "--force", help="Rebuild the output from scratch (deletes its shards and catalog rows)."),
     keep_paths: bool = typer.Option(False, "--keep-paths", help="Store archive-relative paths (they may hold identifiers)."),
+    stager: str = typer.Option("none", help="Sleep staging per epoch: gssc (EPI-250k's; AGPL-3.0, extra 'gssc'), "
+                               "yasa (BSD-3, extra 'staging') or none."),
     date_shift: bool = typer.Option(False, "--date-shift", help="Store recording starts shifted per subject by a keyed "
                                     "offset (time of day and intervals kept); without it no dates are stored."),
     task_timeout: Optional[float] = typer.Option(None, "--task-timeout", min=0.001, help="Seconds one recording may "
@@ -130,9 +132,11 @@ def ingest_cmd(
         fail(f"--montage must be regional8 or native, not {montage!r}")
     if line_freq not in (50, 60):
         fail("--line-freq must be 50 or 60")
+    if stager not in ("gssc", "yasa", "none"):
+        fail(f"--stager must be gssc, yasa or none, not {stager!r}")
     _setup_logging()
     config = IngestConfig(montage=montage, min_epochs=min_epochs, min_regions=min_regions, line_freq=line_freq,
-                          shard_size=shard_size, keep_paths=keep_paths, date_shift=date_shift,
+                          shard_size=shard_size, keep_paths=keep_paths, date_shift=date_shift, stager=stager,
                           task_timeout_s=task_timeout)  # fmt: skip
     reporter = RichReporter() if sys.stderr.isatty() and not as_json else LogReporter()
     try:
@@ -211,7 +215,7 @@ def quickstart_cmd(
     typer.echo(f"ingesting {archive} into {out}")
     ingest_cmd(archive=archive, out=out, catalog=None, scheduler=None, workers=workers, montage="regional8",
                min_epochs=10, min_regions=6, line_freq=50, shard_size=1000, retry_failed=False, force=False,
-               keep_paths=False, date_shift=False, task_timeout=None, buffer_mib=8, as_json=False)  # fmt: skip
+               keep_paths=False, stager="none", date_shift=False, task_timeout=None, buffer_mib=8, as_json=False)  # fmt: skip
     _print_stats(catalog_stats(f"sqlite:///{out.resolve() / 'catalog.sqlite'}"))
     typer.echo(f"shards are in {(out / 'shards').resolve()}; try `ephys catalog query --out {out}` "
                f"or, for every EEG channel instead of 8 regions, `ephys ingest {archive} --out {out}-native --montage native`")  # fmt: skip

@@ -81,6 +81,15 @@ class Reporter:
     def stop(self) -> None: ...
 
 
+def _check_stager(name: str) -> None:
+    """Refuse to start when the chosen sleep-staging backend is not installed (workers share this environment)."""
+    import importlib.util
+
+    extra = {"gssc": ("gssc", "gssc", "AGPL-3.0"), "yasa": ("yasa", "staging", "BSD-3-Clause")}.get(name)
+    if extra and importlib.util.find_spec(extra[0]) is None:
+        raise RunError(f"--stager {name} needs the '{extra[0]}' package ({extra[2]}): pip install 'ephys[{extra[1]}]'")
+
+
 def _kill_point(stage: str, index: int) -> None:
     """Test hook: ``EPHYS_TEST_FAILPOINTS="kill-driver:renamed:3"`` SIGKILLs the driver right after shard 3
     is renamed into place (before its catalog commit); ``kill-driver:committed:3`` right after the commit
@@ -317,6 +326,7 @@ def ingest(
     """
     t0 = time.perf_counter()
     config = config or IngestConfig()
+    _check_stager(config.stager)
     reporter = reporter or Reporter()
     found = discover(archive)
     out = Path(out)

@@ -27,7 +27,7 @@ from ephys.ingest.montage import REGION_NAMES, region_coverage, regional8
 from ephys.ingest.readers import open_recording
 from ephys.qc.epochs import rails_uv
 from ephys.qc.features import ChannelFeatures, Thresholds, bad_channels, channel_features, epoch_scores, max_neighbour_correlation, usable
-from ephys.schemas import Annotation, ChannelInfo, EpochQC, EpochRecord, Failure, IngestConfig, RecordingResult, RecordingStatus
+from ephys.schemas import Annotation, ChannelInfo, EpochQC, EpochRecord, EpochStage, Failure, IngestConfig, RecordingResult, RecordingStatus
 
 F16_MAX = float(np.finfo(np.float16).max)
 #: EEG channels sampled slower than this (Hz) are not used: below it the 0.5 Hz high-pass and the
@@ -190,6 +190,37 @@ def _usable_layout(picked, bad, names, mask, config, path):
             f"insufficient 10-20 coverage for regional8 after excluding bad channels ({why}): "
             f"{sum(cover)} of 8 regions (needs {config.min_regions})", path)  # fmt: skip
     return names, cover
+
+
+def _sleep_stages(reader, config, header, starts: list[float], path: str):
+    """Stage and probabilities per epoch (``None`` where unstaged), the backend and the channels used.
+
+    The stager sees the recording's segments joined end to end (as readers return
+    them); an epoch whose start in that joined time is not on the stager's 30-s
+    grid (a later segment of an EDF+D file not starting at a multiple of 30 s)
+    stays unstaged.
+    """
+    if config.stager == "none":
+        return [None] * len(starts), None, []
+    from ephys.annotate.staging import STAGES, get_stager, stage_reader
+
+    stager = get_stager(config.stager)
+    res, choice = stage_reader(reader, stager)
+    joined, offset = {}, 0.0
+    for seg in header.segments:
+        joined[seg.start_s] = offset
+        offset += seg.duration_s
+    seg_starts = sorted(joined)
+    out = []
+    for s in starts:
+        seg0 = max((x for x in seg_starts if x <= s + 1e-6), default=0.0)
+        j = (joined.get(seg0, 0.0) + s - seg0) / config.epoch_s
+        k = int(round(j))
+        if abs(j - k) > 1e-6 or not 0 <= k < len(res.stages) or res.stages[k] < 0:
+            out.append(EpochStage())
+        else:
+            out.append(EpochStage(stage=STAGES[int(res.stages[k])], probs=[round(float(p), 4) for p in res.probs[k]]))
+    return out, res.backend or f"{stager.name} {stager.version}", list(res.channels.values())
 
 
 def _split_segments(header, picked, signals):
@@ -355,6 +386,8 @@ def process_recording(
         epochs = np.concatenate(all_epochs) if all_epochs else np.zeros((0, len(names), config.n_samples), np.float16)
         qcs = _epoch_qcs(feats, bad, ok, scores, np.abs(epochs.astype(np.float32)).max(axis=(1, 2)) if len(epochs) else np.zeros(0))
         t["condition"] = time.perf_counter()
+        sleep, stager_name, staging_channels = _sleep_stages(reader, config, h, starts, path)
+        t["sleep"] = time.perf_counter()
         n_valid = sum(q.valid for q in qcs)
         if n_valid < config.min_epochs:
             raise TooShortError(
@@ -373,7 +406,8 @@ def process_recording(
             **{**base, **info}, status=RecordingStatus.ok, channel_names=names, mask=mask,
             qc_channels=[c.name for c in picked], bad_channels={picked[i].name: r for i, r in sorted(bad.items())},
             qc_path=str(qc_staged),
-            epochs=[EpochRecord(index=i, start_s=s, qc=q) for i, (s, q) in enumerate(zip(starts, qcs))],
+            epochs=[EpochRecord(index=i, start_s=s, qc=q, sleep=z) for i, (s, q, z) in enumerate(zip(starts, qcs, sleep))],
+            stager=stager_name, staging_channels=staging_channels,
             annotations=annotations, n_scrubbed=n_scrubbed, staged_path=str(staged), seconds=_durations(t),
         )  # fmt: skip
     except OutputError:

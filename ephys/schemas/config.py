@@ -30,6 +30,7 @@ PROCESSING_FIELDS = (
     "qc_line_ratio",
     "qc_emg_ratio",
     "qc_drift_ratio",
+    "stager",
 )
 
 
@@ -60,6 +61,9 @@ class IngestConfig(BaseModel):
     qc_line_ratio: float = Field(0.5, gt=0, description="quality score: limit of mains power / 1-100 Hz power")
     qc_emg_ratio: float = Field(0.5, gt=0, description="quality score: limit of 30-100 Hz power / 1-100 Hz power")
     qc_drift_ratio: float = Field(0.9, gt=0, description="quality score: limit of <0.3 Hz power / total power")
+    stager: Literal["gssc", "yasa", "none"] = Field(
+        "none", description="sleep staging per epoch: gssc (EPI-250k; AGPL-3.0 extra), yasa (BSD-3 extra) or none"
+    )
     keep_paths: bool = Field(False, description="store archive-relative paths (they may hold identifiers)")
     date_shift: bool = Field(
         False, description="store recording starts shifted per subject by a keyed offset (else no dates at all)"

@@ -31,7 +31,7 @@ EPOCH_COLUMNS = [
 RECORDING_COLUMNS = [
     ("n_bad_channels", sa.Integer()),
     ("bad_channels_json", sa.Text()),
-    ("stager", sa.String(32)),
+    ("stager", sa.String(64)),
     ("staging_channels", sa.String(128)),
 ]
 ANNOTATION_COLUMNS = [

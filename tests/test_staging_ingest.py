@@ -1,0 +1,81 @@
+"""Sleep staging inside ``ephys ingest``: every epoch gets a stage and five probabilities, stored in shards
+and catalog, queryable, and agreeing with the DREAMS expert as well as the stager does on its own."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+
+import numpy as np
+import pytest
+
+from ephys.annotate.staging import STAGES, accuracy_kappa, hypnogram_from_rk
+from ephys.catalog.queries import query_recordings, select_epochs
+from ephys.errors import RunError
+from ephys.pipeline.run import ingest
+from ephys.schemas import IngestConfig
+from tests.ingest_helpers import REAL, rows_by_sha, sha
+from tests.test_staging import MARGIN, MEASURED_DREAMS
+
+pytestmark = pytest.mark.skipif(not REAL.exists(), reason="../shared/data/real is not present")
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory):
+    pytest.importorskip("gssc")
+    a = tmp_path_factory.mktemp("sleep")
+    for rel in ("dreams-sleep/excerpt3.edf", "sleep-edf/short_psg.edf"):
+        shutil.copy(REAL / rel, a)
+    out = tmp_path_factory.mktemp("out")
+    s = ingest(a, out, config=IngestConfig(montage="native", stager="gssc"), workers=1)
+    return a, out, s
+
+
+def test_every_epoch_is_staged_with_probabilities(staged):
+    a, out, s = staged
+    url = f"sqlite:///{out / 'catalog.sqlite'}"
+    assert s.n_ok == 2
+    rows = rows_by_sha(url)
+    dreams = rows[sha(a / "excerpt3.edf")]
+    assert dreams.stager.startswith("gssc 0.0.9") and dreams.staging_channels == "C3-A1,EOG1-A1"
+    epochs = select_epochs(url, [])
+    assert len(epochs) == 70 and len(select_epochs(url, ["stage = W"])) + len(select_epochs(url, ["stage != W"])) == 70
+    assert len(select_epochs(url, ["p_n2 > 0.5"])) == len(select_epochs(url, ["stage = N2", "p_n2 > 0.5"]))
+    assert [r["sha256"] for r in query_recordings(url, ["stager ~ gssc"])] == sorted(sha(a / n)[:16] for n in ("excerpt3.edf", "short_psg.edf"))
+    with tarfile.open(next((out / "shards").glob("*.tar"))) as tar:
+        metas = [json.loads(tar.extractfile(m).read()) for m in tar.getmembers() if m.name.endswith(".json")]
+    assert len(metas) == 70
+    for meta in metas:
+        probs = meta["sleep"]["probs"]
+        assert meta["sleep"]["stage"] == STAGES[int(np.argmax(probs))] and abs(sum(probs) - 1) < 1e-3
+
+
+def test_pipeline_agreement_with_the_dreams_expert(staged):
+    a, out, _ = staged
+    from ephys.catalog import models as m
+    from ephys.catalog.db import Catalog
+    from sqlalchemy import select
+
+    c = Catalog(f"sqlite:///{out / 'catalog.sqlite'}")
+    with c.session() as s:
+        got = s.execute(select(m.Epoch.stage).join(m.Recording).where(m.Recording.sha256 == sha(a / "excerpt3.edf"))
+                        .order_by(m.Epoch.index)).scalars().all()  # fmt: skip
+    c.close()
+    codes = (REAL / "dreams-sleep" / "Hypnogram_excerpt3.txt").read_text().split()[1:]
+    truth = hypnogram_from_rk([int(x) for x in codes])
+    pred = np.array([STAGES.index(x) for x in got])
+    agree = accuracy_kappa(pred, truth)
+    acc, kappa = MEASURED_DREAMS["gssc"]
+    assert agree.accuracy >= acc - MARGIN and agree.kappa >= kappa - MARGIN
+    sleep_edf = select_epochs(f"sqlite:///{out / 'catalog.sqlite'}", ["n_eeg_channels = 2", "stage = W"])
+    assert len(sleep_edf) == 10  # the expert scored the first 10 Sleep-EDF epochs Wake
+
+
+def test_missing_backend_is_refused_before_the_run(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "yasa" else real(name, *a))
+    with pytest.raises(RunError, match=r"--stager yasa needs the 'yasa' package \(BSD-3-Clause\): pip install 'ephys\[staging\]'"):
+        ingest(tmp_path, tmp_path / "out", config=IngestConfig(stager="yasa"), workers=1)
