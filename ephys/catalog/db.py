@@ -266,7 +266,9 @@ class Catalog:
                 s.execute(delete(m.Annotation).where(m.Annotation.recording_id == rec.id))
             s.add_all(
                 m.Annotation(recording_id=rec.id, onset_s=a.onset_s, duration_s=a.duration_s, text=a.text,
-                             source=a.source, author=a.author, code=a.code)  # fmt: skip
+                             source=a.source, author=a.author, code=a.code, category=a.category,
+                             subcategory=a.subcategory, keyword=a.keyword, negated=a.negated, uncertain=a.uncertain,
+                             match_score=a.match_score)  # fmt: skip
                 for a in result.annotations
             )
 

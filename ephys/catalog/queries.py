@@ -500,6 +500,10 @@ def _catalog_stats(cat: Catalog) -> dict:
             select(func.count(S.id), func.coalesce(func.sum(S.n_samples), 0), func.coalesce(func.sum(S.n_bytes), 0))
         ).one()
         n_annotations = s.scalar(select(func.count(m.Annotation.id)))
+        A = m.Annotation
+        by_category = dict(s.execute(select(A.category, func.count()).where(A.category.is_not(None), A.negated.is_not(True))
+                                     .group_by(A.category).order_by(A.category)).all())  # fmt: skip
+        n_unlabelled = s.scalar(select(func.count(A.id)).where(A.category.is_(None)))
         subjects_all = s.scalar(select(func.count(func.distinct(R.subject))))
         subjects_ok = s.scalar(select(func.count(func.distinct(R.subject))).where(R.status == "ok"))
         formats = {
@@ -515,6 +519,8 @@ def _catalog_stats(cat: Catalog) -> dict:
         "epochs": {"total": int(n_epochs), "valid": int(n_valid)},
         "shards": {"count": int(n_shards), "samples": int(samples), "bytes": int(n_bytes)},
         "annotations": int(n_annotations),
+        "annotation_categories": {k: int(v) for k, v in by_category.items()},
+        "annotations_unlabelled": int(n_unlabelled or 0),
         "subjects": {"total": int(subjects_all), "ok": int(subjects_ok)},
         "formats": formats,
         "runs": {

@@ -20,6 +20,7 @@ import numpy as np
 
 from ephys.errors import (EphysError, InsufficientCoverageError, NoEEGError, NoSignalError, NoUsableChannelsError,
                           OutputError, RejectedError, TooShortError)  # fmt: skip
+from ephys.annotate.attach import label_annotations
 from ephys.ingest.channels import TEN_TWENTY
 from ephys.ingest.condition import condition
 from ephys.ingest.identity import age_years, author_pseudonym, normalise_sex, pseudonym, scrub_text, shifted_start
@@ -444,7 +445,7 @@ def _scrubbed(annotations: list[Annotation], patient, secret: bytes) -> tuple[li
         if a.author:
             update["author"] = author_pseudonym(secret, a.author)
         out.append(a.model_copy(update=update) if update else a)
-    return out, total
+    return label_annotations(out), total
 
 
 def _durations(t: dict) -> dict[str, float]:

@@ -68,6 +68,12 @@ class Annotation(BaseModel):
     source: str = Field(description="where it came from: 'edf+', 'brainvision', 'micromed', 'nicolet', ...")
     author: str | None = None
     code: str | None = None
+    category: str | None = Field(None, description="taxonomy category of the primary label (ephys.annotate.taxonomy)")
+    subcategory: str | None = None
+    keyword: str | None = Field(None, description="the taxonomy keyword that matched")
+    negated: bool | None = None
+    uncertain: bool | None = None
+    match_score: float | None = Field(None, description="100 exact (incl. inflection, compound), lower fuzzy")
 
 
 class RecordingHeader(BaseModel):
