@@ -43,3 +43,17 @@ def test_closes_its_descriptor(tmp_path):
     f.close()
     with pytest.raises(OSError):
         os.fstat(fd)
+
+
+def test_read_ranges_coalesces_nearby_spans_and_keeps_their_order(tmp_path):
+    data = bytes(range(256)) * 64  # 16 KiB
+    p = tmp_path / "f.bin"
+    p.write_bytes(data)
+    spans = [(9000, 10), (100, 20), (130, 5), (16380, 10)]  # the last one runs past the end
+    with BufferedFile(p) as f:
+        before = f.n_requests
+        parts = f.read_ranges(spans, gap=64)
+        assert parts == [data[9000:9010], data[100:120], data[130:135], data[16380:]]
+        # Three reads (100-120 and 130-135 share one); the one reaching the end needs a 4th pread to see it.
+        assert f.n_requests - before == 4
+        assert f.read_at(16380, 10) == data[16380:] and f.read_at(5, 3) == data[5:8]

@@ -101,6 +101,39 @@ class BufferedFile(io.RawIOBase):
         self._pos += got
         return got
 
+    # Positioned reads for readers (``readinto`` fills its buffer unless the file ends first)
+    def readinto_at(self, offset: int, b) -> int:
+        """Fill ``b`` with the bytes at ``offset``; returns the count, short only at end of file."""
+        self._pos = offset
+        return self.readinto(b)
+
+    def read_at(self, offset: int, n: int) -> bytes:
+        """Up to ``n`` bytes at ``offset`` (fewer only at end of file)."""
+        buf = bytearray(n)
+        got = self.readinto_at(offset, buf)
+        return bytes(buf) if got == n else bytes(buf[:got])
+
+    def read_ranges(self, spans: list[tuple[int, int]], gap: int) -> list[bytes]:
+        """Bytes of each ``(offset, length)`` span, in the order given.
+
+        Spans are fetched in offset order, and spans less than ``gap`` bytes apart
+        share one read, so scattered header sections cost a few requests on a
+        network share. A span past the end of the file comes back short.
+        """
+        order = sorted(range(len(spans)), key=lambda i: spans[i][0])
+        out: list[bytes] = [b""] * len(spans)
+        i = 0
+        while i < len(order):
+            lo = spans[order[i]][0]
+            hi, j = lo + spans[order[i]][1], i + 1
+            while j < len(order) and spans[order[j]][0] <= hi + gap:
+                hi, j = max(hi, sum(spans[order[j]])), j + 1
+            raw = self.read_at(lo, hi - lo)
+            for k in order[i:j]:
+                out[k] = raw[spans[k][0] - lo : sum(spans[k]) - lo]
+            i = j
+        return out
+
     def close(self) -> None:
         if self.closed:
             return

@@ -176,15 +176,7 @@ class EDFReader(Reader):
 
     # -- low level --------------------------------------------------------------
     def _pread(self, offset: int, n: int) -> bytes:
-        buf = bytearray(n)
-        self._f.seek(offset)
-        view, got = memoryview(buf), 0
-        while got < n:
-            k = self._f.readinto(view[got:])
-            if not k:
-                break
-            got += k
-        return bytes(buf[:got])
+        return self._f.read_at(offset, n)
 
     def close(self) -> None:
         self._f.close()
@@ -335,12 +327,10 @@ class EDFReader(Reader):
         r = first
         while r < last:
             n = min(per, last - r)
-            want, got = n * self.record_bytes, 0
-            while got < want:
-                k = self._f.readinto(view[got:want])
-                if not k:
-                    raise CorruptFileError(f"file ended inside data record {r + got // self.record_bytes}", self._p)
-                got += k
+            want = n * self.record_bytes
+            got = self._f.readinto(view[:want])  # short only at end of file
+            if got < want:
+                raise CorruptFileError(f"file ended inside data record {r + got // self.record_bytes}", self._p)
             yield r, np.frombuffer(buf, np.uint8, count=want).reshape(n, self.record_bytes)
             r += n
 

@@ -168,14 +168,7 @@ class NicoletReader(Reader):
     # -- low level ------------------------------------------------------------------------
     def _readinto_at(self, offset: int, view: memoryview) -> int:
         try:
-            self._f.seek(offset)
-            got = 0
-            while got < len(view):
-                k = self._f.readinto(view[got:])
-                if not k:
-                    break
-                got += k
-            return got
+            return self._f.readinto_at(offset, view)
         except OSError as exc:
             raise UnreadableFileError(f"read failed: {exc.strerror or exc}", self._p) from None
 
@@ -187,19 +180,14 @@ class NicoletReader(Reader):
 
     def _gather(self, spans: list[tuple[int, int]], gap: int = HEADER_GAP) -> list[bytes]:
         """Bytes of each ``(offset, length)`` span, read in coalesced requests sorted by offset."""
-        order = sorted(range(len(spans)), key=lambda i: spans[i][0])
-        out: list[bytes] = [b""] * len(spans)
-        i = 0
-        while i < len(order):
-            lo = spans[order[i]][0]
-            hi, j = lo + spans[order[i]][1], i + 1
-            while j < len(order) and spans[order[j]][0] <= hi + gap:
-                hi, j = max(hi, sum(spans[order[j]])), j + 1
-            raw = self._pread(lo, hi - lo, "header sections")
-            for k in order[i:j]:
-                out[k] = raw[spans[k][0] - lo : sum(spans[k]) - lo]
-            i = j
-        return out
+        try:
+            parts = self._f.read_ranges(spans, gap)
+        except OSError as exc:
+            raise UnreadableFileError(f"read failed: {exc.strerror or exc}", self._p) from None
+        for (offset, n), part in zip(spans, parts):
+            if len(part) < n:
+                raise _corrupt(f"file ends inside the header sections (byte {offset + n} of {self._size})", self._p)
+        return parts
 
     def close(self) -> None:
         self._f.close()

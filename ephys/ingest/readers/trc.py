@@ -171,31 +171,12 @@ class TRCReader(Reader):
     # -- low level ------------------------------------------------------------------
     def _pread(self, offset: int, n: int) -> bytes:
         """Up to ``n`` bytes at ``offset`` (fewer only at the end of the file)."""
-        buf = bytearray(n)
-        view, got = memoryview(buf), 0
-        self._f.seek(offset)
-        while got < n:
-            k = self._f.readinto(view[got:])
-            if not k:
-                break
-            got += k
-        return bytes(buf[:got])
+        return self._f.read_at(offset, n)
 
     def _read_ranges(self, ranges: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         """Bytes of each ``(offset, length)``, fetched in offset order, nearby ranges merged into one read."""
-        out: dict[tuple[int, int], bytes] = {}
         todo = sorted({r for r in ranges if r[1] > 0})
-        i = 0
-        while i < len(todo):
-            start, end, j = todo[i][0], todo[i][0] + todo[i][1], i + 1
-            while j < len(todo) and todo[j][0] <= end + _GAP:
-                end = max(end, todo[j][0] + todo[j][1])
-                j += 1
-            span = self._pread(start, end - start)
-            for off, n in todo[i:j]:
-                out[(off, n)] = span[off - start : off - start + n]
-            i = j
-        return out
+        return dict(zip(todo, self._f.read_ranges(todo, _GAP)))
 
     def close(self) -> None:
         self._f.close()
@@ -435,12 +416,10 @@ class TRCReader(Reader):
         r = first
         while r < last:
             n = min(per_max, last - r)
-            want, got = n * self._frame, 0
-            while got < want:
-                k = self._f.readinto(view[got:want])
-                if not k:
-                    raise CorruptFileError(f"file ended inside sample frame {r + got // self._frame}", self._p)
-                got += k
+            want = n * self._frame
+            got = self._f.readinto(view[:want])  # short only at end of file
+            if got < want:
+                raise CorruptFileError(f"file ended inside sample frame {r + got // self._frame}", self._p)
             yield r, np.frombuffer(self._buf, self._dtype, count=n * self.n_chan).reshape(n, self.n_chan)
             r += n
 
