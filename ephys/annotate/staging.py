@@ -718,8 +718,15 @@ def stage_reader(
     except NoStagingChannelError as e:
         n = n_epochs if n_epochs is not None else int(reader.header.duration_s // EPOCH_S)
         return unstaged(n, getattr(stager, "version", stager.name), e.reason), None
-    sf = chans[choice.eeg].sfreq
     data = dict(zip(choice.indices, reader.read_channels(choice.indices)))
+    return stage_signals(choice, chans, data, stager, n_epochs), choice
+
+
+def stage_signals(choice: StagingChannels, chans: list[ChannelInfo], data: dict[int, np.ndarray], stager: Stager,
+                  n_epochs: int | None = None) -> StagingResult:  # fmt: skip
+    """Stage the channels of ``choice`` from already-read signals (``data``: channel index -> µV array),
+    for callers that read them along with other channels in one pass over the file (see :func:`stage_reader`)."""
+    sf = chans[choice.eeg].sfreq
     eeg = data[choice.eeg]
     if choice.eeg_ref is not None:
         ref = data[choice.eeg_ref]
@@ -738,7 +745,7 @@ def stage_reader(
         n_epochs = n_complete_epochs(len(eeg), sf)
     res = stager.stage(eeg, sf, at_eeg_rate(choice.eog), at_eeg_rate(choice.emg), n_epochs)
     res.channels = {k: v for k, v in choice.names.items() if k in res.channels or stager.name == "none"}
-    return res, choice
+    return res
 
 
 # --------------------------------------------------------------------------------------------

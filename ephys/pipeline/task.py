@@ -193,20 +193,35 @@ def _usable_layout(picked, bad, names, mask, config, path):
     return names, cover
 
 
-def _sleep_stages(reader, config, header, starts: list[float], path: str):
+def _staging_channels(header, config):
+    """The sleep-staging channel choice (read with the EEG in one pass), or ``None`` and why not."""
+    if config.stager == "none":
+        return None, None
+    from ephys.annotate.staging import NoStagingChannelError, choose_channels
+
+    try:
+        return choose_channels(header.channels), None
+    except NoStagingChannelError as exc:
+        return None, exc.reason
+
+
+def _sleep_stages(config, header, starts: list[float], choice, note, data: dict[int, np.ndarray]):
     """Stage and probabilities per epoch (``None`` where unstaged), the backend and the channels used.
 
-    The stager sees the recording's segments joined end to end (as readers return
-    them); an epoch whose start in that joined time is not on the stager's 30-s
-    grid (a later segment of an EDF+D file not starting at a multiple of 30 s)
-    stays unstaged.
+    ``choice``/``note`` come from :func:`_staging_channels`, ``data`` holds the chosen channels'
+    signals. The stager sees the recording's segments joined end to end (as readers return
+    them); an epoch whose start in that joined time is not on the stager's 30-s grid (a later
+    segment of an EDF+D file not starting at a multiple of 30 s) stays unstaged.
     """
     if config.stager == "none":
         return [None] * len(starts), None, []
-    from ephys.annotate.staging import STAGES, get_stager, stage_reader
+    from ephys.annotate.staging import EPOCH_S, STAGES, get_stager, stage_signals, unstaged
 
     stager = get_stager(config.stager)
-    res, choice = stage_reader(reader, stager)
+    if choice is None:
+        res = unstaged(int(header.duration_s // EPOCH_S), getattr(stager, "version", stager.name), note or "")
+    else:
+        res = stage_signals(choice, header.channels, data, stager)
     joined, offset = {}, 0.0
     for seg in header.segments:
         joined[seg.start_s] = offset
@@ -362,7 +377,14 @@ def process_recording(
             annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient, secret)
             raise
         t["open"] = time.perf_counter()
-        signals = reader.read_channels([c.index for c in picked])
+        # One pass over the file for the EEG and the sleep-staging channels (EOG, EMG, a mastoid).
+        staging, staging_note = _staging_channels(h, config)
+        wanted = [c.index for c in picked]
+        wanted += [i for i in (staging.indices if staging else []) if i not in wanted]
+        arrays = reader.read_channels(wanted)
+        signals = arrays[: len(picked)]
+        staging_data = {i: x for i, x in zip(wanted, arrays) if staging and i in staging.indices}
+        del arrays
         annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient, secret)
         t["read"] = time.perf_counter()
         segments = _split_segments(h, picked, signals)
@@ -385,9 +407,10 @@ def process_recording(
             starts += [seg_start + k * config.epoch_s for k in range(_n_epochs(seg_dur, config.epoch_s))]
         del signals, segments
         epochs = np.concatenate(all_epochs) if all_epochs else np.zeros((0, len(names), config.n_samples), np.float16)
-        qcs = _epoch_qcs(feats, bad, ok, scores, np.abs(epochs.astype(np.float32)).max(axis=(1, 2)) if len(epochs) else np.zeros(0))
+        qcs = _epoch_qcs(feats, bad, ok, scores, np.abs(epochs).max(axis=(1, 2)).astype(np.float32) if len(epochs) else np.zeros(0))
         t["condition"] = time.perf_counter()
-        sleep, stager_name, staging_channels = _sleep_stages(reader, config, h, starts, path)
+        sleep, stager_name, staging_channels = _sleep_stages(config, h, starts, staging, staging_note, staging_data)
+        del staging_data
         t["sleep"] = time.perf_counter()
         n_valid = sum(q.valid for q in qcs)
         if n_valid < config.min_epochs:
