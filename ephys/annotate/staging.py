@@ -88,6 +88,26 @@ class StagingBackendUnavailable(ImportError):
     """The optional package a staging backend needs is not installed."""
 
 
+#: Backend -> (package it needs, ephys extra that installs it, the package's licence).
+BACKEND_PACKAGES = {"gssc": ("gssc", "gssc", "AGPL-3.0"), "yasa": ("yasa", "staging", "BSD-3-Clause")}
+
+
+def require_backend(name: str) -> None:
+    """Check, without importing it, that backend ``name``'s package is installed.
+
+    Raises
+    ------
+    StagingBackendUnavailable
+        Naming the package, its licence and the ``pip install 'ephys[...]'`` that provides it.
+    """
+    import importlib.util
+
+    need = BACKEND_PACKAGES.get(name)
+    if need and importlib.util.find_spec(need[0]) is None:
+        raise StagingBackendUnavailable(f"--stager {name} needs the '{need[0]}' package ({need[2]}): "
+                                        f"pip install 'ephys[{need[1]}]'")  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------------
 # channel choice
 

@@ -457,7 +457,9 @@ def catalog_stats(catalog: Catalog | str) -> dict:
         recording with a known duration}``; ``epochs``: ``{"total", "valid"}``
         (epochs of ok recordings, i.e. in the corpus); ``shards``:
         ``{"count", "samples", "bytes"}``; ``annotations``: number of annotation
-        rows; ``subjects``: ``{"total", "ok"}`` distinct subjects of all / ok
+        rows; ``annotation_categories``: ``{category: non-negated annotations}``;
+        ``annotations_unlabelled``: annotations no taxonomy label matched; ``subjects``:
+        ``{"total", "ok"}`` distinct subjects of all / ok
         recordings; ``formats``: ``{format: recordings}``; ``runs``:
         ``{"count", "last_status", "last_started_at"}``.
 

@@ -19,7 +19,6 @@ into new shards (the resume logic of :mod:`ephys.pipeline.run`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tarfile
@@ -30,6 +29,7 @@ from sqlalchemy import delete, func, select, update
 
 from ephys.catalog import models as m
 from ephys.catalog.db import Catalog
+from ephys.ingest.hashing import sha256_file
 
 QUARANTINE = "quarantine"
 
@@ -68,17 +68,6 @@ class VerifyReport:
         return {**asdict(self), "ok": self.ok}
 
 
-def _sha256(path: Path, chunk: int = 8 << 20) -> tuple[str, int]:
-    h, n = hashlib.sha256(), 0
-    with open(path, "rb", buffering=0) as f:
-        buf = bytearray(chunk)
-        view = memoryview(buf)
-        while k := f.readinto(buf):
-            h.update(view[:k])
-            n += k
-    return h.hexdigest(), n
-
-
 def _samples(path: Path) -> dict[str, dict]:
     """``{key: {"npy": bool, "meta": dict | None}}`` of a WebDataset tar."""
     out: dict[str, dict] = {}
@@ -101,9 +90,10 @@ def _check_shard(path: Path, row: m.Shard, epochs: dict[str, tuple[str, int]]) -
     bad = lambda kind, detail: Problem(kind, detail, row.name, recs)  # noqa: E731
     if not path.is_file():
         return [bad("missing_shard", f"{row.name} is not in {path.parent}")]
-    digest, size = _sha256(path)
+    size = path.stat().st_size
     if size != row.n_bytes:
         return [bad("shard_size", f"{row.name} has {size:,} bytes, the catalog says {row.n_bytes:,}")]
+    digest = sha256_file(path)
     if digest != row.sha256:
         return [bad("shard_hash", f"{row.name} SHA-256 {digest[:16]}… differs from the catalog's {row.sha256[:16]}…")]
     try:

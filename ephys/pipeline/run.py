@@ -40,7 +40,7 @@ from ephys.ingest.discover import Discovered, discover
 from ephys.ingest.hashing import hash_recording
 from ephys.ingest.identity import load_site_secret, secret_fingerprint
 from ephys.pipeline.hashlog import HashLog
-from ephys.pipeline.task import run_recording
+from ephys.pipeline.task import failpoints, run_recording
 from ephys.schemas import EpochMeta, Failure, IngestConfig, RecordingResult, RecordingStatus
 from ephys.shard.writer import write_shard
 
@@ -83,19 +83,19 @@ class Reporter:
 
 def _check_stager(name: str) -> None:
     """Refuse to start when the chosen sleep-staging backend is not installed (workers share this environment)."""
-    import importlib.util
+    from ephys.annotate.staging import StagingBackendUnavailable, require_backend
 
-    extra = {"gssc": ("gssc", "gssc", "AGPL-3.0"), "yasa": ("yasa", "staging", "BSD-3-Clause")}.get(name)
-    if extra and importlib.util.find_spec(extra[0]) is None:
-        raise RunError(f"--stager {name} needs the '{extra[0]}' package ({extra[2]}): pip install 'ephys[{extra[1]}]'")
+    try:
+        require_backend(name)
+    except StagingBackendUnavailable as exc:
+        raise RunError(str(exc)) from None
 
 
 def _kill_point(stage: str, index: int) -> None:
     """Test hook: ``EPHYS_TEST_FAILPOINTS="kill-driver:renamed:3"`` SIGKILLs the driver right after shard 3
     is renamed into place (before its catalog commit); ``kill-driver:committed:3`` right after the commit
     (before the hash log). Unset in production."""
-    spec = os.environ.get("EPHYS_TEST_FAILPOINTS")
-    if spec and f"kill-driver:{stage}:{index}" in spec.split(","):
+    if ("kill-driver", f"{stage}:{index}") in failpoints():
         os.kill(os.getpid(), signal.SIGKILL)
 
 

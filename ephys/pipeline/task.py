@@ -278,6 +278,12 @@ def _stage(path: Path, epochs: np.ndarray) -> None:
         raise OutputError(f"cannot write staging file in {path.parent}: {reason}") from None
 
 
+def failpoints() -> list[tuple[str, str]]:
+    """``(action, argument)`` pairs of the test-only ``EPHYS_TEST_FAILPOINTS`` ("action:argument,...")."""
+    items = os.environ.get("EPHYS_TEST_FAILPOINTS", "").split(",")
+    return [(a, arg) for a, _, arg in (x.strip().partition(":") for x in items) if a]
+
+
 def _failpoint(sha256: str, staging_dir: str) -> None:
     """Fault injection for tests: ``EPHYS_TEST_FAILPOINTS="hang:<sha prefix>,crash:<prefix>,crash-once:<prefix>"``.
 
@@ -285,11 +291,7 @@ def _failpoint(sha256: str, staging_dir: str) -> None:
     the worker process as the kernel's OOM killer or a segfault in a C library
     would; ``crash-once`` does so only on the first attempt. Unset in production.
     """
-    spec = os.environ.get("EPHYS_TEST_FAILPOINTS")
-    if not spec:
-        return
-    for item in spec.split(","):
-        action, _, prefix = item.strip().partition(":")
+    for action, prefix in failpoints():
         if not prefix or not sha256.startswith(prefix):
             continue
         if action == "hang":
