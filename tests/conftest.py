@@ -46,3 +46,25 @@ def catalog_url(request, tmp_path):
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         finally:
             admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def staged_corpus(tmp_path_factory):
+    """``(archive, out, summary)`` of one ingest, staged with GSSC, of the DREAMS excerpt (60 epochs)
+    and the Sleep-EDF PSG (10 epochs), native montage. Shared by the staging and report tests (GSSC
+    loads its networks once per worker process, the slow part); treat ``out`` as read-only."""
+    import shutil
+
+    from ephys.pipeline.run import ingest
+    from ephys.schemas import IngestConfig
+    from tests.ingest_helpers import REAL
+
+    if not REAL.exists():
+        pytest.skip("../shared/data/real is not present")
+    pytest.importorskip("gssc")
+    a = tmp_path_factory.mktemp("sleep")
+    for rel in ("dreams-sleep/excerpt3.edf", "sleep-edf/short_psg.edf"):
+        shutil.copy(REAL / rel, a)
+    out = tmp_path_factory.mktemp("out")
+    s = ingest(a, out, config=IngestConfig(montage="native", stager="gssc"), workers=1)
+    return a, out, s

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 
-import pytest
 
 import ephys.pipeline.run as run_module
 from ephys.catalog.db import Catalog

@@ -336,6 +336,7 @@ def _build(root: Path, caplog, capfd) -> World:
             "stats-json": runner.invoke(app, ["catalog", "stats", "--out", str(out2), "--json"]),
             "query": runner.invoke(app, ["catalog", "query", "--out", str(out2), "--json"]),
             "query-table": runner.invoke(app, ["catalog", "query", "--out", str(out2)]),
+            "report": runner.invoke(app, ["report", str(out2), "--out", str(out2 / "report.html")]),
         }  # fmt: skip
         cli_records = caplog.records[n1:]
         cli_fd = capfd.readouterr()
@@ -410,7 +411,7 @@ def test_archive_is_ingested_for_real(world):
     assert shards and sum(x["n_samples"] for x in shards) == len(w.tables["epochs"]) >= 5
     assert list((w.out / "shards").glob("*.tar")) and len(w.shard_metas) == len(w.tables["epochs"])
     # The CLI run reached the same result.
-    assert w.cli_exit == {"ingest": 0, "stats": 0, "stats-json": 0, "query": 0, "query-table": 0}
+    assert w.cli_exit == {"ingest": 0, "stats": 0, "stats-json": 0, "query": 0, "query-table": 0, "report": 0}
     assert w.cli_query["count"] == 5 and {r["status"] for r in w.cli_query["recordings"]} == {"ok"}
     assert list((w.out2 / "shards").glob("*.tar"))
     man = json.loads(w.manifest.read_text())
@@ -487,6 +488,9 @@ def test_scan_is_not_blind(world):
     scanned = {where for where, _ in w.sinks["files"].blobs}
     for label in ("out-api", "out-cli"):
         assert {f"{label}/catalog.sqlite", f"{label}/hashlog.csv", f"{label}/shards/shard-000000.tar"} <= scanned
+    assert w.cli_exit["report"] == 0 and "out-cli/report.html" in scanned
+    report = dict(w.sinks["files"].blobs)["out-cli/report.html"].decode()
+    assert "[name]" in report, "the report lists unlabelled (scrubbed) annotation texts"
     # The byte scan sees UTF-16 and cp1252 forms: the archive files themselves hold the planted tokens.
     nic = Sink("x", blobs=[("nicolet", (w.archive / NIC).read_bytes()), ("trc", (w.archive / TRC).read_bytes())])
     assert nic.find("Hinterhubinger") and nic.find("hrabovsky") and nic.find("BRATWÜRSTOVÁ")

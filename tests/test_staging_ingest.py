@@ -4,7 +4,6 @@ and catalog, queryable, and agreeing with the DREAMS expert as well as the stage
 from __future__ import annotations
 
 import json
-import shutil
 import tarfile
 
 import numpy as np
@@ -22,14 +21,8 @@ pytestmark = pytest.mark.skipif(not REAL.exists(), reason="../shared/data/real i
 
 
 @pytest.fixture(scope="module")
-def staged(tmp_path_factory):
-    pytest.importorskip("gssc")
-    a = tmp_path_factory.mktemp("sleep")
-    for rel in ("dreams-sleep/excerpt3.edf", "sleep-edf/short_psg.edf"):
-        shutil.copy(REAL / rel, a)
-    out = tmp_path_factory.mktemp("out")
-    s = ingest(a, out, config=IngestConfig(montage="native", stager="gssc"), workers=1)
-    return a, out, s
+def staged(staged_corpus):
+    return staged_corpus
 
 
 def test_every_epoch_is_staged_with_probabilities(staged):

@@ -1,7 +1,7 @@
 """The ``ephys`` command line: a thin Typer layer over functions callable from Python.
 
 Each sub-module registers its commands on :data:`app`:
-``ingest`` (and ``demo-archive``), ``catalog``, ``manifest``, ``pretrain``.
+``ingest`` (and ``demo-archive``), ``catalog``, ``manifest``, ``report``, ``pretrain``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ app.add_typer(manifest_app, name="manifest")
 
 def _register() -> None:
     # Imported for their side effect of registering commands.
-    from ephys.cli import catalog, ingest, manifest, pretrain  # noqa: F401
+    from ephys.cli import catalog, ingest, manifest, pretrain, report  # noqa: F401
 
 
 def main() -> None:
