@@ -72,3 +72,15 @@ def test_missing_backend_is_refused_before_the_run(tmp_path, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "yasa" else real(name, *a))
     with pytest.raises(RunError, match=r"--stager yasa needs the 'yasa' package \(BSD-3-Clause\): pip install 'ephys\[staging\]'"):
         ingest(tmp_path, tmp_path / "out", config=IngestConfig(stager="yasa"), workers=1)
+
+
+def test_manifest_selects_by_stage_and_probability(staged, tmp_path):
+    from ephys.manifest import create_manifest
+
+    _, out, _ = staged
+    url = f"sqlite:///{out / 'catalog.sqlite'}"
+    where = ["stage = N2", "p_n2 >= 0.6", "n_eeg_channels = 3"]
+    man = create_manifest(url, where, tmp_path / "n2.json")
+    keys = sorted(e.key for e in select_epochs(url, where))
+    assert man.counts["epochs"] == len(keys) > 0 and man.counts["recordings"] == 1
+    assert sorted(k for sh in json.loads((tmp_path / "n2.json").read_text())["shards"] for k in sh["keys"]) == keys

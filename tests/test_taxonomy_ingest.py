@@ -54,3 +54,17 @@ def test_annotations_are_labelled_in_catalog_and_shards(tmp_path):
         metas = {json.loads(tar.extractfile(t).read())["epoch_index"]: json.loads(tar.extractfile(t).read())
                  for t in tar.getmembers() if t.name.endswith(".json")}  # fmt: skip
     assert [(x["text"], x["category"]) for x in metas[1]["annotations"]] == [("Anfall li temporal", "seizure")]
+    # A manifest takes the same clauses: the seizure epochs whose quality score is high enough.
+    from ephys.manifest import create_manifest
+
+    man = create_manifest(url, ["category = seizure", "score >= 0.5", "valid = true"], tmp_path / "sz.json")
+    keys = [e.key for e in select_epochs(url, ["category = seizure", "score >= 0.5", "valid = true"])]
+    assert man.counts["epochs"] == len(keys) == 2
+    assert sorted(json.loads((tmp_path / "sz.json").read_text())["shards"][0]["keys"]) == sorted(keys)
+    import pytest
+
+    from ephys.errors import ManifestError
+
+    with pytest.raises(ManifestError, match=r"the selection is empty: .*category = seizure AND score > 1"):
+        create_manifest(url, ["category = seizure", "score > 1"], tmp_path / "none.json")
+    assert not (tmp_path / "none.json").exists()
