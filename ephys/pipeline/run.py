@@ -123,6 +123,23 @@ def _path_hash(relpath: str) -> str:
 ALLOWED_WORKER_DEATHS = 2
 
 
+def _dashboard_link(client, timeout_s: float = 5.0) -> str | None:
+    """The scheduler's dashboard URL if it answers from here, else None.
+
+    ``Client.dashboard_link`` names the scheduler's HTTP server even when it serves no dashboard
+    (``dask scheduler --no-dashboard``, or bokeh missing there: ``/status`` answers 404), so the
+    page is requested once."""
+    import urllib.request
+
+    try:
+        link = client.dashboard_link
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the scheduler, never a proxy
+        with opener.open(link, timeout=timeout_s) as r:
+            return link if r.status == 200 else None
+    except Exception:  # noqa: BLE001 - a diagnostic only; never fail the run for it
+        return None
+
+
 def _start_client(scheduler: str | None, workers: int | None, processes: bool = True):
     import dask
     from dask.distributed import Client, LocalCluster
@@ -130,15 +147,10 @@ def _start_client(scheduler: str | None, workers: int | None, processes: bool = 
     try:
         if scheduler:
             return Client(scheduler, timeout="20s"), None
-        try:
-            import bokeh  # noqa: F401
-
-            dash = ":0"
-        except ImportError:
-            dash = None
         n = workers or os.cpu_count() or 1
         with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_WORKER_DEATHS}):
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes, dashboard_address=dash,
+            # The dashboard (bokeh) on a free port: several ingests on one machine never clash on 8787.
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes, dashboard_address=":0",
                                    silence_logs=logging.ERROR)  # fmt: skip
         try:
             return Client(cluster), cluster
@@ -364,10 +376,7 @@ def ingest(
         raise
     summary = IngestSummary(run_id=run_id, out=str(out), catalog=catalog_url, n_discovered=len(found.recordings),
                             n_ignored=found.n_ignored)  # fmt: skip
-    try:
-        summary.dashboard = client.dashboard_link
-    except Exception:  # noqa: BLE001 - no dashboard (bokeh missing)
-        summary.dashboard = None
+    summary.dashboard = _dashboard_link(client)
     log.info("Dask scheduler %s, dashboard %s", client.scheduler.address, summary.dashboard or "not available")
     status = "interrupted"
     try:
