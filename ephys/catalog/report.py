@@ -159,9 +159,8 @@ def _report_data(cat: Catalog) -> dict:
             by_channel.update(str(k) for k in bad)
             by_reason.update(str(v) for v in bad.values())
 
-        stage_counts = dict(s.execute(select(func.coalesce(E.stage, "unstaged"), func.count())
-                                      .join(R, R.id == E.recording_id).where(*in_corpus)
-                                      .group_by(func.coalesce(E.stage, "unstaged"))).all())  # fmt: skip
+        stage_counts = {k or "unstaged": int(n) for k, n in s.execute(
+            select(E.stage, func.count()).join(R, R.id == E.recording_id).where(*in_corpus).group_by(E.stage))}  # fmt: skip
         stages = {st: int(stage_counts.pop(st, 0)) for st in STAGES}
         stages.update({k: int(v) for k, v in sorted(stage_counts.items())})
         stagers = {k or "none": int(n) for k, n in s.execute(select(R.stager, func.count()).where(*in_corpus)
