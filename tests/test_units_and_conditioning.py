@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ephys.ingest.channels import parse_label, unit_to_uv
-from ephys.ingest.condition import condition, lowpass_edge, notch_freqs, resample_ratio
+from ephys.ingest.condition import condition, fir_kernel, lowpass_edge, notch_freqs, resample_ratio
 from ephys.ingest.identity import pseudonym, scrub_text, secret_fingerprint
 from ephys.ingest.montage import REGION_NAMES, regional8
 from ephys.qc.epochs import channel_epoch_flags
@@ -155,3 +155,36 @@ def test_annotation_authors_become_pseudonyms_and_leave_text():
     assert [a.text for a in out] == ["Anfall, gesehen von Dr. [name]", "eyes closed", "[name] [name] sleeps"] and n == 3
     assert out[0].author == out[1].author and out[0].author.startswith("author-") and "uber" not in out[0].author
     assert out[2].author is None
+
+
+@pytest.mark.parametrize("sfreq,line_freq,h_freq", [(256.0, 50, 100), (512.0, 50, 100), (500.0, 60, 100), (200.0, 50, 70)])
+def test_one_pass_filter_equals_mne_band_pass_then_notch(sfreq, line_freq, h_freq):
+    """The single float32 pass with the combined kernel gives what filtering twice with MNE gives
+    (mne.filter.filter_data, then mne.filter.notch_filter, float64, reflect_limited padding)."""
+    import mne
+
+    n = int(sfreq * 120)
+    t = np.arange(n) / sfreq
+    rng = np.random.default_rng(3)
+    x = (np.cumsum(rng.normal(0, 2, n)) + rng.normal(0, 20, n) + 30 * np.sin(2 * np.pi * line_freq * t)
+         + 40 * np.sin(2 * np.pi * 10 * t) + 300)[None]  # fmt: skip
+    h_edge = lowpass_edge(h_freq, sfreq)
+    ref = mne.filter.filter_data(x, sfreq, 0.5, h_edge, method="fir", phase="zero", fir_design="firwin",
+                                 pad="reflect_limited", verbose="error")  # fmt: skip
+    freqs = notch_freqs(line_freq, h_edge)
+    if freqs:
+        ref = mne.filter.notch_filter(ref, sfreq, freqs, method="fir", phase="zero", fir_design="firwin",
+                                      pad="reflect_limited", verbose="error")  # fmt: skip
+    got = condition(x, sfreq, l_freq=0.5, h_freq=h_freq, line_freq=line_freq, sfreq_out=sfreq)
+    assert got.dtype == np.float32 and got.shape == x.shape
+    rms = ref.std()
+    edge = int(10 * sfreq)  # the two passes pad twice; away from the ends only rounding differs
+    assert np.abs(got - ref)[:, edge:-edge].max() < 2e-4 * rms
+    assert np.abs(got - ref).max() < 0.05 * rms
+    assert fir_kernel(sfreq, 0.5, float(h_freq), float(line_freq)) is fir_kernel(sfreq, 0.5, float(h_freq), float(line_freq))
+
+
+def test_condition_short_and_empty_inputs():
+    for n in (0, 1, 2, 50):
+        y = condition(np.ones((2, n)), 256.0, l_freq=0.5, h_freq=100, line_freq=50, sfreq_out=250)
+        assert y.shape == (2, int(np.ceil(n * 250 / 256))) and np.isfinite(y).all()

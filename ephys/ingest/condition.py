@@ -1,22 +1,32 @@
-"""Signal conditioning: band-pass, notch, resample (MNE and SciPy filters).
+"""Signal conditioning: band-pass, notch, resample (filters designed by MNE, applied by SciPy).
 
 * Band-pass ``l_freq``-``h_freq`` (default 0.5-100 Hz): MNE's zero-phase
-  windowed-sinc FIR (``mne.filter.filter_data``, firwin design, automatic
-  transition bands). For low-rate recordings the low-pass edge is capped at
-  ``0.4 x sfreq`` so that the transition band stays below Nyquist.
-* Notch at the mains frequency and its harmonics below the low-pass edge
-  (``mne.filter.notch_filter``, FIR).
+  windowed-sinc FIR design (``mne.filter.create_filter``, firwin, Hamming window,
+  automatic length and transition bands). For low-rate recordings the low-pass
+  edge is capped at ``0.4 x sfreq`` so that the transition band stays below Nyquist.
+* Notch at the mains frequency and its harmonics below the low-pass edge: the
+  band-stop FIR that ``mne.filter.notch_filter`` designs (width ``f / 200``,
+  1 Hz transition band).
+* The two kernels are convolved into one (:func:`fir_kernel`, cached per rate),
+  and the signal is filtered in one pass: FFT overlap-add convolution
+  (``scipy.signal.oaconvolve``) in float32, with the odd ("reflect_limited")
+  edge padding of MNE. Filtering twice with MNE gives the same signal to within
+  float32 rounding away from the edges (tested); one float32 pass costs about a
+  third of two float64 ones.
 * Resample to 250 Hz by polyphase filtering (``scipy.signal.resample_poly``
   with the exact rational ratio, e.g. 256 -> 250 Hz is up 125 / down 128).
 """
 
 from __future__ import annotations
 
-import warnings
 from fractions import Fraction
+from functools import lru_cache
 
 import numpy as np
-from scipy.signal import resample_poly
+from scipy.signal import oaconvolve, resample_poly
+
+#: Transition bandwidth (Hz) of ``mne.filter.notch_filter``'s FIR design (its default).
+NOTCH_TRANS_BANDWIDTH = 1.0
 
 
 def lowpass_edge(h_freq: float, sfreq: float) -> float:
@@ -36,6 +46,44 @@ def resample_ratio(sfreq_in: float, sfreq_out: float) -> tuple[int, int]:
     return r.numerator, r.denominator
 
 
+@lru_cache(maxsize=64)
+def fir_kernel(sfreq: float, l_freq: float | None, h_freq: float, line_freq: float) -> np.ndarray:
+    """The zero-phase FIR kernel of band-pass and notch together, shape ``(n_taps,)`` (odd), float32.
+
+    The band-pass is ``mne.filter.create_filter(None, sfreq, l_freq, lowpass_edge(h_freq, sfreq))``
+    (firwin design); the notch is the band-stop ``mne.filter.notch_filter`` designs for the
+    frequencies of :func:`notch_freqs`: stop band ``f ± f/400``, transition bands of
+    ``NOTCH_TRANS_BANDWIDTH / 2`` on each side. Both are symmetric, so their convolution is
+    symmetric (zero phase once centred) with ``len(a) + len(b) - 1`` taps.
+    """
+    import mne
+
+    h_edge = lowpass_edge(h_freq, sfreq)
+    kw = dict(method="fir", phase="zero", fir_design="firwin", verbose="error")
+    h = mne.filter.create_filter(None, sfreq, l_freq or None, h_edge, **kw)
+    freqs = notch_freqs(line_freq, h_edge)
+    if freqs:
+        tb_2 = NOTCH_TRANS_BANDWIDTH / 2.0
+        lows = [f - f / 200.0 / 2.0 - tb_2 for f in freqs]
+        highs = [f + f / 200.0 / 2.0 + tb_2 for f in freqs]
+        notch = mne.filter.create_filter(None, sfreq, highs, lows, l_trans_bandwidth=tb_2, h_trans_bandwidth=tb_2, **kw)
+        h = np.convolve(h, notch)
+    h = np.asarray(h, dtype=np.float32)
+    h.setflags(write=False)
+    return h
+
+
+def _pad_odd(x: np.ndarray, n_pad: int) -> np.ndarray:
+    """``x`` (n_channels, n) extended by ``n_pad`` samples each side: odd reflection about the end
+    samples (``2 x[0] - x[k]``) for up to ``n - 1`` samples, zeros beyond (MNE's "reflect_limited")."""
+    n = x.shape[1]
+    r = max(0, min(n_pad, n - 1))
+    left = 2 * x[:, :1] - x[:, 1 : r + 1][:, ::-1]  # x[r], ..., x[1]
+    right = 2 * x[:, n - 1 :] - x[:, n - 1 - r : n - 1][:, ::-1]  # x[n-2], ..., x[n-1-r]
+    z = np.zeros((x.shape[0], n_pad - r), x.dtype)
+    return np.concatenate([z, left, x, right, z], axis=1)
+
+
 def condition(x: np.ndarray, sfreq: float, *, l_freq: float, h_freq: float, line_freq: float, sfreq_out: float) -> np.ndarray:
     """Band-pass, notch and resample signals.
 
@@ -50,19 +98,12 @@ def condition(x: np.ndarray, sfreq: float, *, l_freq: float, h_freq: float, line
     -------
     ndarray, shape (n_channels, ceil(n_samples * sfreq_out / sfreq)), float32, µV
     """
-    import mne
-
-    h_edge = lowpass_edge(h_freq, sfreq)
-    y = np.asarray(x, dtype=np.float64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "filter longer than signal" on very short inputs
-        y = mne.filter.filter_data(y, sfreq, l_freq or None, h_edge, method="fir", phase="zero",
-                                   fir_design="firwin", pad="reflect_limited", n_jobs=None, verbose="error")  # fmt: skip
-        freqs = notch_freqs(line_freq, h_edge)
-        if freqs:
-            y = mne.filter.notch_filter(y, sfreq, freqs, method="fir", phase="zero", fir_design="firwin",
-                                        pad="reflect_limited", n_jobs=None, verbose="error")  # fmt: skip
+    h = fir_kernel(float(sfreq), l_freq or None, float(h_freq), float(line_freq))
+    y = np.asarray(x, dtype=np.float32)
+    if y.shape[1]:
+        half = (len(h) - 1) // 2
+        y = oaconvolve(_pad_odd(y, half), h[None, :], mode="valid", axes=-1)
     up, down = resample_ratio(sfreq, sfreq_out)
     if (up, down) != (1, 1):
         y = resample_poly(y, up, down, axis=-1)
-    return y.astype(np.float32)
+    return np.asarray(y, dtype=np.float32)

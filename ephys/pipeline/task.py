@@ -132,7 +132,9 @@ def _condition_segment(picked, signals, seg_dur_s, config, good: list[int]) -> n
         # A few channels at a time bounds the float64 filter buffers on long recordings.
         for k in range(0, len(rows), CONDITION_GROUP):
             group = rows[k : k + CONDITION_GROUP]
-            x = np.stack([np.nan_to_num(signals[i], nan=0.0, posinf=0.0, neginf=0.0) for i in group])
+            x = np.stack([signals[i] for i in group])
+            if not np.isfinite(x).all():
+                np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
             y = condition(x, sf, l_freq=config.l_freq, h_freq=config.h_freq, line_freq=config.line_freq,
                           sfreq_out=config.sfreq)  # fmt: skip
             m = min(y.shape[1], n_epochs * n_out)  # a fractional input rate can leave the last sample short
