@@ -15,6 +15,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -22,7 +23,7 @@ from ephys.errors import (EphysError, InsufficientCoverageError, NoEEGError, NoS
                           OutputError, RejectedError, TooShortError)  # fmt: skip
 from ephys.annotate.attach import label_annotations
 from ephys.ingest.channels import TEN_TWENTY
-from ephys.ingest.condition import condition
+from ephys.ingest.condition import condition, fir_kernel, resample_ratio
 from ephys.ingest.identity import age_years, author_pseudonym, normalise_sex, pseudonym, scrub_text, shifted_start
 from ephys.ingest.montage import REGION_NAMES, region_coverage, regional8
 from ephys.ingest.readers import open_recording
@@ -34,8 +35,11 @@ F16_MAX = float(np.finfo(np.float16).max)
 #: EEG channels sampled slower than this (Hz) are not used: below it the 0.5 Hz high-pass and the
 #: anti-alias low-pass (0.4 x sfreq) leave almost no band; in practice only damaged headers give such rates.
 MIN_EEG_SFREQ = 32.0
-#: Channels conditioned together; bounds float64 filter memory to ~4 x 8 B x samples per channel.
+#: Channels conditioned together (float32 filter buffers of a few block lengths each).
 CONDITION_GROUP = 4
+#: 30-s epochs read, checked and conditioned at a time: one hour. Worker memory is bounded by the
+#: block, not the recording (see :func:`_blocks`); the filters see real signal across block edges.
+BLOCK_EPOCHS = 120
 
 
 def select_channels(channels: list[ChannelInfo], config: IngestConfig, path: str) -> tuple[list[ChannelInfo], list[str], list[bool]]:
@@ -112,33 +116,120 @@ def _segment_features(picked, signals, seg_dur_s, config) -> ChannelFeatures | N
     return f
 
 
-def _condition_segment(picked, signals, seg_dur_s, config, good: list[int]) -> np.ndarray:
-    """Conditioned epochs of one segment, ``(n_epochs, n_out_channels, n_samples)`` float16 µV.
+class _Block(NamedTuple):
+    """Epochs ``[e0, e1)`` of segment ``seg`` (epoch indices within the segment)."""
 
-    Only ``good`` channels (positions in ``picked``) are conditioned; in ``native`` the others stay
-    zero (their mask bit is cleared), in ``regional8`` they are left out of the average reference
-    and the regional means.
+    seg: int
+    e0: int
+    e1: int
+
+
+def _exact_epochs(picked, config) -> bool:
+    """Every picked rate has a whole number of samples per epoch that the resampling ratio divides,
+    so a block boundary falls on the same instant at every rate, in and out."""
+    for ch in picked:
+        per = config.epoch_s * ch.sfreq
+        if abs(per - round(per)) > 1e-9 or round(per) % resample_ratio(ch.sfreq, config.sfreq)[1]:
+            return False
+    return True
+
+
+def _blocks(header, picked, config) -> list[_Block]:
+    """The blocks of :data:`BLOCK_EPOCHS` epochs of every segment, in time order.
+
+    A recording whose rates do not give whole samples per epoch (256.02 Hz) is done one
+    segment at a time, as before blocks existed; such rates come from odd headers, not from
+    long monitoring files.
+    """
+    step = BLOCK_EPOCHS if _exact_epochs(picked, config) else None
+    out = []
+    for k, seg in enumerate(header.segments):
+        n = _n_epochs(seg.duration_s, config.epoch_s)
+        for e0 in range(0, n, step or max(n, 1)):
+            out.append(_Block(k, e0, min(n, e0 + (step or n))))
+    return out
+
+
+def _segment_samples(header, picked) -> list[list[tuple[int, int]]]:
+    """Per segment, per picked channel: ``(first sample, n samples)`` at the channel's rate, segments
+    concatenated as readers return them."""
+    out, offsets = [], [0] * len(picked)
+    for seg in header.segments:
+        row = []
+        for i, ch in enumerate(picked):
+            n = int(round(seg.duration_s * ch.sfreq))
+            row.append((offsets[i], n))
+            offsets[i] += n
+        out.append(row)
+    return out
+
+
+def _read_rows(reader, picked, rows: list[int], spans: dict[int, tuple[int, int]]) -> dict[int, np.ndarray]:
+    """Samples ``spans[i] = (start, stop)`` of each picked channel ``i`` in ``rows``, one read per rate."""
+    by_span: dict[tuple, list[int]] = {}
+    for i in rows:
+        by_span.setdefault((picked[i].sfreq, *spans[i]), []).append(i)
+    out = {}
+    for (_, a, b), group in by_span.items():
+        for i, x in zip(group, reader.read(a, b, [picked[i].index for i in group])):
+            out[i] = x
+    return out
+
+
+def _block_span(block: _Block, ch, seg: tuple[int, int], config, pad: int = 0) -> tuple[int, int, int]:
+    """``(start, stop, lead)``: samples to read for a block, ``pad`` each side within the segment;
+    ``lead`` samples precede the block's first epoch. A whole-segment block (odd rates) reads the segment."""
+    first, n = seg
+    per = config.epoch_s * ch.sfreq
+    if abs(per - round(per)) > 1e-9:
+        return first, first + n, 0
+    lo, hi = block.e0 * round(per), block.e1 * round(per)
+    a, b = max(0, lo - pad), min(n, hi + pad)
+    if block.e1 == _n_epochs(n / ch.sfreq, config.epoch_s) and pad:
+        b = n  # the last block filters up to the segment's end, as a whole-segment filter would
+    return first + a, first + b, lo - a
+
+
+def _filter_pad(ch, config) -> int:
+    """Samples of real signal each side of a block so that its epochs equal a whole-segment
+    conditioning: the FIR's half length plus the resampler's, rounded up to a multiple of the
+    resampling ratio's denominator (so the block start maps to a whole output sample)."""
+    up, down = resample_ratio(ch.sfreq, config.sfreq)
+    half = (len(fir_kernel(float(ch.sfreq), config.l_freq or None, float(config.h_freq), float(config.line_freq))) - 1) // 2
+    need = half + int(np.ceil(10 * max(up, down) / up)) + 1
+    return -(-need // down) * down
+
+
+def _condition_block(reader, picked, good: list[int], block: _Block, segs, config) -> np.ndarray:
+    """Conditioned epochs of one block, ``(n_epochs, n_out_channels, n_samples)`` float16 µV.
+
+    Only ``good`` channels (positions in ``picked``) are read and conditioned; in ``native`` the
+    others stay zero (their mask bit is cleared), in ``regional8`` they are left out of the average
+    reference and the regional means.
     """
     n_out = config.n_samples
-    n_epochs = _n_epochs(seg_dur_s, config.epoch_s)
+    n_epochs = block.e1 - block.e0
     n_rows = len(picked) if config.montage == "native" else len(REGION_NAMES)
     if n_epochs == 0:
         return np.zeros((0, n_rows, n_out), np.float16)
+    out = np.zeros((len(picked), n_epochs * n_out), np.float32)
     by_rate: dict[float, list[int]] = {}
     for i in good:
         by_rate.setdefault(picked[i].sfreq, []).append(i)
-    out = np.zeros((len(picked), n_epochs * n_out), np.float32)
     for sf, rows in by_rate.items():
-        # A few channels at a time bounds the float64 filter buffers on long recordings.
+        ch0 = picked[rows[0]]
+        a, b, lead = _block_span(block, ch0, segs[block.seg][rows[0]], config, _filter_pad(ch0, config))
+        up, down = resample_ratio(sf, config.sfreq)
+        skip = lead * up // down
+        # A few channels at a time bounds the filter buffers.
         for k in range(0, len(rows), CONDITION_GROUP):
             group = rows[k : k + CONDITION_GROUP]
-            x = np.stack([signals[i] for i in group])
+            x = reader.read(a, b, [picked[i].index for i in group])
             if not np.isfinite(x).all():
                 np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
             y = condition(x, sf, l_freq=config.l_freq, h_freq=config.h_freq, line_freq=config.line_freq,
-                          sfreq_out=config.sfreq)  # fmt: skip
-            m = min(y.shape[1], n_epochs * n_out)  # a fractional input rate can leave the last sample short
-            out[group, :m] = y[:, :m]
+                          sfreq_out=config.sfreq)[:, skip : skip + n_epochs * n_out]  # fmt: skip
+            out[group, : y.shape[1]] = y  # a fractional input rate can leave the last sample short
     if config.montage == "regional8":
         out, _ = regional8(out[good], [picked[i].name for i in good])
     epochs = out.reshape(out.shape[0], n_epochs, n_out).transpose(1, 0, 2)
@@ -149,11 +240,16 @@ def _nan_to_none(v: float) -> float | None:
     return None if not np.isfinite(v) else round(float(v), 4)
 
 
+def _valid_epochs(f: ChannelFeatures) -> np.ndarray:
+    """``(n_epochs,)`` bool: no non-finite sample and at most half the channels flat or clipped."""
+    return ~f.nonfinite.any(axis=0) & ((f.flat | f.clipped).sum(axis=0) <= f.sd_uv.shape[0] / 2)
+
+
 def _epoch_qcs(f: ChannelFeatures, bad: dict[int, str], ok: np.ndarray, scores: np.ndarray,
                max_abs: np.ndarray) -> list[EpochQC]:  # fmt: skip
     """Epoch aggregates of the per-channel figures (ratios: median over good channels)."""
     good = [i for i in range(f.sd_uv.shape[0]) if i not in bad]
-    half = f.sd_uv.shape[0] / 2
+    valid = _valid_epochs(f)
     out = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN medians (ratios undefined at low rates)
@@ -161,10 +257,9 @@ def _epoch_qcs(f: ChannelFeatures, bad: dict[int, str], ok: np.ndarray, scores: 
                for k in ("line_ratio", "emg_ratio", "drift_ratio")}  # fmt: skip
     for k in range(f.sd_uv.shape[1]):
         nonfinite = bool(f.nonfinite[:, k].any())
-        n_bad = int((f.flat[:, k] | f.clipped[:, k]).sum())
         out.append(EpochQC(
             n_flat=int(f.flat[:, k].sum()), n_clipped=int(f.clipped[:, k].sum()), nonfinite=nonfinite,
-            max_abs_uv=float(round(max_abs[k], 3)), valid=(not nonfinite) and n_bad <= half,
+            max_abs_uv=float(round(max_abs[k], 3)), valid=bool(valid[k]),
             score=round(float(scores[k]), 4), n_artifact=int((~ok[good, k]).sum()) if good else 0,
             max_ptp_uv=_nan_to_none(f.ptp_uv[good, k].max()) if good else None,
             line_ratio=_nan_to_none(med["line_ratio"][k]), emg_ratio=_nan_to_none(med["emg_ratio"][k]),
@@ -241,17 +336,67 @@ def _sleep_stages(config, header, starts: list[float], choice, note, data: dict[
     return out, res.backend or f"{stager.name} {stager.version}", list(res.channels.values())
 
 
-def _split_segments(header, picked, signals):
-    """Per segment: (start_s, duration_s, [per-channel samples])."""
-    out, offsets = [], [0] * len(picked)
-    for seg in header.segments:
-        parts = []
-        for i, ch in enumerate(picked):
-            n = int(round(seg.duration_s * ch.sfreq))
-            parts.append(signals[i][offsets[i] : offsets[i] + n])
-            offsets[i] += n
-        out.append((seg.start_s, seg.duration_s, parts))
-    return out
+def _output_error(exc: OSError, folder: Path, nbytes: int) -> OutputError:
+    reason = exc.strerror or str(exc)
+    try:
+        if shutil.disk_usage(folder).free < nbytes + (1 << 20):
+            reason = f"No space left on device ({nbytes:,} bytes to write)"
+    except OSError:
+        pass
+    return OutputError(f"cannot write staging file in {folder}: {reason}")
+
+
+class _StagedEpochs:
+    """The staging file ``<sha256>.npy`` (float16 µV, ``shape``) written block by block.
+
+    A ``.tmp`` file takes the header and then each block in order; :meth:`commit` fsyncs it and
+    renames it into place. Leaving the ``with`` block without :meth:`commit` deletes it.
+
+    Raises
+    ------
+    OutputError
+        On any OS error while writing (a full disk names the bytes needed).
+    """
+
+    def __init__(self, path: Path, shape: tuple[int, int, int]):
+        self.path, self.shape = path, shape
+        self.tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        self.nbytes = int(np.prod(shape)) * 2
+        self.written = 0
+        try:
+            self._f = open(self.tmp, "wb")
+            np.lib.format.write_array_header_1_0(self._f, {"descr": np.dtype(np.float16).str,
+                                                           "fortran_order": False, "shape": shape})  # fmt: skip
+        except OSError as exc:
+            self.tmp.unlink(missing_ok=True)
+            raise _output_error(exc, path.parent, self.nbytes) from None
+
+    def write(self, epochs: np.ndarray) -> None:
+        if epochs.shape[1:] != self.shape[1:] or self.written + len(epochs) > self.shape[0]:
+            raise ValueError(f"block of shape {epochs.shape} does not fit {self.shape} after {self.written} epochs")
+        try:
+            self._f.write(np.ascontiguousarray(epochs, dtype=np.float16).tobytes())
+        except OSError as exc:
+            raise _output_error(exc, self.path.parent, self.nbytes) from None
+        self.written += len(epochs)
+
+    def commit(self) -> None:
+        if self.written != self.shape[0]:
+            raise ValueError(f"{self.written} of {self.shape[0]} epochs written")
+        try:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
+            os.replace(self.tmp, self.path)
+        except OSError as exc:
+            raise _output_error(exc, self.path.parent, self.nbytes) from None
+
+    def __enter__(self) -> "_StagedEpochs":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._f.close()
+        self.tmp.unlink(missing_ok=True)
 
 
 def _stage(path: Path, epochs: np.ndarray) -> None:
@@ -271,13 +416,7 @@ def _stage(path: Path, epochs: np.ndarray) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        reason = exc.strerror or str(exc)
-        try:
-            if shutil.disk_usage(path.parent).free < epochs.nbytes + (1 << 20):
-                reason = f"No space left on device ({epochs.nbytes:,} bytes to write)"
-        except OSError:
-            pass
-        raise OutputError(f"cannot write staging file in {path.parent}: {reason}") from None
+        raise _output_error(exc, path.parent, epochs.nbytes) from None
 
 
 def failpoints() -> list[tuple[str, str]]:
@@ -381,19 +520,28 @@ def process_recording(
             annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient, secret)
             raise
         t["open"] = time.perf_counter()
-        # One pass over the file for the EEG and the sleep-staging channels (EOG, EMG, a mastoid).
+        # Pass 1, block by block: QC figures of every picked channel. The sleep-staging channels
+        # (one EEG, EOG, EMG, a mastoid) are read whole: the stagers see the night at once.
         staging, staging_note = _staging_channels(h, config)
-        wanted = [c.index for c in picked]
-        wanted += [i for i in (staging.indices if staging else []) if i not in wanted]
-        arrays = reader.read_channels(wanted)
-        signals = arrays[: len(picked)]
-        staging_data = {i: x for i, x in zip(wanted, arrays) if staging and i in staging.indices}
-        del arrays
+        segs = _segment_samples(h, picked)
+        blocks = _blocks(h, picked, config)
+        parts_f, read_s = [], 0.0
+        for b in blocks:
+            t0 = time.perf_counter()
+            spans = {i: _block_span(b, ch, segs[b.seg][i], config)[:2] for i, ch in enumerate(picked)}
+            x = _read_rows(reader, picked, list(range(len(picked))), spans)
+            read_s += time.perf_counter() - t0
+            dur = (b.e1 - b.e0) * config.epoch_s if _exact_epochs(picked, config) else h.segments[b.seg].duration_s
+            f = _segment_features(picked, [x[i] for i in range(len(picked))], dur, config)
+            if f is not None:
+                parts_f.append(f)
+            del x
+        t0 = time.perf_counter()
+        staging_data = dict(zip(staging.indices, reader.read_channels(staging.indices))) if staging else {}
         annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient, secret)
-        t["read"] = time.perf_counter()
-        segments = _split_segments(h, picked, signals)
-        parts_f = [f for f in (_segment_features(picked, p, d, config) for _, d, p in segments) if f is not None]
+        read_s += time.perf_counter() - t0
         t["qc"] = time.perf_counter()
+        t["read_s"] = read_s
         if not parts_f:
             raise TooShortError(f"too short: 0 valid 30-s epochs (0 in all, {h.duration_s:.1f} s), "
                                 f"--min-epochs is {config.min_epochs}", path)  # fmt: skip
@@ -401,30 +549,35 @@ def process_recording(
         bad = bad_channels(feats)
         good = [i for i in range(len(picked)) if i not in bad]
         names, mask = _usable_layout(picked, bad, names, mask, config, path)
+        valid = _valid_epochs(feats)
+        if int(valid.sum()) < config.min_epochs:
+            raise TooShortError(
+                f"too short: {int(valid.sum())} valid 30-s epochs ({len(valid)} in all, {h.duration_s:.1f} s), "
+                f"--min-epochs is {config.min_epochs}",
+                path,
+            )
         th = Thresholds(ptp_uv=config.qc_ptp_uv, kurtosis=config.qc_kurtosis, line_ratio=config.qc_line_ratio,
                         emg_ratio=config.qc_emg_ratio, drift_ratio=config.qc_drift_ratio)  # fmt: skip
         ok = usable(feats, bad, th)
         scores = epoch_scores(feats, bad, th)
-        all_epochs, starts = [], []
-        for seg_start, seg_dur, parts in segments:
-            all_epochs.append(_condition_segment(picked, parts, seg_dur, config, good))
-            starts += [seg_start + k * config.epoch_s for k in range(_n_epochs(seg_dur, config.epoch_s))]
-        del signals, segments
-        epochs = np.concatenate(all_epochs) if all_epochs else np.zeros((0, len(names), config.n_samples), np.float16)
-        qcs = _epoch_qcs(feats, bad, ok, scores, np.abs(epochs).max(axis=(1, 2)).astype(np.float32) if len(epochs) else np.zeros(0))
-        t["condition"] = time.perf_counter()
-        sleep, stager_name, staging_channels = _sleep_stages(config, h, starts, staging, staging_note, staging_data)
-        del staging_data
-        t["sleep"] = time.perf_counter()
-        n_valid = sum(q.valid for q in qcs)
-        if n_valid < config.min_epochs:
-            raise TooShortError(
-                f"too short: {n_valid} valid 30-s epochs ({len(qcs)} in all, {h.duration_s:.1f} s), "
-                f"--min-epochs is {config.min_epochs}",
-                path,
-            )
+        # Pass 2, block by block: condition the good channels and append the epochs to the staging file.
+        starts = [h.segments[b.seg].start_s + k * config.epoch_s for b in blocks for k in range(b.e0, b.e1)]
         staged = Path(staging_dir) / f"{sha256}.npy"
-        _stage(staged, epochs)
+        n_rows = len(picked) if config.montage == "native" else len(REGION_NAMES)
+        max_abs = np.zeros(len(starts), np.float32)
+        with _StagedEpochs(staged, (len(starts), n_rows, config.n_samples)) as out:
+            k = 0
+            for b in blocks:
+                ep = _condition_block(reader, picked, good, b, segs, config)
+                max_abs[k : k + len(ep)] = np.abs(ep).max(axis=(1, 2)) if len(ep) else 0
+                out.write(ep)
+                k += len(ep)
+            qcs = _epoch_qcs(feats, bad, ok, scores, max_abs)
+            t["condition"] = time.perf_counter()
+            sleep, stager_name, staging_channels = _sleep_stages(config, h, starts, staging, staging_note, staging_data)
+            del staging_data
+            t["sleep"] = time.perf_counter()
+            out.commit()
         qc_staged = Path(staging_dir) / f"{sha256}.qc.npy"
         figures = np.stack([feats.sd_uv, feats.ptp_uv, feats.kurtosis, feats.line_ratio, feats.emg_ratio,
                             feats.drift_ratio, ok.astype(np.float32)], axis=1).transpose(2, 1, 0)  # fmt: skip
@@ -476,5 +629,14 @@ def _scrubbed(annotations: list[Annotation], patient, secret: bytes) -> tuple[li
 
 
 def _durations(t: dict) -> dict[str, float]:
+    """Seconds per step from the checkpoints in ``t`` (perf_counter values in order). ``read_s``, when
+    present, is the time spent in reader calls during the QC pass, reported as ``read`` and taken
+    out of ``qc``."""
+    t = dict(t)
+    read_s = t.pop("read_s", None)
     keys = list(t)
-    return {k: round(t[k] - t[keys[i - 1]], 4) for i, k in enumerate(keys) if i}
+    out = {k: round(t[k] - t[keys[i - 1]], 4) for i, k in enumerate(keys) if i}
+    if read_s is not None and "qc" in out:
+        out = {"open": out.get("open", 0.0), "read": round(read_s, 4), **{k: v for k, v in out.items() if k != "open"}}
+        out["qc"] = round(max(out["qc"] - read_s, 0.0), 4)
+    return out
