@@ -166,3 +166,31 @@ def test_catalog_queries_rethreshold_on_stored_figures(tmp_path):
     assert select_epochs(url, ["score >= 0.99"]) == []
     assert len(select_epochs(url, ["max_ptp_uv < 400", "line_ratio < 0.1"])) == 6
     assert [r["n_bad_channels"] for r in query_recordings(url, ["n_bad_channels = 1"])] == [1]
+
+
+@pytest.mark.parametrize("sfreq", [100.0, 160.0, 200.0, 256.0, 512.0])
+def test_spectral_ratios_and_kurtosis_equal_scipy(sfreq):
+    """The float32 strided Welch gives SciPy's Welch band ratios; the kurtosis SciPy's."""
+    from scipy import signal, stats
+
+    from ephys.qc.features import _band_ratio, excess_kurtosis, spectral_ratios
+
+    rng = np.random.default_rng(5)
+    n = int(30 * sfreq)
+    t = np.arange(n) / sfreq
+    ep = (rng.normal(0, 20, (40, n)) + 10 * np.sin(2 * np.pi * 50 * t) + np.cumsum(rng.normal(0, 1, (40, n)), axis=1)
+          + 40 * rng.standard_t(3, (40, n)) * (rng.random((40, 1)) < 0.3)).astype(np.float32)  # fmt: skip
+    ep[3, 100] = np.nan
+    got = spectral_ratios(ep, sfreq, 50.0)
+    x = np.nan_to_num(ep.astype(np.float64))
+    f, p = signal.welch(x, fs=sfreq, nperseg=int(10 * sfreq), axis=-1)
+    hf = min(100.0, 0.45 * sfreq)
+    want = [_band_ratio(f, p, (49.0, 51.0), (1.0, hf)) if 51 < hf else np.full(40, np.nan),
+            _band_ratio(f, p, (30.0, hf), (1.0, hf)), _band_ratio(f, p, (1e-9, 0.3), (1e-9, hf))]  # fmt: skip
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, equal_nan=True)
+    assert np.isnan(got[0]).all() == (sfreq < 120)
+    xd = ep[:, :4000].astype(np.float32)
+    xd = np.nan_to_num(xd)
+    np.testing.assert_allclose(excess_kurtosis(xd), stats.kurtosis(xd, axis=1, fisher=True, bias=True), rtol=1e-4, atol=1e-5)
+    assert excess_kurtosis(np.ones((2, 50), np.float32)).tolist() == [0.0, 0.0]
