@@ -37,9 +37,9 @@ F16_MAX = float(np.finfo(np.float16).max)
 MIN_EEG_SFREQ = 32.0
 #: Channels conditioned together (float32 filter buffers of a few block lengths each).
 CONDITION_GROUP = 4
-#: 30-s epochs read, checked and conditioned at a time: one hour. Worker memory is bounded by the
+#: 30-s epochs read, checked and conditioned at a time: 20 min. Worker memory is bounded by the
 #: block, not the recording (see :func:`_blocks`); the filters see real signal across block edges.
-BLOCK_EPOCHS = 120
+BLOCK_EPOCHS = 40
 
 
 def select_channels(channels: list[ChannelInfo], config: IngestConfig, path: str) -> tuple[list[ChannelInfo], list[str], list[bool]]:
