@@ -411,6 +411,17 @@ def _restart_stuck_worker(client, future) -> None:
                     type(exc).__name__)  # fmt: skip
 
 
+def _recording_bytes(rec: Discovered) -> int:
+    """Bytes of a recording's files (0 for what cannot be stat'ed; hashing reports it)."""
+    total = 0
+    for f in rec.files:
+        try:
+            total += f.stat().st_size
+        except OSError:
+            pass
+    return total
+
+
 def _run(recordings: list[Discovered], client, catalog, hashlog, states, config, out, run_id, secret, summary,
          reporter, retry_failed, buffer_bytes) -> None:  # fmt: skip
     from dask.distributed import as_completed
@@ -419,8 +430,13 @@ def _run(recordings: list[Discovered], client, catalog, hashlog, states, config,
     reporter.start(len(recordings))
     by_key: dict[str, Discovered] = {}
     futures = []
-    for i, rec in enumerate(recordings):
-        f = client.submit(_hash_task, rec.file_strs, buffer_bytes, key=f"hash-{run_id}-{i}", pure=False)
+    # Largest recordings first (hash and process tasks carry their size in MiB as Dask priority):
+    # a long monitoring file started last would leave the other workers idle at the end.
+    sizes = [_recording_bytes(rec) for rec in recordings]
+    for i in sorted(range(len(recordings)), key=lambda i: -sizes[i]):
+        rec = recordings[i]
+        f = client.submit(_hash_task, rec.file_strs, buffer_bytes, key=f"hash-{run_id}-{i}", pure=False,
+                          priority=sizes[i] >> 20)  # fmt: skip
         by_key[f.key] = rec
         futures.append(f)
     pending = as_completed(futures)
@@ -485,7 +501,8 @@ def _run(recordings: list[Discovered], client, catalog, hashlog, states, config,
             continue
         todo[sha] = (rec, nbytes)
         pf = client.submit(run_recording, str(rec.primary), rec.format, sha, nbytes, config, str(out / ".staging"),
-                           secret, buffer_bytes, key=f"process-{run_id}-{sha[:16]}", pure=False, retries=1)  # fmt: skip
+                           secret, buffer_bytes, key=f"process-{run_id}-{sha[:16]}", pure=False, retries=1,
+                           priority=nbytes >> 20)  # fmt: skip
         process_futures[pf.key] = sha
         futures_list.append(pf)
 
