@@ -418,17 +418,24 @@ def corpus_layout(catalog: Catalog | str) -> tuple[float, float]:
     return _corpus_layout(catalog)
 
 
+def json_or(raw: str | None, kind: type):
+    """``raw`` parsed as JSON if it is a ``kind`` (dict or list), else an empty ``kind()``."""
+    try:
+        v = json.loads(raw or "null")
+    except ValueError:
+        return kind()
+    return v if isinstance(v, kind) else kind()
+
+
 @_reading
 def _corpus_layout(cat: Catalog) -> tuple[float, float]:
     with cat.snapshot() as s:
-        raw = s.scalar(select(m.Run.config_json).order_by(m.Run.id.desc()).limit(1))
-    cfg: dict = {}
-    if raw:
-        try:
-            loaded = json.loads(raw)
-            cfg = loaded if isinstance(loaded, dict) else {}
-        except ValueError:
-            cfg = {}
+        return _layout_in(s)
+
+
+def _layout_in(s) -> tuple[float, float]:
+    """:func:`corpus_layout` inside an open session ``s``."""
+    cfg = json_or(s.scalar(select(m.Run.config_json).order_by(m.Run.id.desc()).limit(1)), dict)
 
     def num(key: str, default: float) -> float:
         try:
@@ -473,46 +480,51 @@ def catalog_stats(catalog: Catalog | str) -> dict:
 
 @_reading
 def _catalog_stats(cat: Catalog) -> dict:
-    R, E, S = m.Recording, m.Epoch, m.Shard
     with cat.snapshot() as s:
-        by_status = {st: n for st, n in s.execute(select(R.status, func.count()).group_by(R.status))}
-        recordings = {"total": sum(by_status.values())}
-        recordings.update({st: by_status.get(st, 0) for st in STATUSES})
-        recordings.update({st: n for st, n in sorted(by_status.items()) if st not in STATUSES})
+        return _stats_in(s)
 
-        failure_codes: dict[str, dict[str, int]] = {"rejected": {}, "failed": {}}
-        rows = s.execute(
-            select(R.status, R.failure_code, func.count())
-            .where(R.status != "ok")
-            .group_by(R.status, R.failure_code)
-            .order_by(R.status, R.failure_code)
-        )
-        for st, code, n in rows:
-            failure_codes.setdefault(st, {})[code or "unknown"] = n
 
-        ok_s = s.scalar(select(func.coalesce(func.sum(R.duration_s), 0.0)).where(R.status == "ok"))
-        read_s = s.scalar(select(func.coalesce(func.sum(R.duration_s), 0.0)).where(R.duration_s.is_not(None)))
+def _stats_in(s) -> dict:
+    """:func:`catalog_stats` inside an open session ``s`` (a caller's snapshot)."""
+    R, E, S = m.Recording, m.Epoch, m.Shard
+    by_status = {st: n for st, n in s.execute(select(R.status, func.count()).group_by(R.status))}
+    recordings = {"total": sum(by_status.values())}
+    recordings.update({st: by_status.get(st, 0) for st in STATUSES})
+    recordings.update({st: n for st, n in sorted(by_status.items()) if st not in STATUSES})
 
-        n_epochs, n_valid = s.execute(
-            select(func.count(E.id), func.coalesce(func.sum(case((E.valid, 1), else_=0)), 0))
-            .join(R, R.id == E.recording_id)
-            .where(R.status == "ok")
-        ).one()
-        n_shards, samples, n_bytes = s.execute(
-            select(func.count(S.id), func.coalesce(func.sum(S.n_samples), 0), func.coalesce(func.sum(S.n_bytes), 0))
-        ).one()
-        n_annotations = s.scalar(select(func.count(m.Annotation.id)))
-        A = m.Annotation
-        by_category = dict(s.execute(select(A.category, func.count()).where(A.category.is_not(None), A.negated.is_not(True))
-                                     .group_by(A.category).order_by(A.category)).all())  # fmt: skip
-        n_unlabelled = s.scalar(select(func.count(A.id)).where(A.category.is_(None)))
-        subjects_all = s.scalar(select(func.count(func.distinct(R.subject))))
-        subjects_ok = s.scalar(select(func.count(func.distinct(R.subject))).where(R.status == "ok"))
-        formats = {
-            f: n for f, n in s.execute(select(R.format, func.count()).group_by(R.format).order_by(R.format))
-        }
-        n_runs = s.scalar(select(func.count(m.Run.id)))
-        last = s.execute(select(m.Run.status, m.Run.started_at).order_by(m.Run.id.desc()).limit(1)).first()
+    failure_codes: dict[str, dict[str, int]] = {"rejected": {}, "failed": {}}
+    rows = s.execute(
+        select(R.status, R.failure_code, func.count())
+        .where(R.status != "ok")
+        .group_by(R.status, R.failure_code)
+        .order_by(R.status, R.failure_code)
+    )
+    for st, code, n in rows:
+        failure_codes.setdefault(st, {})[code or "unknown"] = n
+
+    ok_s = s.scalar(select(func.coalesce(func.sum(R.duration_s), 0.0)).where(R.status == "ok"))
+    read_s = s.scalar(select(func.coalesce(func.sum(R.duration_s), 0.0)).where(R.duration_s.is_not(None)))
+
+    n_epochs, n_valid = s.execute(
+        select(func.count(E.id), func.coalesce(func.sum(case((E.valid, 1), else_=0)), 0))
+        .join(R, R.id == E.recording_id)
+        .where(R.status == "ok")
+    ).one()
+    n_shards, samples, n_bytes = s.execute(
+        select(func.count(S.id), func.coalesce(func.sum(S.n_samples), 0), func.coalesce(func.sum(S.n_bytes), 0))
+    ).one()
+    n_annotations = s.scalar(select(func.count(m.Annotation.id)))
+    A = m.Annotation
+    by_category = dict(s.execute(select(A.category, func.count()).where(A.category.is_not(None), A.negated.is_not(True))
+                                 .group_by(A.category).order_by(A.category)).all())  # fmt: skip
+    n_unlabelled = s.scalar(select(func.count(A.id)).where(A.category.is_(None)))
+    subjects_all = s.scalar(select(func.count(func.distinct(R.subject))))
+    subjects_ok = s.scalar(select(func.count(func.distinct(R.subject))).where(R.status == "ok"))
+    formats = {
+        f: n for f, n in s.execute(select(R.format, func.count()).group_by(R.format).order_by(R.format))
+    }
+    n_runs = s.scalar(select(func.count(m.Run.id)))
+    last = s.execute(select(m.Run.status, m.Run.started_at).order_by(m.Run.id.desc()).limit(1)).first()
 
     return {
         "recordings": recordings,
@@ -642,35 +654,21 @@ def select_epochs(catalog: Catalog | str, where: Sequence[str] | None = None) ->
 @_reading
 def _select_epochs(cat: Catalog, clauses: list[Clause]) -> list[EpochRow]:
     R, E, S = m.Recording, m.Epoch, m.Shard
-    _, epoch_s = _corpus_layout.__wrapped__(cat)
-    stmt = (
-        select(
-            E.key,
-            S.name,
-            S.sha256,
-            S.n_samples,
-            S.index,
-            R.sha256,
-            R.subject,
-            R.montage,
-            R.output_channels_json,
-        )
-        .join(R, R.id == E.recording_id)
-        .join(S, S.id == E.shard_id)
-        .where(and_(R.status == "ok", *epoch_conditions(clauses, epoch_s)))
-        .order_by(S.index, R.sha256, E.index)
-    )
     channels: dict[str, tuple[str, ...]] = {}
     out: list[EpochRow] = []
     with cat.snapshot() as s:
+        _, epoch_s = _layout_in(s)  # the annotation-overlap clauses need the epoch length
+        stmt = (
+            select(E.key, S.name, S.sha256, S.n_samples, S.index, R.sha256, R.subject, R.montage,
+                   R.output_channels_json)
+            .join(R, R.id == E.recording_id)
+            .join(S, S.id == E.shard_id)
+            .where(and_(R.status == "ok", *epoch_conditions(clauses, epoch_s)))
+            .order_by(S.index, R.sha256, E.index)
+        )  # fmt: skip
         for key, sname, ssha, sn, sidx, rsha, subject, montage, chans_json in s.execute(stmt):
             chans = channels.get(chans_json)
             if chans is None:
-                try:
-                    parsed = json.loads(chans_json or "[]")
-                except ValueError:
-                    parsed = []
-                chans = tuple(str(c) for c in parsed) if isinstance(parsed, list) else ()
-                channels[chans_json] = chans
+                chans = channels[chans_json] = tuple(str(c) for c in json_or(chans_json, list))
             out.append(EpochRow(key, sname, ssha, sn, sidx, rsha, subject, montage, chans))
     return out

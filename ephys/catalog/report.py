@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 import os
 from collections import Counter
@@ -34,7 +33,7 @@ from sqlalchemy import and_, case, func, select
 from ephys import __version__
 from ephys.catalog import models as m
 from ephys.catalog.db import Catalog, redact_url
-from ephys.catalog.queries import _catalog_stats, _corpus_layout, _reading
+from ephys.catalog.queries import _layout_in, _reading, _stats_in, json_or
 
 #: Sleep stages in display order.
 STAGES = ("W", "N1", "N2", "N3", "REM")
@@ -108,21 +107,13 @@ def _histogram(s, col, edges, where) -> list[int]:
     return [int(v) for v in row]
 
 
-def _json_obj(raw, kind):
-    try:
-        v = json.loads(raw or "null")
-    except ValueError:
-        return kind()
-    return v if isinstance(v, kind) else kind()
-
-
 @_reading
 def _report_data(cat: Catalog) -> dict:
     R, E, A = m.Recording, m.Epoch, m.Annotation
-    sfreq, epoch_s = _corpus_layout.__wrapped__(cat)
-    stats = _catalog_stats.__wrapped__(cat)
     in_corpus = [R.status == "ok"]
     with cat.snapshot() as s:
+        sfreq, epoch_s = _layout_in(s)
+        stats = _stats_in(s)
         failures = []
         rows = s.execute(select(R.status, R.failure_code, func.count()).where(R.status != "ok")
                          .group_by(R.status, R.failure_code).order_by(func.count().desc(), R.failure_code)).all()  # fmt: skip
@@ -154,7 +145,7 @@ def _report_data(cat: Catalog) -> dict:
         by_channel: Counter[str] = Counter()
         n_with_bad = 0
         for raw in s.scalars(select(R.bad_channels_json).where(R.n_bad_channels > 0)):
-            bad = _json_obj(raw, dict)
+            bad = json_or(raw, dict)
             n_with_bad += bool(bad)
             by_channel.update(str(k) for k in bad)
             by_reason.update(str(v) for v in bad.values())
@@ -195,17 +186,17 @@ def _report_data(cat: Catalog) -> dict:
         names: Counter[str] = Counter()
         stage_seconds: Counter[str] = Counter()
         for chans, secs in s.execute(select(R.channels_json, R.seconds_json)):
-            for c in _json_obj(chans, list):
+            for c in json_or(chans, list):
                 name = c.get("name") if isinstance(c, dict) else c
                 if isinstance(name, str):
                     names[name] += 1
-            for k, v in _json_obj(secs, dict).items():
+            for k, v in json_or(secs, dict).items():
                 if isinstance(v, (int, float)) and math.isfinite(v):
                     stage_seconds[k] += float(v)
 
         runs = []
         for r in s.scalars(select(m.Run).order_by(m.Run.id)):
-            cfg = _json_obj(r.config_json, dict)
+            cfg = json_or(r.config_json, dict)
             runs.append({
                 "id": r.id, "started_at": r.started_at.isoformat(timespec="seconds") if r.started_at else None,
                 "status": r.status, "code_version": r.code_version, "workers": cfg.get("workers"),
