@@ -346,8 +346,8 @@ def _output_error(exc: OSError, folder: Path, nbytes: int) -> OutputError:
     return OutputError(f"cannot write staging file in {folder}: {reason}")
 
 
-class _StagedEpochs:
-    """The staging file ``<sha256>.npy`` (float16 µV, ``shape``) written block by block.
+class _StagedArray:
+    """A staging file (``.npy``, ``dtype``, ``shape``) written block by block along the first axis.
 
     A ``.tmp`` file takes the header and then each block in order; :meth:`commit` fsyncs it and
     renames it into place. Leaving the ``with`` block without :meth:`commit` deletes it.
@@ -358,31 +358,31 @@ class _StagedEpochs:
         On any OS error while writing (a full disk names the bytes needed).
     """
 
-    def __init__(self, path: Path, shape: tuple[int, int, int]):
-        self.path, self.shape = path, shape
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype=np.float16):
+        self.path, self.shape, self.dtype = path, tuple(shape), np.dtype(dtype)
         self.tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        self.nbytes = int(np.prod(shape)) * 2
+        self.nbytes = int(np.prod(shape)) * self.dtype.itemsize
         self.written = 0
         try:
             self._f = open(self.tmp, "wb")
-            np.lib.format.write_array_header_1_0(self._f, {"descr": np.dtype(np.float16).str,
-                                                           "fortran_order": False, "shape": shape})  # fmt: skip
+            np.lib.format.write_array_header_1_0(self._f, {"descr": self.dtype.str, "fortran_order": False,
+                                                           "shape": self.shape})  # fmt: skip
         except OSError as exc:
             self.tmp.unlink(missing_ok=True)
             raise _output_error(exc, path.parent, self.nbytes) from None
 
-    def write(self, epochs: np.ndarray) -> None:
-        if epochs.shape[1:] != self.shape[1:] or self.written + len(epochs) > self.shape[0]:
-            raise ValueError(f"block of shape {epochs.shape} does not fit {self.shape} after {self.written} epochs")
+    def write(self, block: np.ndarray) -> None:
+        if block.shape[1:] != self.shape[1:] or self.written + len(block) > self.shape[0]:
+            raise ValueError(f"block of shape {block.shape} does not fit {self.shape} after {self.written} rows")
         try:
-            self._f.write(np.ascontiguousarray(epochs, dtype=np.float16).tobytes())
+            self._f.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
         except OSError as exc:
             raise _output_error(exc, self.path.parent, self.nbytes) from None
-        self.written += len(epochs)
+        self.written += len(block)
 
     def commit(self) -> None:
         if self.written != self.shape[0]:
-            raise ValueError(f"{self.written} of {self.shape[0]} epochs written")
+            raise ValueError(f"{self.written} of {self.shape[0]} rows written")
         try:
             self._f.flush()
             os.fsync(self._f.fileno())
@@ -391,7 +391,7 @@ class _StagedEpochs:
         except OSError as exc:
             raise _output_error(exc, self.path.parent, self.nbytes) from None
 
-    def __enter__(self) -> "_StagedEpochs":
+    def __enter__(self) -> "_StagedArray":
         return self
 
     def __exit__(self, *exc) -> None:
@@ -399,24 +399,11 @@ class _StagedEpochs:
         self.tmp.unlink(missing_ok=True)
 
 
-def _stage(path: Path, epochs: np.ndarray) -> None:
-    """Write staged epochs durably (tmp, fsync, rename).
-
-    Raises
-    ------
-    OutputError
-        On any OS error (NumPy reports a full disk without an errno).
-    """
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, epochs, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise _output_error(exc, path.parent, epochs.nbytes) from None
+def _stage(path: Path, array: np.ndarray) -> None:
+    """Write a whole array durably (tmp, fsync, rename); see :class:`_StagedArray`."""
+    with _StagedArray(path, array.shape, array.dtype) as out:
+        out.write(array)
+        out.commit()
 
 
 def failpoints() -> list[tuple[str, str]]:
@@ -531,8 +518,7 @@ def process_recording(
             spans = {i: _block_span(b, ch, segs[b.seg][i], config)[:2] for i, ch in enumerate(picked)}
             x = _read_rows(reader, picked, list(range(len(picked))), spans)
             read_s += time.perf_counter() - t0
-            dur = (b.e1 - b.e0) * config.epoch_s if _exact_epochs(picked, config) else h.segments[b.seg].duration_s
-            f = _segment_features(picked, [x[i] for i in range(len(picked))], dur, config)
+            f = _segment_features(picked, [x[i] for i in range(len(picked))], (b.e1 - b.e0) * config.epoch_s, config)
             if f is not None:
                 parts_f.append(f)
             del x
@@ -565,7 +551,7 @@ def process_recording(
         staged = Path(staging_dir) / f"{sha256}.npy"
         n_rows = len(picked) if config.montage == "native" else len(REGION_NAMES)
         max_abs = np.zeros(len(starts), np.float32)
-        with _StagedEpochs(staged, (len(starts), n_rows, config.n_samples)) as out:
+        with _StagedArray(staged, (len(starts), n_rows, config.n_samples)) as out:
             k = 0
             for b in blocks:
                 ep = _condition_block(reader, picked, good, b, segs, config)
