@@ -16,16 +16,6 @@ master_addr="${MASTER_ADDR:-127.0.0.1}"
 master_port="${MASTER_PORT:-29500}"
 nproc="${NPROC_PER_NODE:-$(python -c 'import torch; print(max(1, torch.cuda.device_count()))')}"
 
-# Until `ephys pretrain` sets up torch.distributed, more processes would each train alone and
-# write the same checkpoint: refuse them (EPHYS_SKIP_DDP_CHECK=1 skips this check).
-if (( nnodes * nproc > 1 )) && [[ ${EPHYS_SKIP_DDP_CHECK:-0} != 1 ]]; then
-  pkg="$(python -c 'import os, ephys.pretrain as p; print(os.path.dirname(p.__file__))')"
-  if ! grep -rqs --include='*.py' init_process_group "$pkg"; then
-    echo "error: this ephys pretrain runs one process only (DDP not there yet): use NNODES=1 NPROC_PER_NODE=1" >&2
-    exit 2
-  fi
-fi
-
 # >>> ephys argv (tests/test_deploy.py parses these with torchrun's and the ephys CLI)
 ephys_argv=(pretrain "$@")
 torchrun_argv=(--nnodes "$nnodes" --node-rank "$node_rank" --nproc-per-node "$nproc"

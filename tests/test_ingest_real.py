@@ -252,7 +252,7 @@ def test_sigkill_then_rerun_equals_uninterrupted(min1, tmp_path):
 
 
 def test_manifest_then_pretrain_on_real_epochs(native, tmp_path):
-    """catalog -> manifest -> 20 pretraining steps on the DREAMS epochs; the loss goes down."""
+    """catalog -> manifest -> 20 Hiera pretraining steps (cpu-tiny) on the DREAMS epochs; the loss goes down."""
     from typer.testing import CliRunner
 
     from ephys.cli import _register, app
@@ -272,8 +272,8 @@ def test_manifest_then_pretrain_on_real_epochs(native, tmp_path):
     m = Manifest.load(manifest)
     assert m.n_epochs == 60 and m.channel_names == ["O1", "C3", "Fp1"] and m.counts["recordings"] == 1
     run = tmp_path / "run"
-    r = runner.invoke(app, ["pretrain", "--manifest", str(manifest), "--out", str(run), "--steps", "20",
-                            "--batch-size", "8", "--lr", "2e-3"])  # fmt: skip
+    r = runner.invoke(app, ["pretrain", "--manifest", str(manifest), "--out", str(run), "--config", "cpu-tiny",
+                            "--steps", "20", "--batch-size", "8", "--lr", "2e-3"])  # fmt: skip
     assert r.exit_code == 0, r.output
     losses = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(losses) == 20 and all(np.isfinite(losses))

@@ -1,9 +1,10 @@
-"""``ephys pretrain``: masked-autoencoder pretraining on a manifest."""
+"""``ephys pretrain``: masked-autoencoder pretraining on a manifest (one process, or every rank under torchrun)."""
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -12,27 +13,55 @@ from ephys.cli.common import fail
 from ephys.errors import EphysError
 
 
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``["run.steps=10", 'view.kind="raw"']`` -> ``{"run.steps": 10, "view.kind": "raw"}``.
+
+    Values are TOML values; a bare word that is not valid TOML is taken as a string.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise typer.BadParameter(f"--set {item!r} is not section.key=value")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value.strip()
+    return out
+
+
 @app.command("pretrain")
 def pretrain_cmd(
     manifest: Path = typer.Option(..., "--manifest", help="manifest file (JSON) selecting the epochs"),
-    out: Path = typer.Option(..., "--out", help="run folder: config.json, metrics.jsonl, checkpoint.pt"),
-    steps: int = typer.Option(100, "--steps", min=1, help="total optimizer steps; a run in --out is resumed"),
-    batch_size: int = typer.Option(16, "--batch-size", min=1, help="epochs per step"),
-    lr: float = typer.Option(1e-3, "--lr", min=0.0, help="peak learning rate (AdamW)"),
-    mask_ratio: float = typer.Option(0.6, "--mask-ratio", min=0.0, max=1.0, help="fraction of 1-s patches masked"),
-    seed: int = typer.Option(0, "--seed", min=0),
-    device: Optional[str] = typer.Option(None, "--device", help="torch device; default cuda if available, else cpu"),
+    out: Path = typer.Option(..., "--out", help="run folder: config.toml, run.json, metrics.jsonl, checkpoint.pt"),
+    config: Optional[Path] = typer.Option(None, "--config", help="run config: a TOML file, or cpu-tiny, epi250k-base, epi250k-large (shipped); default epi250k-base"),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="run.steps: total optimizer steps"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="data.batch_size, per process"),
+    lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="optim.lr: peak AdamW learning rate"),
+    mask_ratio: Optional[float] = typer.Option(None, "--mask-ratio", min=0.0, max=1.0, help="model.mask_ratio"),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="run.seed"),
+    device: Optional[str] = typer.Option(None, "--device", help="run.device; default cuda if available, else cpu"),
+    set_: list[str] = typer.Option([], "--set", help="any config key, e.g. --set model.preset=tiny (repeatable)"),
 ) -> None:
-    """Pretrain a small masked autoencoder on the manifest's epochs (resumes from --out/checkpoint.pt)."""
-    from ephys.pretrain import pretrain  # torch is slow to import: only for this command
+    """Pretrain the masked autoencoder of --config on the manifest's epochs; a run in --out is resumed.
 
+    Options given here override the config file.  Under ``torchrun --nproc-per-node N -m ephys.pretrain ...``
+    every process runs this and they train one model with DistributedDataParallel.
+    """
+    from ephys.pretrain import load_config, pretrain  # torch is slow to import: only for this command
+
+    given = {"run.steps": steps, "data.batch_size": batch_size, "optim.lr": lr, "model.mask_ratio": mask_ratio,
+             "run.seed": seed, "run.device": device}
+    overrides = {k: v for k, v in given.items() if v is not None} | parse_set(set_)
     try:
-        s = pretrain(manifest, out, steps, batch_size=batch_size, lr=lr, mask_ratio=mask_ratio, seed=seed,
-                     device=device)
+        run_config = load_config(config, **overrides)
+        s = pretrain(manifest, out, run_config)
     except (ValueError, EphysError) as exc:
         fail(str(exc))
-    if s["steps_run"] == 0:
-        typer.echo(f"nothing to do: {s['checkpoint']} is already at step {s['step']} (--steps {steps})")
-    else:
+    if s["rank"] != 0:
+        return
+    if s["start_step"] != 0 and s["steps_run"] == 0:
+        typer.echo(f"nothing to do: {s['checkpoint']} is already at step {s['step']} (--steps {s['step']})")
+    elif s["steps_run"]:
         typer.echo(f"step {s['step']} ({s['steps_run']} run): loss {s['first_loss']:.4f} -> {s['last_loss']:.4f}, "
                    f"{s['n_skipped']} bad samples skipped; checkpoint {s['checkpoint']}")

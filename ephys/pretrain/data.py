@@ -13,10 +13,13 @@ import functools
 import hashlib
 import io
 import itertools
+import json
 import logging
+import random
 import tarfile
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -134,24 +137,121 @@ def _is_wanted(sample: dict, wanted: dict[str, frozenset[str]]) -> bool:
     return sample["__key__"] in wanted.get(sample["__url__"], ())
 
 
+@dataclass(frozen=True)
+class SampleFilter:
+    """Load-time selection from each sample's ``json`` member (:class:`~ephys.schemas.epoch.EpochMeta`).
+
+    The same predicates as the catalog's (``ephys manifest create --score/--valid/--stage/--category``), read from
+    the copy of the catalog's figures that every shard sample carries, so a filter at load time keeps exactly the
+    epochs a manifest made with the same clauses selects:
+
+    * ``min_score``: ``qc.score >= min_score``;
+    * ``valid_only``: ``qc.valid``;
+    * ``stages``: ``sleep.stage`` in the list (unstaged epochs are dropped);
+    * ``categories``: at least one annotation whose ``category`` is in the list and is not negated.
+
+    A sample whose ``json`` is missing or unreadable is dropped and counted as ``"bad metadata"``.
+    """
+
+    min_score: float | None = None
+    valid_only: bool = False
+    stages: tuple[str, ...] | None = None
+    categories: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_config(cls, data) -> SampleFilter:
+        """From a :class:`~ephys.pretrain.config.DataConfig` (or anything with the same attributes)."""
+        return cls(data.min_score, data.valid_only, tuple(data.stages) if data.stages is not None else None,
+                   tuple(data.categories) if data.categories is not None else None)
+
+    @property
+    def active(self) -> bool:
+        return self.min_score is not None or self.valid_only or self.stages is not None or self.categories is not None
+
+    def keep(self, meta: dict) -> bool:
+        """Whether an epoch with metadata ``meta`` (the parsed ``json`` member) passes."""
+        qc = meta.get("qc") or {}
+        if self.min_score is not None and not qc.get("score", 0.0) >= self.min_score:
+            return False
+        if self.valid_only and not qc.get("valid", False):
+            return False
+        if self.stages is not None and ((meta.get("sleep") or {}).get("stage") not in self.stages):
+            return False
+        if self.categories is not None and not any(
+            a.get("category") in self.categories and not a.get("negated") for a in meta.get("annotations") or ()
+        ):
+            return False
+        return True
+
+
+def _filter_stage(src, sample_filter: SampleFilter, skipped: Counter, n_selected: int) -> Iterator[dict]:
+    """Pipeline stage: drop samples failing ``sample_filter`` (counted as ``"filtered"``).
+
+    The stream is endless, so a filter that nothing passes would never yield: until a sample passes, the keys seen
+    are tracked, and once all ``n_selected`` have been seen a ``ManifestError`` is raised.
+    """
+    unseen_until_pass: set[tuple[str, str]] | None = set()
+    for sample in src:
+        try:
+            meta = json.loads(sample["json"])
+        except (KeyError, TypeError, ValueError):
+            skipped["bad metadata"] += 1
+            meta = None
+        if meta is not None and sample_filter.keep(meta):
+            unseen_until_pass = None
+            yield sample
+            continue
+        if meta is not None:
+            skipped["filtered"] += 1
+        if unseen_until_pass is not None:
+            unseen_until_pass.add((sample["__url__"], sample["__key__"]))
+            if len(unseen_until_pass) >= n_selected:
+                raise ManifestError(f"no sample passes the data filters ({sample_filter})", None)
+
+
+def _shuffle_stage(src, bufsize: int, seed: int) -> Iterator[dict]:
+    """``wds.shuffle`` seeded by ``(seed, rank, DataLoader worker)``: ranks and workers draw different orders.
+
+    (``wds.shuffle(seed=...)`` would give every rank and worker the same order.)
+    """
+    rank, _, worker, _ = wds.utils.pytorch_worker_info()
+    rng_seed = int(np.random.SeedSequence([seed, rank, worker]).generate_state(1)[0])
+    yield from wds.filters._shuffle(src, bufsize, max(1, bufsize // 4), rng=random.Random(rng_seed))
+
+
+@functools.lru_cache(maxsize=8)
+def _npy_header(shape: tuple[int, int]) -> bytes:
+    """The exact ``.npy`` header ``np.save`` writes for a C-order float16 array of ``shape``."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f2", "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
 def _decode_eeg(data: bytes | None, shape: tuple[int, int]) -> tuple[np.ndarray | None, str]:
-    """float32 array in µV, or ``(None, reason)`` when the member is absent or bad."""
+    """The epoch as an array of ``shape`` in µV (float16 views the bytes, no copy), or ``(None, reason)``.
+
+    Shards hold float16 ``.npy`` written by ``np.save``: the header is compared as bytes and the payload viewed
+    with ``np.frombuffer``.  Anything else (another dtype or npy version) goes through ``np.load``.
+    """
     if data is None:
         return None, "no eeg.npy member"
-    try:
-        arr = np.load(io.BytesIO(data), allow_pickle=False)
-    except Exception:  # noqa: BLE001 - any garbage may come back from np.load
-        return None, "undecodable eeg.npy"
-    if not isinstance(arr, np.ndarray) or arr.shape != shape:
-        return None, "wrong shape"
-    arr = arr.astype(np.float32)
+    header = _npy_header(shape)
+    if data.startswith(header) and len(data) == len(header) + 2 * shape[0] * shape[1]:
+        arr = np.frombuffer(data, dtype="<f2", offset=len(header)).reshape(shape)
+    else:
+        try:
+            arr = np.load(io.BytesIO(data), allow_pickle=False)
+        except Exception:  # noqa: BLE001 - any garbage may come back from np.load
+            return None, "undecodable eeg.npy"
+        if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype.kind != "f":
+            return None, "wrong shape"
     if not np.isfinite(arr).all():
         return None, "non-finite values"
     return arr, ""
 
 
-def _decode_stage(src, shape: tuple[int, int], skipped: Counter) -> Iterator[torch.Tensor]:
-    """Pipeline stage: samples -> float32 tensors ``(C, T)``; bad samples are counted in ``skipped``."""
+def _decode_stage(src, shape: tuple[int, int], skipped: Counter) -> Iterator[np.ndarray]:
+    """Pipeline stage: samples -> arrays ``(C, T)`` µV; bad samples are skipped, warned once and counted."""
     warned: set[str] = set()
     for sample in src:
         arr, reason = _decode_eeg(sample.get(EEG_MEMBER), shape)
@@ -161,7 +261,12 @@ def _decode_stage(src, shape: tuple[int, int], skipped: Counter) -> Iterator[tor
                 warned.add(sample["__key__"])
                 log.warning("skipping sample %s in %s: %s", sample["__key__"], sample.get("__url__"), reason)
             continue
-        yield torch.from_numpy(arr)
+        yield arr
+
+
+def _collate(arrays: list[np.ndarray]) -> torch.Tensor:
+    """``(B, C, T)`` float32 µV: one stack and one cast for the whole batch."""
+    return torch.from_numpy(np.stack(arrays).astype(np.float32, copy=False))
 
 
 def make_loader(
@@ -172,22 +277,27 @@ def make_loader(
     num_workers: int = 0,
     *,
     shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+    sample_filter: SampleFilter | None = None,
 ):
     """An endless iterable of float32 tensors ``(batch_size, n_channels, n_samples)`` in µV.
 
     Shards are drawn with replacement (``wds.ResampledShards``, deterministic
-    for ``seed``), split by node and DataLoader worker, read as tar streams;
-    samples whose key the manifest does not list for that shard are dropped,
-    the rest pass a shuffle buffer of ``shuffle_buffer`` raw samples, are
-    decoded with ``np.load`` and stacked.  A sample whose ``eeg.npy`` is
-    missing, undecodable, of the wrong shape or non-finite is skipped with a
-    warning (once per key) and counted in the returned object's ``skipped``
-    (a :class:`collections.Counter` by reason; only filled in-process, i.e.
-    with ``num_workers=0``).
+    for ``seed``), split by node (``torch.distributed`` rank) and DataLoader
+    worker, read as tar streams; samples whose key the manifest does not list
+    for that shard are dropped, then those failing ``sample_filter``; the rest
+    pass a shuffle buffer of ``shuffle_buffer`` raw samples seeded by
+    ``(seed, rank, worker)``, are decoded (float16 bytes viewed, not parsed) and
+    stacked.  A sample whose ``eeg.npy`` is missing, undecodable, of the wrong
+    shape or non-finite is skipped with a warning (once per key) and counted in
+    the returned object's ``skipped`` (a :class:`collections.Counter` by reason;
+    filtered samples count as ``"filtered"``; only filled in-process, i.e. with
+    ``num_workers=0``).
 
-    With ``num_workers=0`` the batch sequence is a pure function of the
-    manifest, ``batch_size`` and ``seed``.  Call :func:`shard_layout` first to
-    know the shards agree with the manifest's layout.
+    Every rank gets its own endless stream, so all ranks can take the same
+    number of steps (no end-of-epoch hang under DDP).  With ``num_workers=0``
+    the batch sequence is a pure function of the manifest, ``batch_size``,
+    ``seed`` and the rank.  Call :func:`shard_layout` first to know the shards
+    agree with the manifest's layout.
     """
     urls = manifest.resolve_urls(manifest_path)
     wanted = {url: frozenset(s.keys) for url, s in zip(urls, manifest.shards) if s.keys}
@@ -195,19 +305,26 @@ def make_loader(
         raise ManifestError("the manifest selects no epochs", str(manifest_path))
     shape = (len(manifest.channel_names), manifest.n_samples)
     skipped: Counter = Counter()
-    pipeline = wds.DataPipeline(
+    stages = [
         wds.ResampledShards(list(wanted), seed=seed, deterministic=True),
         wds.split_by_node,
         wds.split_by_worker,
         wds.tarfile_to_samples(),
         wds.select(functools.partial(_is_wanted, wanted=wanted)),
-        wds.shuffle(shuffle_buffer, initial=max(1, shuffle_buffer // 4), seed=seed),
+    ]
+    if sample_filter is not None and sample_filter.active:
+        n_selected = sum(len(keys) for keys in wanted.values())
+        stages.append(functools.partial(_filter_stage, sample_filter=sample_filter, skipped=skipped,
+                                        n_selected=n_selected))
+    stages += [
+        functools.partial(_shuffle_stage, bufsize=shuffle_buffer, seed=seed),
         functools.partial(_decode_stage, shape=shape, skipped=skipped),
-        wds.batched(batch_size, collation_fn=torch.stack, partial=False),
-    )
-    loader = pipeline
+        wds.batched(batch_size, collation_fn=_collate, partial=False),
+    ]
+    loader = pipeline = wds.DataPipeline(*stages)
     if num_workers > 0:
-        loader = wds.WebLoader(pipeline, batch_size=None, num_workers=num_workers)
+        loader = wds.WebLoader(pipeline, batch_size=None, num_workers=num_workers, pin_memory=torch.cuda.is_available(),
+                               persistent_workers=False)
     loader.skipped = skipped
     return loader
 
@@ -229,10 +346,12 @@ class StepBatches:
     """
 
     def __init__(self, manifest: Manifest, manifest_path: str | Path, batch_size: int, seed: int,
-                 start_step: int = 0, reseed_every: int = 1000, num_workers: int = 0):
+                 start_step: int = 0, reseed_every: int = 1000, num_workers: int = 0, *,
+                 shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, sample_filter: SampleFilter | None = None):
         if reseed_every < 1 or start_step < 0 or seed < 0:
             raise ValueError("need reseed_every >= 1, start_step >= 0 and seed >= 0")
         self.args = (manifest, manifest_path, batch_size)
+        self.options = dict(shuffle_buffer=shuffle_buffer, sample_filter=sample_filter)
         self.seed, self.start_step, self.reseed_every, self.num_workers = seed, start_step, reseed_every, num_workers
         self._done: Counter = Counter()
         self._current: Counter = Counter()
@@ -245,7 +364,7 @@ class StepBatches:
     def __iter__(self) -> Iterator[torch.Tensor]:
         segment, offset = divmod(self.start_step, self.reseed_every)
         while True:
-            loader = make_loader(*self.args, segment_seed(self.seed, segment), self.num_workers)
+            loader = make_loader(*self.args, segment_seed(self.seed, segment), self.num_workers, **self.options)
             self._current = loader.skipped
             batches = iter(loader)
             try:

@@ -93,7 +93,7 @@ class MaskedAutoencoder(nn.Module):
         self.decoder = _transformer(c.decoder_dim, c.decoder_depth, c.decoder_heads, c.mlp_ratio)
         self.decoder_norm = nn.LayerNorm(c.decoder_dim)
         self.head = nn.Linear(c.decoder_dim, c.patch_size)
-        for name in self.no_weight_decay():
+        for name in sorted(self.no_weight_decay()):  # sorted: set order varies with PYTHONHASHSEED
             nn.init.normal_(getattr(self, name), std=0.02)
 
     @staticmethod

@@ -1,22 +1,48 @@
-"""Step-based, resumable MAE pretraining on a manifest.
+"""Step-based, resumable masked-autoencoder pretraining on a manifest: one process, or many under ``torchrun``.
 
-Outputs in ``out_dir``: ``config.json`` (settings, model config, manifest
-content hash, ephys version), ``metrics.jsonl`` (one JSON line per step) and
-``checkpoint.pt`` (written atomically).
+:func:`pretrain` reads a manifest, checks its shards, builds the model of the run config (Hiera on spectrogram
+images, or the 1-s-patch MAE on the raw signal), and trains it for ``run.steps`` optimizer steps.
+
+Outputs in ``out_dir`` (written by rank 0):
+
+* ``config.toml``: the validated run config, re-loadable with ``--config``;
+* ``run.json``: provenance: manifest path and content hash, ephys version and git commit, torch version, device,
+  world size, model config, parameter counts, FLOPs per sample;
+* ``metrics.jsonl``: one JSON line per step: ``loss`` (mean over ranks), ``lr``, ``muon_lr``, ``grad_norm``,
+  ``samples_per_s`` and ``tokens_per_s`` (all ranks), ``data_wait_s``, and ``mfu`` where the GPU's peak is known;
+* ``checkpoint.pt``: model, both optimisers, both schedulers, step, config, the data layout (channel names,
+  sfreq, samples per epoch), every rank's RNG states (atomic
+  write: temporary file, fsync, rename), every ``run.checkpoint_every`` steps and at the end;
+* ``tensorboard/`` with ``run.tensorboard = true``.
+
+Distributed
+-----------
+Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is initialised (NCCL on CUDA, gloo on CPU), the model is
+wrapped in ``DistributedDataParallel`` and every rank streams its own resampled shard sequence (seeded by seed,
+rank and worker; see :func:`~ephys.pretrain.data.make_loader`).  The loader is endless and the loop counts
+steps, so every rank takes exactly ``run.steps`` steps: there is no end-of-epoch hang.  ``data.batch_size`` is per
+rank.  Rank 0 checks the shards once and broadcasts the verdict, so a bad manifest stops every rank with the same
+error.
 
 Resume determinism
 ------------------
-A resumed run reproduces the straight run step for step (same losses):
+A resumed run reproduces the straight run step for step (same losses), on the same world size:
 
-* data: the batch of step ``s`` depends only on ``(seed, s)``.  Steps come in
-  segments of ``reseed_every``; each segment has its own loader seeded from
-  ``(seed, segment)``, and a resume inside a segment replays its earlier
-  batches (see :class:`~ephys.pretrain.data.StepBatches`);
-* masking draws from a dedicated CPU ``torch.Generator`` whose state is saved
-  with the torch, CUDA, numpy and Python RNG states;
-* the learning rate is a function of the step and of ``lr_decay_steps``, the
-  cosine horizon.  It defaults to ``steps``, so to extend a run later and
-  match a straight longer run, give the final horizon from the start.
+* data: the batch of step ``s`` depends only on ``(seed, rank, s)``.  Steps come in segments of
+  ``data.reseed_every``; each segment has its own loader seeded from ``(seed, segment)``, and a resume inside a
+  segment replays its earlier batches (see :class:`~ephys.pretrain.data.StepBatches`);
+* masking draws from a dedicated CPU ``torch.Generator`` per rank whose state is saved with the torch, CUDA, numpy
+  and Python RNG states of every rank;
+* the learning rate is a function of the step and of ``optim.decay_steps``, the cosine horizon.  It defaults to
+  ``run.steps``, so to extend a run later and match a straight longer run, give the final horizon from the start.
+
+Optimisers
+----------
+``optim.optimizer = "muon+adamw"`` (default): ``torch.optim.Muon`` (momentum + Newton-Schulz orthogonalisation,
+Jordan et al. 2024, https://kellerjordan.github.io/posts/muon/) on the hidden 2-D weight matrices of the transformer
+blocks, AdamW on the rest: patch embedding, position embeddings, mask token, norms, biases, the decoder's input
+projections and prediction head (Muon's own guidance: embeddings and heads to Adam).  ``"adamw"``: AdamW on
+everything.  Weight decay is never applied to norms, biases, embeddings or the mask token.
 """
 
 from __future__ import annotations
@@ -26,24 +52,40 @@ import logging
 import math
 import os
 import random
+import subprocess
+import sys
 import time
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch import nn
 
 from ephys import __version__
-from ephys.errors import EphysError
-from ephys.pretrain.data import StepBatches, shard_layout, verify_shards
+from ephys.errors import EphysError, ManifestError
+from ephys.pretrain.config import RunConfig
+from ephys.pretrain.data import SampleFilter, StepBatches, shard_layout, verify_shards
+from ephys.pretrain.hiera import HieraConfig, HieraMAE, encoder_parameter_count, param_groups
 from ephys.pretrain.model import MAEConfig, MaskedAutoencoder, count_parameters
+from ephys.pretrain.views import View, make_view
 from ephys.schemas.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT, METRICS, CONFIG = "checkpoint.pt", "metrics.jsonl", "config.json"
-CHECKPOINT_FORMAT = "ephys-mae-checkpoint/1"
-GRAD_CLIP = 1.0
-MIN_LR_RATIO = 0.1  # the cosine decays to lr * MIN_LR_RATIO
+CHECKPOINT, METRICS, CONFIG, RUN_INFO = "checkpoint.pt", "metrics.jsonl", "config.toml", "run.json"
+CHECKPOINT_FORMAT = "ephys-pretrain-checkpoint/2"
+CHECKPOINT_KEYS = frozenset({"step", "arch", "model_config", "model", "optimizers", "schedulers", "rng", "config",
+                             "manifest_hash", "data", "world_size"})
+
+# Dense bf16 tensor-core peak of known GPUs, FLOP/s (vendor data sheets), for MFU; first match of the device name.
+PEAK_BF16_FLOPS = (
+    ("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H100", 989e12), ("H200", 989e12), ("GH200", 989e12), ("B200", 2250e12),
+    ("A100", 312e12), ("L40S", 362e12), ("A10G", 70e12),
+)
 
 
 class PretrainError(EphysError):
@@ -52,23 +94,109 @@ class PretrainError(EphysError):
 
 
 class CheckpointMismatchError(PretrainError):
-    """``out_dir`` holds a checkpoint of another manifest or model configuration."""
+    """``out_dir`` or ``--checkpoint`` holds a checkpoint of another manifest or model."""
 
     code = "checkpoint_mismatch"
 
 
-def lr_factor(step: int, warmup_steps: int, decay_steps: int) -> float:
-    """Multiplier of the base learning rate for 0-based optimizer step ``step``.
+# ------------------------------------------------------------------------------------------------ model and optimisers
 
-    Linear warm-up over ``warmup_steps``, cosine down to ``MIN_LR_RATIO`` at
-    ``decay_steps``, flat after.
+
+def build_model(model_config: HieraConfig | MAEConfig) -> nn.Module:
+    """The network for a model config: :class:`HieraMAE` or :class:`MaskedAutoencoder`."""
+    return HieraMAE(model_config) if isinstance(model_config, HieraConfig) else MaskedAutoencoder(model_config)
+
+
+def model_config_from(arch: str, fields: dict) -> HieraConfig | MAEConfig:
+    """Rebuild a model config saved in a checkpoint (``arch`` "hiera" or "mae"; ``ValueError`` otherwise)."""
+    if arch not in ("hiera", "mae"):
+        raise ValueError(f"unknown arch {arch!r}")
+    return HieraConfig(**fields) if arch == "hiera" else MAEConfig(**fields)
+
+
+def _arch(model_config: HieraConfig | MAEConfig) -> str:
+    return "hiera" if isinstance(model_config, HieraConfig) else "mae"
+
+
+def split_parameters(model: nn.Module) -> dict[str, list[tuple[str, nn.Parameter]]]:
+    """``{"muon": [...], "adamw": [...]}`` of ``(name, parameter)``: hidden 2-D block weights vs the rest."""
+    if isinstance(model, HieraMAE):
+        return param_groups(model, names=True)
+    groups: dict[str, list] = {"muon": [], "adamw": []}
+    for name, p in model.named_parameters():  # MaskedAutoencoder: weights inside nn.TransformerEncoder layers
+        groups["muon" if p.ndim == 2 and ".layers." in name else "adamw"].append((name, p))
+    return groups
+
+
+def make_optimizers(model: nn.Module, config: RunConfig) -> dict[str, torch.optim.Optimizer]:
+    """The optimisers of ``config.optim``: ``{"adamw": ..., "muon": ...}`` (no ``"muon"`` for ``"adamw"``)."""
+    o = config.optim
+    groups = split_parameters(model)
+    if o.optimizer == "adamw":
+        groups = {"muon": [], "adamw": groups["muon"] + groups["adamw"]}
+    no_decay = model.no_weight_decay()
+    adamw = [(n, p) for n, p in groups["adamw"] if p.requires_grad]
+    optimizers: dict[str, torch.optim.Optimizer] = {
+        "adamw": torch.optim.AdamW(
+            [
+                {"params": [p for n, p in adamw if p.ndim >= 2 and n not in no_decay], "weight_decay": o.weight_decay},
+                {"params": [p for n, p in adamw if p.ndim < 2 or n in no_decay], "weight_decay": 0.0},
+            ],
+            lr=o.lr, betas=o.betas,
+        )
+    }
+    if groups["muon"]:
+        optimizers["muon"] = torch.optim.Muon(
+            [p for _, p in groups["muon"]], lr=o.muon_lr, weight_decay=o.muon_weight_decay, momentum=o.muon_momentum
+        )
+    return optimizers
+
+
+def lr_factor(step: int, warmup_steps: int, decay_steps: int, min_lr_ratio: float = 0.1) -> float:
+    """Multiplier of the peak learning rate for 0-based optimizer step ``step``.
+
+    Linear warm-up over ``warmup_steps``, cosine down to ``min_lr_ratio`` at ``decay_steps``, flat after.
     """
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     if step >= decay_steps:
-        return MIN_LR_RATIO
+        return min_lr_ratio
     progress = (step - warmup_steps) / max(1, decay_steps - warmup_steps)
-    return MIN_LR_RATIO + (1 - MIN_LR_RATIO) * 0.5 * (1 + math.cos(math.pi * progress))
+    return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def train_flops_per_sample(model_config: HieraConfig | MAEConfig, input_shape: tuple[int, ...],
+                           mask_ratio: float) -> int:
+    """Forward + backward FLOPs of one training sample, counted by ``FlopCounterMode`` on the meta device.
+
+    Matmuls, convolutions and attention at 2 FLOPs per multiply-add; elementwise ops are not counted.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        model = build_model(model_config)
+    x = torch.zeros(1, *input_shape, device="meta")
+    with FlopCounterMode(display=False) as counter:
+        model(x, mask_ratio=mask_ratio)[0].backward()
+    return int(counter.get_total_flops())
+
+
+def tokens_per_sample(model_config: HieraConfig | MAEConfig) -> int:
+    """Input tokens of one sample: the stage-1 token grid (Hiera) or channel x 1-s patches (MAE)."""
+    if isinstance(model_config, HieraConfig):
+        return model_config.token_grid[0] * model_config.token_grid[1]
+    return model_config.n_tokens
+
+
+def peak_flops(device: torch.device) -> float | None:
+    """Dense bf16 peak FLOP/s of a known CUDA device, else None (no MFU on CPU or unknown GPUs)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in PEAK_BF16_FLOPS if key in name), None)
+
+
+# ----------------------------------------------------------------------------------------------------- checkpoints
 
 
 def _rng_state(mask_rng: torch.Generator) -> dict:
@@ -103,6 +231,127 @@ def _atomic_write(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
+def read_checkpoint(path: str | Path) -> dict:
+    """Load an ephys pretraining checkpoint on the CPU (``weights_only``), with ``model_config`` rebuilt.
+
+    Raises
+    ------
+    PretrainError
+        The file is missing, unreadable, truncated, or not an ephys pretraining checkpoint of this format.
+    """
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise PretrainError("no such checkpoint", str(path)) from None
+    except Exception as exc:  # noqa: BLE001 - truncated, not a torch file, unsafe content...
+        raise PretrainError(f"checkpoint cannot be read ({exc.__class__.__name__}); move it away", str(path)) from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise PretrainError(f"not an ephys pretraining checkpoint of format {CHECKPOINT_FORMAT}", str(path))
+    missing = sorted(CHECKPOINT_KEYS - ckpt.keys())
+    if missing:
+        raise PretrainError(f"checkpoint lacks {missing}", str(path))
+    try:
+        ckpt["model_config"] = model_config_from(ckpt["arch"], ckpt["model_config"])
+    except ValueError as exc:  # pydantic ValidationError included
+        raise PretrainError(f"checkpoint holds an invalid model config ({exc})", str(path)) from None
+    return ckpt
+
+
+# Settings that do not change what is computed: a resume may change them freely.
+_COSMETIC = {("run", "steps"), ("run", "log_every"), ("run", "checkpoint_every"), ("run", "progress"),
+             ("run", "tensorboard"), ("run", "device"), ("data", "num_workers")}
+
+
+def _check_resume(ckpt: dict, path: Path, model_config, manifest_hash: str, config: RunConfig, world: int,
+                  done: bool = False) -> None:
+    """Refuse a checkpoint of another manifest or model; warn where the run will not match a straight one."""
+    if ckpt["manifest_hash"] != manifest_hash:
+        raise CheckpointMismatchError(
+            f"checkpoint was trained on manifest {ckpt['manifest_hash'][:12]}..., not {manifest_hash[:12]}...; "
+            "use another --out to start a new run", str(path))
+    saved = ckpt["model_config"]
+    if type(saved) is not type(model_config):
+        raise CheckpointMismatchError(
+            f"checkpoint holds a {ckpt['arch']} model, the config asks for {_arch(model_config)}", str(path))
+    if saved != model_config:
+        diff = {k: (v, getattr(model_config, k)) for k, v in saved.model_dump().items() if getattr(model_config, k) != v}
+        raise CheckpointMismatchError(
+            "checkpoint has another model config (field: checkpoint, requested): "
+            + ", ".join(f"{k}: {a}, {b}" for k, (a, b) in diff.items()), str(path))
+    if done:
+        return
+    before = RunConfig.model_validate(ckpt["config"])
+    changed = {f"{s}.{k}": (v, getattr(getattr(config, s), k))
+               for s, values in before.model_dump().items() if s != "model"
+               for k, v in values.items() if (s, k) not in _COSMETIC and getattr(getattr(config, s), k) != v}
+    if changed:
+        log.warning("resuming with changed settings %s; the run will not match a straight run", changed)
+    if ckpt["world_size"] != world:
+        log.warning("checkpoint was written by %d processes, resuming on %d: data order and masks change",
+                    ckpt["world_size"], world)
+
+
+# ----------------------------------------------------------------------------------------------------- distributed
+
+
+@dataclass(frozen=True)
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed(device: str | None) -> tuple[_Dist, torch.device]:
+    """Join the ``torchrun`` process group when ``WORLD_SIZE`` > 1; pick this process's device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    want = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if world <= 1:
+        return _Dist(), want
+    if want.type == "cuda":
+        want = torch.device("cuda", local_rank)
+        torch.cuda.set_device(want)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if want.type == "cuda" else "gloo")
+    return _Dist(dist.get_rank(), dist.get_world_size(), local_rank), want
+
+
+def _on_rank0(d: _Dist, fn):
+    """Run ``fn`` on rank 0 only and give its result, or raise its ephys error, on every rank."""
+    result: list[Any] = [None]
+    if d.main:
+        try:
+            result[0] = ("ok", fn())
+        except (EphysError, ValueError) as exc:
+            result[0] = ("error", exc)
+    if d.world > 1:
+        dist.broadcast_object_list(result, src=0)
+    status, value = result[0]
+    if status == "error":
+        raise value
+    return value
+
+
+def _code_version() -> dict:
+    """ephys version, and the git commit (``+dirty`` when modified) when running from a checkout."""
+    info = {"ephys": __version__}
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        info["git_commit"] = commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
 def _step_of(metrics_line: str) -> float:
     """Step of a metrics.jsonl line; infinity for a line cut short by a crash."""
     try:
@@ -111,174 +360,230 @@ def _step_of(metrics_line: str) -> float:
         return math.inf
 
 
-def _load_checkpoint(path: Path, cfg: MAEConfig | None, manifest_hash: str, settings: dict) -> dict:
-    """Read ``path`` and check it continues this run; returns the checkpoint with its model config resolved."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - truncated, not a torch file, unsafe content...
-        raise PretrainError(f"checkpoint cannot be read ({exc.__class__.__name__}); move it away", str(path)) from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise PretrainError("not an ephys pretraining checkpoint", str(path))
-    if ckpt["manifest_hash"] != manifest_hash:
-        raise CheckpointMismatchError(
-            f"checkpoint was trained on manifest {ckpt['manifest_hash'][:12]}..., not {manifest_hash[:12]}...; "
-            "use another --out to start a new run",
-            str(path),
-        )
-    saved = MAEConfig(**ckpt["model_config"])
-    if cfg is not None and cfg != saved:
-        diff = {k: (v, getattr(cfg, k)) for k, v in saved.model_dump().items() if getattr(cfg, k) != v}
-        raise CheckpointMismatchError(
-            "checkpoint has another model config (field: checkpoint, requested): "
-            + ", ".join(f"{k}: {a}, {b}" for k, (a, b) in diff.items()),
-            str(path),
-        )
-    changed = {k: (v, settings[k]) for k, v in ckpt["settings"].items() if k != "steps" and settings.get(k) != v}
-    if changed:
-        log.warning("resuming with changed settings %s; the run will not match a straight run", changed)
-    ckpt["model_config"] = saved
-    return ckpt
+class _Progress:
+    """A rich progress bar on a terminal; nothing otherwise."""
+
+    def __init__(self, enabled: bool, start: int, total: int):
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("pretrain"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                TextColumn("{task.fields[info]}"), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("steps", total=total, completed=start, info="")
+
+    def update(self, step: int, info: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=step, info=info)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
-def pretrain(
-    manifest_path: str | Path,
-    out_dir: str | Path,
-    steps: int,
-    *,
-    batch_size: int = 16,
-    lr: float = 1e-3,
-    weight_decay: float = 0.05,
-    mask_ratio: float = 0.6,
-    seed: int = 0,
-    warmup_steps: int | None = None,
-    lr_decay_steps: int | None = None,
-    log_every: int = 1,
-    checkpoint_every: int = 100,
-    device: str | None = None,
-    model_config: MAEConfig | None = None,
-    num_workers: int = 0,
-    reseed_every: int = 1000,
-) -> dict:
-    """Pretrain a :class:`MaskedAutoencoder` on the epochs of a manifest, up to ``steps`` optimizer steps.
+# ------------------------------------------------------------------------------------------------------------ train
 
-    Resumes from ``out_dir/checkpoint.pt`` when it exists (and does nothing if
-    it is already at ``steps``).  ``model_config`` defaults to the checkpoint's
-    when resuming, else to ``MAEConfig`` sized to the manifest.
-    ``warmup_steps`` defaults to 5% of ``lr_decay_steps``, which defaults to
-    ``steps``.  A checkpoint is written every ``checkpoint_every`` steps and at
-    the end; a log line every ``log_every`` steps.  ``num_workers`` DataLoader
-    workers read the shards (0: in-process, bit-for-bit reproducible);
-    ``reseed_every`` is the data segment length (see the module docstring).
-    Device: ``cuda`` when available (bf16 autocast), else CPU fp32.
 
-    Returns a summary: ``start_step``, ``step`` (reached), ``steps_run``,
-    ``first_loss`` / ``last_loss`` of this call (None if none run),
-    ``n_skipped`` (bad samples met), ``resumed`` and the output paths.
+def pretrain(manifest_path: str | Path, out_dir: str | Path, config: RunConfig | None = None,
+             **overrides: Any) -> dict:
+    """Pretrain the model of ``config`` on the epochs of a manifest, up to ``config.run.steps`` optimizer steps.
+
+    ``overrides`` are dotted config keys given as ``section__key`` keywords (``run__steps=20``), applied to
+    ``config`` (default: :class:`RunConfig` defaults) and validated.  Resumes from ``out_dir/checkpoint.pt`` when
+    it exists, and does nothing if that is already at ``run.steps``.  Under ``torchrun`` every rank calls this.
+
+    Returns a summary: ``start_step``, ``step`` (reached), ``steps_run``, ``first_loss`` / ``last_loss`` of this
+    call (None if none run; mean over ranks), ``n_skipped`` (bad samples met by this rank), ``resumed``,
+    ``world_size``, this process's ``rank`` and the output paths.  Under DDP the replicas' parameters are compared at the end.
 
     Raises
     ------
     ManifestError
-        Manifest unreadable or edited, a shard missing or changed, shards with
-        mixed channel counts.
+        Manifest unreadable or edited, a shard missing or changed, shards with mixed channel counts, no sample left.
     CheckpointMismatchError
-        ``out_dir`` holds a checkpoint of another manifest or model config.
+        ``out_dir`` holds a checkpoint of another manifest or model.
     PretrainError
-        Unreadable checkpoint, model config not matching the data, non-finite loss.
+        Unreadable checkpoint, non-finite loss (the last good checkpoint is kept), DDP replicas that differ.
     ValueError
-        Out-of-range settings.
+        Invalid overrides, or a view that does not fit the manifest's epochs.
     """
-    if steps < 0 or batch_size < 1 or not 0 < mask_ratio < 1 or seed < 0 or log_every < 1 or checkpoint_every < 1:
-        raise ValueError("need steps >= 0, batch_size >= 1, 0 < mask_ratio < 1, seed >= 0, log/checkpoint_every >= 1")
+    config = config or RunConfig()
+    if overrides:
+        config = config.with_overrides(**{k.replace("__", "."): v for k, v in overrides.items()})
+    c = config
     manifest_path, out_dir = Path(manifest_path), Path(out_dir)
-    manifest = Manifest.load(manifest_path)
-    verify_shards(manifest, manifest_path)
-    n_channels, n_samples = shard_layout(manifest, manifest_path)
+    d, dev = _init_distributed(c.run.device)
+    try:
+        return _train(manifest_path, out_dir, c, d, dev)
+    finally:
+        if d.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
 
-    decay = steps if lr_decay_steps is None else lr_decay_steps
-    warmup = decay // 20 if warmup_steps is None else warmup_steps
-    settings = dict(steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, mask_ratio=mask_ratio,
-                    seed=seed, warmup_steps=warmup, lr_decay_steps=decay, grad_clip=GRAD_CLIP,
-                    min_lr_ratio=MIN_LR_RATIO, reseed_every=reseed_every)
+
+def _train(manifest_path: Path, out_dir: Path, c: RunConfig, d: _Dist, dev: torch.device) -> dict:
+    # ---- the manifest, and a checkpoint to resume from; rank 0 reads, every rank gets the same verdict
+    manifest = _on_rank0(d, lambda: Manifest.load(manifest_path))
+    n_channels, n_samples = len(manifest.channel_names), manifest.n_samples
+    view = make_view(c.view, manifest.sfreq, n_samples).to(dev)
+    model_config = c.model.build(n_channels, n_samples, c.view)
+    input_shape = c.view.input_shape(n_channels, n_samples)
+
     ckpt_path, metrics_path = out_dir / CHECKPOINT, out_dir / METRICS
     summary = dict(out_dir=str(out_dir), checkpoint=str(ckpt_path), metrics=str(metrics_path),
-                   config=str(out_dir / CONFIG), first_loss=None, last_loss=None, n_skipped=0, steps_run=0)
-    ckpt = _load_checkpoint(ckpt_path, model_config, manifest.content_hash, settings) if ckpt_path.exists() else None
+                   config=str(out_dir / CONFIG), first_loss=None, last_loss=None, n_skipped=0, steps_run=0,
+                   world_size=d.world, rank=d.rank)
+    ckpt = read_checkpoint(ckpt_path) if ckpt_path.exists() else None
     start = ckpt["step"] if ckpt else 0
     summary.update(start_step=start, step=start, resumed=ckpt is not None)
-    if start >= steps:
-        log.info("checkpoint %s is at step %d >= %d steps: nothing to do", ckpt_path, start, steps)
+    if ckpt:
+        _check_resume(ckpt, ckpt_path, model_config, manifest.content_hash, c, d.world, done=start >= c.run.steps)
+    if start >= c.run.steps:
+        log.info("checkpoint %s is at step %d >= %d steps: nothing to do", ckpt_path, start, c.run.steps)
         return summary
 
-    cfg = ckpt["model_config"] if ckpt else model_config or MAEConfig(n_channels=n_channels, n_samples=n_samples)
-    if (cfg.n_channels, cfg.n_samples) != (n_channels, n_samples):
-        raise PretrainError(f"model config expects ({cfg.n_channels}, {cfg.n_samples}) epochs, "
-                            f"the manifest has ({n_channels}, {n_samples})", str(manifest_path))
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    torch.manual_seed(seed)
-    model = MaskedAutoencoder(cfg).to(dev)
-    no_decay = model.no_weight_decay()
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for n, p in params if p.ndim >= 2 and n not in no_decay], "weight_decay": weight_decay},
-        {"params": [p for n, p in params if p.ndim < 2 or n in no_decay], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, decay))
-    mask_rng = torch.Generator().manual_seed(seed)
+    # ---- the shards: hashed once (rank 0) before any step; every rank then streams its own share
+    _on_rank0(d, lambda: (verify_shards(manifest, manifest_path), shard_layout(manifest, manifest_path)))
+
+    # ---- model, optimisers, schedules (the same initial weights on every rank)
+    torch.manual_seed(c.run.seed)
+    model = build_model(model_config).to(dev)
+    optimizers = make_optimizers(model, c)
+    warmup, decay = c.warmup_steps, c.decay_steps
+    schedulers = {name: torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, warmup, decay, c.optim.min_lr_ratio)) for name, opt in optimizers.items()}
+    mask_rng = torch.Generator().manual_seed(int(np.random.SeedSequence([c.run.seed, d.rank]).generate_state(1)[0]))
     if ckpt:
         model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        _set_rng_state(ckpt["rng"], mask_rng)
+        if set(ckpt["optimizers"]) != set(optimizers):
+            raise CheckpointMismatchError(f"checkpoint has optimisers {sorted(ckpt['optimizers'])}, the config "
+                                          f"asks for {sorted(optimizers)}", str(ckpt_path))
+        for name, opt in optimizers.items():
+            opt.load_state_dict(ckpt["optimizers"][name])
+            schedulers[name].load_state_dict(ckpt["schedulers"][name])
+        if d.rank < len(ckpt["rng"]):
+            _set_rng_state(ckpt["rng"][d.rank], mask_rng)
         log.info("resuming from %s at step %d", ckpt_path, start)
+    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev] if dev.type == "cuda" else None) \
+        if d.world > 1 else model
+    bf16 = c.run.precision == "bf16" or (c.run.precision == "auto" and dev.type == "cuda")
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    config = dict(settings=settings, model_config=cfg.model_dump(), n_parameters=count_parameters(model),
-                  manifest=dict(path=str(manifest_path.resolve()), content_hash=manifest.content_hash,
-                                n_epochs=manifest.n_epochs),
-                  ephys_version=__version__, torch_version=torch.__version__, device=str(dev))
-    _atomic_write(out_dir / CONFIG, lambda f: f.write(json.dumps(config, indent=2).encode()))
-    # Lines past the checkpoint come from an interrupted run and are redone now.
-    old = metrics_path.read_text().splitlines() if metrics_path.exists() else []
-    metrics_path.write_text("".join(line + "\n" for line in old if _step_of(line) <= start))
+    flops = train_flops_per_sample(model_config, input_shape, c.model.mask_ratio)
+    tokens = tokens_per_sample(model_config)
+    peak = peak_flops(dev)
+    if d.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _atomic_write(out_dir / CONFIG, lambda f: f.write(c.model_dump_toml().encode()))
+        info = dict(
+            manifest=dict(path=str(manifest_path.resolve()), content_hash=manifest.content_hash,
+                          n_epochs=manifest.n_epochs, channel_names=manifest.channel_names, sfreq=manifest.sfreq),
+            code=_code_version(), torch_version=torch.__version__, device=str(dev),
+            device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu", world_size=d.world,
+            precision="bf16" if bf16 else "fp32", arch=_arch(model_config), model_config=model_config.model_dump(),
+            input_shape=list(input_shape), n_parameters=count_parameters(model),
+            n_encoder_parameters=encoder_parameter_count(model_config) if isinstance(model_config, HieraConfig)
+            else None, train_flops_per_sample=flops, tokens_per_sample=tokens,
+            optimizers={name: sum(p.numel() for g in opt.param_groups for p in g["params"])
+                        for name, opt in optimizers.items()},
+        )
+        _atomic_write(out_dir / RUN_INFO, lambda f: f.write(json.dumps(info, indent=2).encode()))
+        # Lines past the checkpoint come from an interrupted run and are redone now.
+        old = metrics_path.read_text().splitlines() if metrics_path.exists() else []
+        metrics_path.write_text("".join(line + "\n" for line in old if _step_of(line) <= start))
 
     def save(step: int) -> None:
-        state = dict(format=CHECKPOINT_FORMAT, step=step, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                     scheduler=scheduler.state_dict(), rng=_rng_state(mask_rng), model_config=cfg.model_dump(),
-                     manifest_hash=manifest.content_hash, settings=settings, ephys_version=__version__)
-        _atomic_write(ckpt_path, lambda f: torch.save(state, f))
+        states = [_rng_state(mask_rng)]
+        if d.world > 1:
+            states = [None] * d.world
+            dist.all_gather_object(states, _rng_state(mask_rng))
+        if d.main:
+            state = dict(format=CHECKPOINT_FORMAT, step=step, arch=_arch(model_config),
+                         model_config=model_config.model_dump(), model=model.state_dict(),
+                         optimizers={n: o.state_dict() for n, o in optimizers.items()},
+                         schedulers={n: s.state_dict() for n, s in schedulers.items()}, rng=states,
+                         manifest_hash=manifest.content_hash, config=c.model_dump(), world_size=d.world,
+                         data=dict(channel_names=manifest.channel_names, sfreq=manifest.sfreq, n_samples=n_samples),
+                         ephys_version=__version__)
+            _atomic_write(ckpt_path, lambda f: torch.save(state, f))
 
-    batches = StepBatches(manifest, manifest_path, batch_size, seed, start, reseed_every, num_workers)
+    batches = StepBatches(manifest, manifest_path, c.data.batch_size, c.run.seed, start, c.data.reseed_every,
+                          c.data.num_workers, shuffle_buffer=c.data.shuffle_buffer,
+                          sample_filter=SampleFilter.from_config(c.data))
     batch_iter = iter(batches)
+    writer = _tensorboard(out_dir) if c.run.tensorboard and d.main else None
+    progress = _Progress(c.run.progress and d.main, start, c.run.steps)
     model.train()
-    with open(metrics_path, "a") as metrics:
-        for step in range(start + 1, steps + 1):
-            t0 = time.perf_counter()
-            x = next(batch_iter).to(dev, non_blocking=True)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                loss, _, _ = model(x, mask_ratio=mask_ratio, generator=mask_rng)
-            if not math.isfinite(loss_value := loss.item()):
-                raise PretrainError(f"loss is {loss_value} at step {step}; last good checkpoint kept", str(ckpt_path))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP).item()
-            lr_now = scheduler.get_last_lr()[0]
-            optimizer.step()
-            scheduler.step()
-            rate = batch_size / (time.perf_counter() - t0)
-
-            record = dict(step=step, loss=loss_value, lr=lr_now, grad_norm=grad_norm, samples_per_s=rate)
-            metrics.write(json.dumps(record) + "\n")
-            metrics.flush()
-            if step % log_every == 0 or step == steps:
-                log.info("step %d/%d  loss %.4f  lr %.2e  grad %.3f  %.0f samples/s",
-                         step, steps, loss_value, lr_now, grad_norm, rate)
-            if summary["first_loss"] is None:
-                summary["first_loss"] = loss_value
-            summary["last_loss"] = loss_value
-            if step % checkpoint_every == 0 or step == steps:
-                save(step)
-
-    batch_iter.close()
-    summary.update(step=steps, steps_run=steps - start, n_skipped=sum(batches.skipped.values()))
+    metrics = open(metrics_path, "a") if d.main else nullcontext()
+    try:
+        with metrics:
+            for step in range(start + 1, c.run.steps + 1):
+                t0 = time.perf_counter()
+                try:
+                    x = next(batch_iter)
+                except ManifestError as exc:
+                    raise ManifestError(exc.reason, str(manifest_path)) from None
+                x = x.to(dev, non_blocking=True)
+                t_data = time.perf_counter() - t0
+                inputs = view(x)
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                    loss, _, _ = net(inputs, mask_ratio=c.model.mask_ratio, generator=mask_rng)
+                for opt in optimizers.values():
+                    opt.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c.optim.grad_clip)
+                lrs = {name: s.get_last_lr()[0] for name, s in schedulers.items()}
+                for opt in optimizers.values():
+                    opt.step()
+                for s in schedulers.values():
+                    s.step()
+                loss_value = loss.detach().float()
+                if d.world > 1:
+                    dist.all_reduce(loss_value, op=dist.ReduceOp.AVG)
+                loss_value = loss_value.item()  # waits for the device: the timing below is the step's
+                if not math.isfinite(loss_value):
+                    raise PretrainError(f"loss is {loss_value} at step {step}; last good checkpoint kept",
+                                        str(ckpt_path))
+                dt = time.perf_counter() - t0
+                rate = c.data.batch_size * d.world / dt
+                record = dict(step=step, loss=loss_value, lr=lrs["adamw"], muon_lr=lrs.get("muon"),
+                              grad_norm=grad_norm.item(), samples_per_s=rate, tokens_per_s=rate * tokens,
+                              data_wait_s=t_data, mfu=rate * flops / (peak * d.world) if peak else None)
+                if d.main:
+                    metrics.write(json.dumps(record) + "\n")
+                    metrics.flush()
+                    if writer is not None:
+                        for key in ("loss", "lr", "grad_norm", "samples_per_s"):
+                            writer.add_scalar(f"train/{key}", record[key], step)
+                    progress.update(step, f"loss {loss_value:.4f}")
+                    if step % c.run.log_every == 0 or step == c.run.steps:
+                        log.info("step %d/%d  loss %.4f  lr %.2e  grad %.3f  %.0f samples/s", step, c.run.steps,
+                                 loss_value, lrs["adamw"], record["grad_norm"], rate)
+                if summary["first_loss"] is None:
+                    summary["first_loss"] = loss_value
+                summary["last_loss"] = loss_value
+                if step % c.run.checkpoint_every == 0 or step == c.run.steps:
+                    save(step)
+    finally:
+        progress.close()
+        batch_iter.close()
+        if writer is not None:
+            writer.close()
+    summary.update(step=c.run.steps, steps_run=c.run.steps - start, n_skipped=sum(batches.skipped.values()))
+    if d.world > 1:  # DDP keeps the replicas equal; prove it before calling the run good
+        digest = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
+        low, high = digest.clone(), digest.clone()
+        dist.all_reduce(low, op=dist.ReduceOp.MIN)
+        dist.all_reduce(high, op=dist.ReduceOp.MAX)
+        if low.item() != high.item():
+            raise PretrainError(f"DDP replicas diverged (parameter sums {low.item()!r} .. {high.item()!r})",
+                                str(out_dir))
     return summary
+
+
+def _tensorboard(out_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise PretrainError("run.tensorboard needs the tensorboard package (pip install tensorboard)",
+                            str(out_dir)) from None
+    return SummaryWriter(str(out_dir / "tensorboard"))

@@ -1,0 +1,249 @@
+"""Run configuration of ``ephys pretrain``: a TOML file validated by pydantic.
+
+A run config has five tables; every key is optional and unknown keys are errors::
+
+    [model]            # arch = "hiera" (EPI-250k) or "mae" (1-s patches of single channels, raw view)
+    arch = "hiera"
+    preset = "base50m" # hiera: tiny | base50m | large210m; any HieraConfig field may follow as an override
+    mask_ratio = 0.6
+    mask_mode = "amplitude"
+
+    [view]             # see ephys.pretrain.views.ViewConfig
+    kind = "spectrogram"
+
+    [data]
+    batch_size = 64
+    min_score = 0.8    # load-time filters on each sample's metadata (see ephys.pretrain.data.SampleFilter)
+
+    [optim]
+    optimizer = "muon+adamw"
+
+    [run]
+    steps = 10000
+    checkpoint_every = 500
+
+:func:`load_config` reads a file; :meth:`RunConfig.with_overrides` applies dotted command-line overrides
+(``run.steps=100``).  :meth:`RunConfig.build_model_config` sizes the model to a manifest's epochs.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError, model_validator
+
+from ephys.errors import EphysError
+from ephys.pretrain.hiera import PRESETS, HieraConfig
+from ephys.pretrain.model import MAEConfig
+from ephys.pretrain.views import ViewConfig
+
+__all__ = ["ConfigError", "DataConfig", "ModelSection", "OptimConfig", "RunConfig", "RunSection", "load_config"]
+
+
+class ConfigError(EphysError):
+    """A run config file is unreadable, not TOML, or fails validation (the message names the field)."""
+
+    code = "config_error"
+    stage = "pretrain"
+
+
+_MODEL_KEYS = {"arch", "preset", "mask_ratio"}
+
+
+class ModelSection(BaseModel):
+    """``[model]``: the architecture and its sizes.
+
+    ``arch = "hiera"`` builds :class:`~ephys.pretrain.hiera.HieraMAE` from ``preset`` plus any
+    :class:`~ephys.pretrain.hiera.HieraConfig` field given here (``in_chans`` and ``image_size`` come from the
+    manifest and the view).  ``arch = "mae"`` builds :class:`~ephys.pretrain.model.MaskedAutoencoder` from the
+    :class:`~ephys.pretrain.model.MAEConfig` fields given here (``n_channels``, ``n_samples`` from the manifest).
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    arch: Literal["hiera", "mae"] = "hiera"
+    preset: str | None = Field(None, description="hiera preset (tiny, base50m, large210m); default base50m")
+    mask_ratio: float = Field(0.6, gt=0.0, lt=1.0, description="fraction of the input hidden from the encoder")
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        """The architecture fields given besides ``arch``, ``preset`` and ``mask_ratio``."""
+        return dict(self.model_extra or {})
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelSection:
+        if self.arch == "mae" and self.preset is not None:
+            raise ValueError("preset is a hiera option; arch 'mae' takes MAEConfig fields only")
+        if self.arch == "hiera" and self.preset is not None and self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose from {sorted(PRESETS)}")
+        banned = {"in_chans", "image_size"} if self.arch == "hiera" else {"n_channels", "n_samples"}
+        if given := banned & self.overrides.keys():
+            raise ValueError(f"{sorted(given)} come from the manifest and the view, not from [model]")
+        return self
+
+    def build(self, n_channels: int, n_samples: int, view: ViewConfig) -> HieraConfig | MAEConfig:
+        """The model config for epochs ``(n_channels, n_samples)`` seen through ``view``.
+
+        Raises ``ValueError`` (pydantic ``ValidationError``) naming the field for unknown keys or impossible sizes.
+        """
+        if self.arch == "hiera":
+            if view.kind != "spectrogram":
+                raise ValueError("arch 'hiera' takes images: set [view] kind = 'spectrogram'")
+            return HieraConfig.preset(self.preset or "base50m", **self.overrides, in_chans=n_channels,
+                                      image_size=view.image_size, mask_ratio=self.mask_ratio)
+        if view.kind != "raw":
+            raise ValueError("arch 'mae' takes the raw signal: set [view] kind = 'raw'")
+        return MAEConfig(**self.overrides, n_channels=n_channels, n_samples=n_samples)
+
+
+class DataConfig(BaseModel):
+    """``[data]``: batches and load-time filters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    batch_size: PositiveInt = Field(64, description="epochs per step and per process")
+    num_workers: NonNegativeInt = Field(0, description="DataLoader workers per process (0: in-process, exact)")
+    shuffle_buffer: PositiveInt = Field(500, description="samples in the shuffle buffer")
+    reseed_every: PositiveInt = Field(1000, description="steps per data segment (see StepBatches)")
+    min_score: float | None = Field(None, ge=0, le=1, description="keep epochs with qc.score >= this")
+    valid_only: bool = Field(False, description="keep epochs with qc.valid only")
+    stages: list[Literal["W", "N1", "N2", "N3", "REM"]] | None = Field(None, description="keep these sleep stages")
+    categories: list[str] | None = Field(None, description="keep epochs with an annotation of these categories")
+
+
+class OptimConfig(BaseModel):
+    """``[optim]``: optimisers and the learning-rate schedule (step-based)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    optimizer: Literal["muon+adamw", "adamw"] = Field(
+        "muon+adamw", description="Muon on hidden 2-D weights + AdamW on the rest, or AdamW on everything"
+    )
+    lr: float = Field(1e-3, gt=0, description="peak AdamW learning rate")
+    muon_lr: float = Field(0.02, gt=0, description="peak Muon learning rate")
+    weight_decay: float = Field(0.05, ge=0, description="AdamW decoupled weight decay (not on norms/biases/embeddings)")
+    muon_weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    muon_momentum: float = Field(0.95, ge=0, lt=1)
+    grad_clip: float = Field(1.0, gt=0, description="max global gradient L2 norm")
+    warmup_steps: NonNegativeInt | None = Field(None, description="linear warm-up; default 5% of decay_steps")
+    decay_steps: PositiveInt | None = Field(None, description="cosine horizon; default run.steps")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="the cosine ends at lr * min_lr_ratio")
+
+
+class RunSection(BaseModel):
+    """``[run]``: length, seeds, outputs, device."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    steps: PositiveInt = Field(1000, description="total optimizer steps")
+    seed: NonNegativeInt = 0
+    checkpoint_every: PositiveInt = 500
+    log_every: PositiveInt = 10
+    device: str | None = Field(None, description="torch device; default cuda if available, else cpu")
+    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on CPU")
+    tensorboard: bool = Field(False, description="also write TensorBoard events (needs the tensorboard package)")
+    progress: bool = Field(True, description="a progress bar on a terminal (rank 0)")
+
+
+class RunConfig(BaseModel):
+    """A whole run config (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: ModelSection = ModelSection()
+    view: ViewConfig = ViewConfig()
+    data: DataConfig = DataConfig()
+    optim: OptimConfig = OptimConfig()
+    run: RunSection = RunSection()
+
+    @model_validator(mode="after")
+    def _check(self) -> RunConfig:
+        # Catch unknown model keys and impossible sizes now, not after the shards were hashed.  The probe epoch is
+        # 8 channels of 30 patches (the channel count never makes a config invalid; the manifest's length may).
+        self.model.build(8, 30 * int(self.model.overrides.get("patch_size", 250)), self.view)
+        decay = self.optim.decay_steps or self.run.steps
+        if self.optim.warmup_steps is not None and self.optim.warmup_steps > decay:
+            raise ValueError(f"optim.warmup_steps {self.optim.warmup_steps} exceeds the {decay}-step decay")
+        return self
+
+    @property
+    def decay_steps(self) -> int:
+        return self.optim.decay_steps or self.run.steps
+
+    @property
+    def warmup_steps(self) -> int:
+        return self.decay_steps // 20 if self.optim.warmup_steps is None else self.optim.warmup_steps
+
+    def with_overrides(self, **dotted: Any) -> RunConfig:
+        """A copy with ``section.key`` values replaced, validated again (e.g. ``{"run.steps": 10}``)."""
+        data = self.model_dump(exclude_none=False)
+        for key, value in dotted.items():
+            section, _, field = key.partition(".")
+            if not field or section not in data:
+                raise ValueError(f"override {key!r} is not section.key with a section of {sorted(data)}")
+            data[section][field] = value
+        return RunConfig.model_validate(data)
+
+    def model_dump_toml(self) -> str:
+        """The config as TOML (None values left out), readable by :func:`load_config`."""
+        lines: list[str] = []
+        for section, values in self.model_dump().items():
+            lines.append(f"[{section}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None]
+            lines.append("")
+        return "\n".join(lines)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors())
+
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+def packaged_configs() -> list[str]:
+    """Names of the run configs shipped with ephys (``cpu-tiny``, ``epi250k-base``, ``epi250k-large``)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> RunConfig:
+    """Read a run config from TOML (defaults when ``path`` is None) and apply dotted ``overrides``.
+
+    ``path`` may also be the name of a packaged config (:func:`packaged_configs`), e.g. ``"cpu-tiny"``.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and, for a validation failure, every offending ``section.key``.
+    """
+    if path is not None and not Path(path).exists() and str(path) in packaged_configs():
+        path = CONFIG_DIR / f"{path}.toml"
+    source = str(path) if path is not None else "default config"
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8")) if path is not None else {}
+    except OSError as exc:
+        raise ConfigError(f"config cannot be read ({exc.strerror or exc})", source) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config is not valid TOML ({exc})", source) from None
+    try:
+        config = RunConfig.model_validate(raw)
+        return config.with_overrides(**overrides) if overrides else config
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc), source) from None
+    except ValueError as exc:
+        raise ConfigError(str(exc), source) from None
