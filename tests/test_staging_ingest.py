@@ -84,3 +84,35 @@ def test_manifest_selects_by_stage_and_probability(staged, tmp_path):
     keys = sorted(e.key for e in select_epochs(url, where))
     assert man.counts["epochs"] == len(keys) > 0 and man.counts["recordings"] == 1
     assert sorted(k for sh in json.loads((tmp_path / "n2.json").read_text())["shards"] for k in sh["keys"]) == keys
+
+
+def test_load_time_filters_select_what_the_manifest_clauses_select(staged, tmp_path):
+    """`[data] stages / min_score / valid_only` read the shard metadata; they keep exactly the epochs that a manifest
+    made with the same catalog clauses lists."""
+    from ephys.manifest import create_manifest
+    from ephys.pretrain.data import SampleFilter
+    from ephys.pretrain.evaluate import iter_manifest_epochs
+
+    _, out, _ = staged
+    url = f"sqlite:///{out / 'catalog.sqlite'}"
+    base = ["n_eeg_channels = 3"]
+    create_manifest(url, base, tmp_path / "all.json")
+    from ephys.schemas.manifest import Manifest
+
+    manifest = Manifest.load(tmp_path / "all.json")
+    metas = {key: meta for key, meta, _ in iter_manifest_epochs(manifest, tmp_path / "all.json")}
+    assert len(metas) == 60
+    cases = [
+        (SampleFilter(stages=("N2",)), ["stage = N2"]),
+        (SampleFilter(stages=("W", "REM")), None),
+        (SampleFilter(min_score=0.9), ["score >= 0.9"]),
+        (SampleFilter(valid_only=True, stages=("N3",)), ["valid = true", "stage = N3"]),
+    ]
+    for flt, clauses in cases:
+        kept = {key for key, meta in metas.items() if flt.keep(meta)}
+        if clauses is None:  # a list of stages is the union of single-stage selections
+            expected = {e.key for st in flt.stages for e in select_epochs(url, base + [f"stage = {st}"])}
+        else:
+            expected = {e.key for e in select_epochs(url, base + clauses)}
+        assert kept == expected, (flt, len(kept), len(expected))
+    assert 0 < len({k for k, m in metas.items() if SampleFilter(stages=("N2",)).keep(m)}) < 60
