@@ -12,6 +12,8 @@ from ephys.cli import app
 from ephys.cli.common import fail
 from ephys.errors import EphysError
 
+EX_TEMPFAIL = 75  # sysexits.h: stopped by a signal with a checkpoint; run again to resume
+
 
 def parse_set(items: list[str]) -> dict[str, Any]:
     """``["run.steps=10", 'view.kind="raw"']`` -> ``{"run.steps": 10, "view.kind": "raw"}``.
@@ -46,7 +48,8 @@ def pretrain_cmd(
     """Pretrain the masked autoencoder of --config on the manifest's epochs; a run in --out is resumed.
 
     Options given here override the config file.  Under ``torchrun --nproc-per-node N -m ephys.pretrain ...``
-    every process runs this and they train one model with DistributedDataParallel.
+    every process runs this and they train one model with DistributedDataParallel.  SIGTERM/SIGINT stop after
+    the current step with a checkpoint (exit status 75); the same command resumes.
     """
     from ephys.pretrain import load_config, pretrain  # torch is slow to import: only for this command
 
@@ -59,7 +62,11 @@ def pretrain_cmd(
     except (ValueError, EphysError) as exc:
         fail(str(exc))
     if s["rank"] != 0:
-        return
+        raise typer.Exit(EX_TEMPFAIL if s.get("interrupted") else 0)
+    if s.get("interrupted"):
+        typer.echo(f"stopped by {s['interrupted']} at step {s['step']}; checkpoint {s['checkpoint']}: run the same "
+                   "command again to resume")
+        raise typer.Exit(EX_TEMPFAIL)
     if s["start_step"] != 0 and s["steps_run"] == 0:
         typer.echo(f"nothing to do: {s['checkpoint']} is already at step {s['step']} (--steps {s['step']})")
     elif s["steps_run"]:

@@ -15,6 +15,9 @@ Outputs in ``out_dir`` (written by rank 0):
   write: temporary file, fsync, rename), every ``run.checkpoint_every`` steps and at the end;
 * ``tensorboard/`` with ``run.tensorboard = true``.
 
+SIGTERM or SIGINT (Slurm pre-emption, Ctrl-C) stops the run after the current step with a checkpoint; the
+summary then has ``interrupted`` (the signal's name) and running again resumes.
+
 Distributed
 -----------
 Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is initialised (NCCL on CUDA, gloo on CPU), the model is
@@ -47,13 +50,16 @@ everything.  Weight decay is never applied to norms, biases, embeddings or the m
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
 import os
 import random
+import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -418,6 +424,9 @@ def pretrain(manifest_path: str | Path, out_dir: str | Path, config: RunConfig |
         return _train(manifest_path, out_dir, c, d, dev)
     finally:
         if d.world > 1 and dist.is_initialized():
+            # DDP's reducer sits in reference cycles; free it while the process group it uses still exists
+            # (otherwise its C++ destructor may run at exit after the group is gone: std::terminate).
+            gc.collect()
             dist.destroy_process_group()
 
 
@@ -512,8 +521,10 @@ def _train(manifest_path: Path, out_dir: Path, c: RunConfig, d: _Dist, dev: torc
     batch_iter = iter(batches)
     writer = _tensorboard(out_dir) if c.run.tensorboard and d.main else None
     progress = _Progress(c.run.progress and d.main, start, c.run.steps)
+    stop = _StopRequest(d, dev)
     model.train()
     metrics = open(metrics_path, "a") if d.main else nullcontext()
+    step = start
     try:
         with metrics:
             for step in range(start + 1, c.run.steps + 1):
@@ -561,14 +572,21 @@ def _train(manifest_path: Path, out_dir: Path, c: RunConfig, d: _Dist, dev: torc
                 if summary["first_loss"] is None:
                     summary["first_loss"] = loss_value
                 summary["last_loss"] = loss_value
-                if step % c.run.checkpoint_every == 0 or step == c.run.steps:
+                stopping = stop.requested()
+                if step % c.run.checkpoint_every == 0 or step == c.run.steps or stopping:
                     save(step)
+                if stopping:
+                    log.warning("stopped by %s after step %d; checkpoint saved, run again to resume",
+                                stop.signal_name, step)
+                    summary["interrupted"] = stop.signal_name
+                    break
     finally:
+        stop.restore()
         progress.close()
         batch_iter.close()
         if writer is not None:
             writer.close()
-    summary.update(step=c.run.steps, steps_run=c.run.steps - start, n_skipped=sum(batches.skipped.values()))
+    summary.update(step=step, steps_run=step - start, n_skipped=sum(batches.skipped.values()))
     if d.world > 1:  # DDP keeps the replicas equal; prove it before calling the run good
         digest = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
         low, high = digest.clone(), digest.clone()
@@ -578,6 +596,42 @@ def _train(manifest_path: Path, out_dir: Path, c: RunConfig, d: _Dist, dev: torc
             raise PretrainError(f"DDP replicas diverged (parameter sums {low.item()!r} .. {high.item()!r})",
                                 str(out_dir))
     return summary
+
+
+class _StopRequest:
+    """SIGTERM / SIGINT (Slurm pre-emption, Ctrl-C) end the run cleanly after the current step.
+
+    The handlers only set a flag; the loop saves a checkpoint and stops.  Under DDP the ranks agree (a MAX
+    all-reduce of the flag each step), so they all stop after the same step.  Handlers are installed only in the
+    main thread and restored at the end.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, d: _Dist, dev: torch.device):
+        self.d, self.dev, self.signal_name, self._local = d, dev, None, 0
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self._local = signum
+
+    def requested(self) -> bool:
+        flag = self._local
+        if self.d.world > 1:
+            t = torch.tensor([flag], device=self.dev)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            flag = int(t.item())
+        if flag:
+            self.signal_name = signal.Signals(flag).name
+        return bool(flag)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
 
 
 def _tensorboard(out_dir: Path):
