@@ -55,6 +55,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import ingest as _ingest_bench  # noqa: E402 - benchmarks/ingest.py, next to this script
 from ephys.pretrain.config import load_config
 from ephys.pretrain.data import make_loader
 from ephys.pretrain.train import METRICS, RUN_INFO, peak_flops, pretrain
@@ -237,14 +238,7 @@ def bench_view(config: str, image_size: int | None, batch_size: int, iters: int,
 # ------------------------------------------------------------------------------------------------------- report
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+_cpu_name = _ingest_bench._cpu_name  # one /proc/cpuinfo reader for both benchmark scripts
 
 
 def environment(device: str) -> dict:

@@ -31,6 +31,7 @@ from ephys.pretrain.evaluate import (
 )
 from ephys.pretrain.train import build_model, read_checkpoint
 from ephys.pretrain.views import ViewConfig, make_view
+from tests.test_pretrain import _add, _npy
 from ephys.schemas.epoch import EpochAnnotation, EpochMeta, EpochQC, EpochStage
 from ephys.schemas.manifest import Manifest, ManifestShard
 
@@ -56,18 +57,6 @@ def _signal(rng: np.random.Generator, n_ch: int, hz: float, sfreq: float, n_t: i
     phase = rng.uniform(0, 2 * np.pi, (n_ch, 1))
     amp = rng.uniform(30.0, 50.0, (n_ch, 1))
     return (amp * np.sin(2 * np.pi * hz * t + phase) + rng.normal(0, 3.0, (n_ch, n_t))).astype(np.float16)
-
-
-def _npy(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, arr)
-    return buf.getvalue()
-
-
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tar.addfile(info, io.BytesIO(data))
 
 
 def write_dataset(root: Path, *, subjects_per_shard=(3, 3), per_subject: int = 4, n_ch: int = N_CH,
