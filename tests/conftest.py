@@ -68,3 +68,15 @@ def staged_corpus(tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     s = ingest(a, out, config=IngestConfig(montage="native", stager="gssc"), workers=1)
     return a, out, s
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for a test module of tiny CPU models and FFTs: fastest at that size, and it does not
+    fight other jobs for the cores.  The previous count is restored after the module."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

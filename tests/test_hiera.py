@@ -21,13 +21,7 @@ from ephys.pretrain.hiera import (
 TINY = HieraConfig.preset("tiny")  # 8 x 64 x 64, 16 mask units (4 x 4 grid of 16 x 16 px)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny CPU models: one intra-op thread is fastest and does not fight other jobs for the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny CPU tensors: one intra-op thread
 
 
 def _model(config: HieraConfig = TINY, seed: int = 0) -> HieraMAE:

@@ -26,13 +26,7 @@ SFREQ = 250.0
 T = 7500  # 30 s at 250 Hz
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small CPU FFTs: one intra-op thread is enough and does not fight other jobs for the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny CPU tensors: one intra-op thread
 
 
 def _noise(shape, seed: int, sd: float = 10.0) -> torch.Tensor:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
@@ -13,23 +12,6 @@ from ephys.cli.common import fail
 from ephys.errors import EphysError
 
 EX_TEMPFAIL = 75  # sysexits.h: stopped by a signal with a checkpoint; run again to resume
-
-
-def parse_set(items: list[str]) -> dict[str, Any]:
-    """``["run.steps=10", 'view.kind="raw"']`` -> ``{"run.steps": 10, "view.kind": "raw"}``.
-
-    Values are TOML values; a bare word that is not valid TOML is taken as a string.
-    """
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or "." not in key:
-            raise typer.BadParameter(f"--set {item!r} is not section.key=value")
-        try:
-            out[key.strip()] = tomllib.loads(f"v = {value.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            out[key.strip()] = value.strip()
-    return out
 
 
 @app.command("pretrain")
@@ -52,10 +34,15 @@ def pretrain_cmd(
     the current step with a checkpoint (exit status 75); the same command resumes.
     """
     from ephys.pretrain import load_config, pretrain  # torch is slow to import: only for this command
+    from ephys.pretrain.config import parse_overrides
 
+    try:
+        settings = parse_overrides(set_)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--set") from None
     given = {"run.steps": steps, "data.batch_size": batch_size, "optim.lr": lr, "model.mask_ratio": mask_ratio,
              "run.seed": seed, "run.device": device}
-    overrides = {k: v for k, v in given.items() if v is not None} | parse_set(set_)
+    overrides = {k: v for k, v in given.items() if v is not None} | settings
     try:
         run_config = load_config(config, **overrides)
         s = pretrain(manifest, out, run_config)

@@ -29,6 +29,7 @@ A run config has five tables; every key is optional and unknown keys are errors:
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,7 +40,8 @@ from ephys.pretrain.hiera import PRESETS, HieraConfig
 from ephys.pretrain.model import MAEConfig
 from ephys.pretrain.views import ViewConfig
 
-__all__ = ["ConfigError", "DataConfig", "ModelSection", "OptimConfig", "RunConfig", "RunSection", "load_config"]
+__all__ = ["ConfigError", "DataConfig", "ModelSection", "OptimConfig", "RunConfig", "RunSection", "dotted",
+           "load_config", "parse_overrides"]
 
 
 class ConfigError(EphysError):
@@ -177,10 +179,11 @@ class RunConfig(BaseModel):
     def warmup_steps(self) -> int:
         return self.decay_steps // 20 if self.optim.warmup_steps is None else self.optim.warmup_steps
 
-    def with_overrides(self, **dotted: Any) -> RunConfig:
-        """A copy with ``section.key`` values replaced, validated again (e.g. ``{"run.steps": 10}``)."""
+    def with_overrides(self, **overrides: Any) -> RunConfig:
+        """A copy with ``section.key`` values replaced, validated again (e.g. ``{"run.steps": 10}``; keywords may
+        spell it ``run__steps``)."""
         data = self.model_dump(exclude_none=False)
-        for key, value in dotted.items():
+        for key, value in dotted(overrides).items():
             section, _, field = key.partition(".")
             if not field or section not in data:
                 raise ValueError(f"override {key!r} is not section.key with a section of {sorted(data)}")
@@ -195,6 +198,29 @@ class RunConfig(BaseModel):
             lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None]
             lines.append("")
         return "\n".join(lines)
+
+
+def dotted(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Override keys as ``section.key`` (``section__key``, the keyword-argument spelling, converted)."""
+    return {k.replace("__", "."): v for k, v in overrides.items()}
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["run.steps=10", 'view.kind="raw"']`` -> ``{"run.steps": 10, "view.kind": "raw"}`` (``--set`` options).
+
+    Values are TOML values; a bare word that is not valid TOML is taken as a string.  Raises ``ValueError`` for an
+    item that is not ``section.key=value``.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise ValueError(f"--set {item!r} is not section.key=value")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value.strip()
+    return out
 
 
 def _toml_value(v: Any) -> str:

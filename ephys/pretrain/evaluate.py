@@ -31,7 +31,6 @@ import io
 import json
 import logging
 import math
-import os
 import tarfile
 import warnings
 from collections import Counter
@@ -44,10 +43,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ephys.errors import EphysError, ManifestError
+from ephys.errors import ManifestError
 from ephys.pretrain.data import EEG_MEMBER, _decode_eeg, _open_shard, _sample_key, shard_layout, verify_shards
 from ephys.pretrain.hiera import HieraConfig
-from ephys.pretrain.train import CheckpointMismatchError, PretrainError, build_model, read_checkpoint
+from ephys.pretrain.train import CheckpointMismatchError, PretrainError, atomic_write, build_model, read_checkpoint
 from ephys.pretrain.views import View, ViewConfig, make_view
 from ephys.schemas.manifest import Manifest
 
@@ -222,13 +221,13 @@ class _Encoder:
             raise PretrainError(f"unknown device {device!r} ({exc})") from None
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise PretrainError(f"device {device!r} asked for, but CUDA is not available")
-        ckpt = _read_checkpoint(self.checkpoint_path)
+        ckpt = read_checkpoint(self.checkpoint_path)
         self.view_config = _view_config(ckpt, self.checkpoint_path)
         self.manifest = Manifest.load(self.manifest_path)
         verify_shards(self.manifest, self.manifest_path)
         n_channels, n_samples = shard_layout(self.manifest, self.manifest_path)
         self.ckpt, self.model_config = ckpt, ckpt["model_config"]
-        self.arch = "hiera" if isinstance(self.model_config, HieraConfig) else "mae"
+        self.arch = ckpt["arch"]
         _check_fit(self.model_config, self.view_config, self.manifest, n_channels, n_samples, self.checkpoint_path,
                    self.manifest_path)
         _check_trained_layout(ckpt, self.checkpoint_path, self.manifest, self.manifest_path)
@@ -301,19 +300,6 @@ class _Encoder:
 def _check_batch_size(batch_size: int) -> None:
     if not isinstance(batch_size, int) or batch_size < 1:
         raise PretrainError(f"batch size must be a positive integer, got {batch_size!r}")
-
-
-def _read_checkpoint(path: Path) -> dict:
-    try:
-        ckpt = read_checkpoint(path)
-    except EphysError:
-        raise
-    except (KeyError, TypeError, ValueError) as exc:  # format tag right, content incomplete or invalid
-        raise PretrainError(f"checkpoint is incomplete or of another ephys version ({exc.__class__.__name__})",
-                            str(path)) from None
-    if "model" not in ckpt:
-        raise PretrainError("checkpoint holds no model weights", str(path))
-    return ckpt
 
 
 def _view_config(ckpt: dict, path: Path) -> ViewConfig:
@@ -396,16 +382,10 @@ def sidecar_path(out_path: str | Path) -> Path:
     return out_path.with_name(stem + ".keys.json")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+def _write_file(path: Path, data: bytes) -> None:
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: f.write(data))
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise PretrainError(f"cannot write ({exc.strerror or exc})", str(path)) from None
 
 
@@ -440,9 +420,9 @@ def write_embeddings(result: EmbeddingResult, out_path: str | Path) -> tuple[Pat
         seed=result.seed, manifest=result.manifest, manifest_hash=result.manifest_hash, n_skipped=result.n_skipped,
         skipped=result.skipped, embeddings_sha256=hashlib.sha256(data).hexdigest(),
     )
-    _atomic_write(out_path, data)
+    _write_file(out_path, data)
     side_path = sidecar_path(out_path)
-    _atomic_write(side_path, json.dumps(side, indent=1).encode())
+    _write_file(side_path, json.dumps(side, indent=1).encode())
     return out_path, side_path
 
 

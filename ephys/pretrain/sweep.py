@@ -47,7 +47,8 @@ from typing import Any
 import numpy as np
 
 from ephys import __version__
-from ephys.pretrain.config import RunConfig, load_config
+from ephys.pretrain.config import RunConfig, dotted, load_config, parse_overrides
+from ephys.pretrain.train import METRICS, RUN_INFO, atomic_write, pretrain, train_flops_per_sample
 from ephys.schemas.manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -221,11 +222,6 @@ def subset_manifest(manifest: Manifest | None, manifest_path: str | Path, fracti
 # ------------------------------------------------------------------------------------------------------- sweeps
 
 
-def _dotted(overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """``section.key`` overrides (``section__key`` accepted too)."""
-    return {k.replace("__", "."): v for k, v in overrides.items()}
-
-
 @dataclass(frozen=True)
 class SweepPoint:
     """One run of a sweep: config ``overrides`` (``{"model.embed_dim": 48}``; ``section__key`` also accepted),
@@ -243,7 +239,7 @@ class SweepPoint:
             raise ValueError(f"budget must be a positive number of FLOPs, got {self.budget!r}")
         if not (isinstance(self.fraction, (int, float)) and 0 < self.fraction <= 1):
             raise ValueError(f"fraction must be in (0, 1], got {self.fraction!r}")
-        if "run.steps" in _dotted(self.overrides):
+        if "run.steps" in dotted(self.overrides):
             raise ValueError("run.steps comes from the budget; give a budget instead")
         if self.name is not None and (not self.name or "/" in self.name or self.name in (".", "..")):
             raise ValueError(f"point name {self.name!r} is not a folder name")
@@ -255,7 +251,7 @@ class SweepPoint:
             return self.name
         label = f"c{self.budget:.4g}-f{self.fraction:g}".replace("+", "")
         if self.overrides:
-            blob = json.dumps(_dotted(self.overrides), sort_keys=True, default=str).encode()
+            blob = json.dumps(dotted(self.overrides), sort_keys=True, default=str).encode()
             label += "-" + hashlib.sha256(blob).hexdigest()[:8]
         return label
 
@@ -288,8 +284,6 @@ class SweepResult:
 
 
 def _flops_per_sample(config: RunConfig, manifest: Manifest, cache: dict) -> int:
-    from ephys.pretrain.train import train_flops_per_sample
-
     n_channels, n_samples = len(manifest.channel_names), manifest.n_samples
     model_config = config.model.build(n_channels, n_samples, config.view)
     input_shape = config.view.input_shape(n_channels, n_samples)
@@ -332,12 +326,6 @@ def _final_loss(metrics_path: Path, steps: int) -> float:
         raise ValueError(f"{metrics_path} lacks the losses of steps {missing[:5]}{'...' if len(missing) > 5 else ''}")
     last = range(steps - min(FINAL_LOSS_STEPS, steps) + 1, steps + 1)
     return float(np.mean([by_step[s] for s in last]))
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _fit_or_reason(compute: list[float], loss: list[float]) -> dict:
@@ -387,8 +375,6 @@ def run_sweep(manifest_path: str | Path, out_dir: str | Path, base_config: RunCo
     ManifestError, CheckpointMismatchError, PretrainError
         From :func:`~ephys.pretrain.train.pretrain`.
     """
-    from ephys.pretrain.train import METRICS, RUN_INFO, pretrain
-
     manifest_path, out_dir = Path(manifest_path), Path(out_dir)
     points = list(points)
     labels = [p.label for p in points]
@@ -400,7 +386,7 @@ def run_sweep(manifest_path: str | Path, out_dir: str | Path, base_config: RunCo
         base = base_config
     else:
         base = load_config(base_config)
-    configs = [base.with_overrides(**_dotted(p.overrides)) if p.overrides else base for p in points]
+    configs = [base.with_overrides(**dotted(p.overrides)) if p.overrides else base for p in points]
     parent = Manifest.load(manifest_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     flops_cache: dict = {}
@@ -423,15 +409,16 @@ def run_sweep(manifest_path: str | Path, out_dir: str | Path, base_config: RunCo
             log.warning("%s: run.json counts %d FLOPs per sample, the sweep counted %d", run_dir, spent_flops, flops)
         results.append(SweepResult(
             name=point.label, budget=float(point.budget), fraction=float(point.fraction),
-            overrides=_dotted(point.overrides), steps=steps, batch_size=batch, flops_per_sample=spent_flops,
+            overrides=dotted(point.overrides), steps=steps, batch_size=batch, flops_per_sample=spent_flops,
             compute=float(steps * batch * spent_flops), final_loss=_final_loss(run_dir / METRICS, steps),
             n_parameters=int(info["n_parameters"]), n_encoder_parameters=info.get("n_encoder_parameters"),
             n_epochs=info["manifest"]["n_epochs"], manifest=str(data), manifest_hash=info["manifest"]["content_hash"],
             out_dir=str(run_dir), steps_run=int(summary["steps_run"]),
         ))
-        _write_atomic(out_dir / SWEEP, "".join(json.dumps(asdict(r), default=str) + "\n" for r in results))
+        sweep_text = "".join(json.dumps(asdict(r), default=str) + "\n" for r in results).encode()
+        atomic_write(out_dir / SWEEP, lambda f: f.write(sweep_text))
     fits = sweep_fits(results)
-    _write_atomic(out_dir / FIT, json.dumps(fits, indent=2) + "\n")
+    atomic_write(out_dir / FIT, lambda f: f.write((json.dumps(fits, indent=2) + "\n").encode()))
     return results
 
 
@@ -442,17 +429,6 @@ def _numbers(text: str) -> list[float]:
     return [float(x) for x in text.split(",") if x.strip()]
 
 
-def _set_value(text: str) -> tuple[str, Any]:
-    key, sep, raw = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"--set takes section.key=value, got {text!r}")
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        value = raw
-    return key.strip(), value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ephys.pretrain.sweep", description=__doc__.split("\n\n")[0])
     ap.add_argument("--manifest", type=Path, required=True)
@@ -460,12 +436,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--config", default="cpu-tiny", help="run config path or packaged name (default cpu-tiny)")
     ap.add_argument("--budgets", type=_numbers, required=True, help="comma-separated FLOPs, e.g. 1e12,2e12")
     ap.add_argument("--fractions", type=_numbers, default=[1.0], help="comma-separated data fractions (default 1)")
-    ap.add_argument("--set", type=_set_value, action="append", default=[], metavar="SECTION.KEY=VALUE",
-                    help="config override for every point (JSON value or string); repeatable")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="config override for every point (TOML value, as ephys pretrain --set); repeatable")
     ap.add_argument("--seed", type=int, default=0, help="seed of the data subsets")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    base = load_config(args.config, **dict(args.set))
+    try:
+        overrides = parse_overrides(args.set)
+    except ValueError as exc:
+        ap.error(str(exc))
+    base = load_config(args.config, **overrides)
     points = [SweepPoint(budget=b, fraction=f) for b in args.budgets for f in args.fractions]
     results = run_sweep(args.manifest, args.out, base, points, subset_seed=args.seed)
     for r in results:

@@ -61,10 +61,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -77,7 +78,7 @@ from ephys.pretrain.config import RunConfig
 from ephys.pretrain.data import SampleFilter, StepBatches, shard_layout, verify_shards
 from ephys.pretrain.hiera import HieraConfig, HieraMAE, encoder_parameter_count, param_groups
 from ephys.pretrain.model import MAEConfig, MaskedAutoencoder, count_parameters
-from ephys.pretrain.views import View, make_view
+from ephys.pretrain.views import make_view
 from ephys.schemas.manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -228,13 +229,19 @@ def _set_rng_state(state: dict, mask_rng: torch.Generator) -> None:
     random.setstate(state["python"])
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write ``path`` through ``write(file)`` on a temporary file beside it, fsync, rename: readers see the old file
+    or the whole new one.  On ``OSError`` the temporary file is removed and the error re-raised."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -259,7 +266,7 @@ def read_checkpoint(path: str | Path) -> dict:
         raise PretrainError(f"checkpoint lacks {missing}", str(path))
     try:
         ckpt["model_config"] = model_config_from(ckpt["arch"], ckpt["model_config"])
-    except ValueError as exc:  # pydantic ValidationError included
+    except (TypeError, ValueError) as exc:  # pydantic ValidationError included; TypeError: not a mapping
         raise PretrainError(f"checkpoint holds an invalid model config ({exc})", str(path)) from None
     return ckpt
 
@@ -416,7 +423,7 @@ def pretrain(manifest_path: str | Path, out_dir: str | Path, config: RunConfig |
     """
     config = config or RunConfig()
     if overrides:
-        config = config.with_overrides(**{k.replace("__", "."): v for k, v in overrides.items()})
+        config = config.with_overrides(**overrides)
     c = config
     manifest_path, out_dir = Path(manifest_path), Path(out_dir)
     d, dev = _init_distributed(c.run.device)
@@ -482,7 +489,7 @@ def _train(manifest_path: Path, out_dir: Path, c: RunConfig, d: _Dist, dev: torc
     peak = peak_flops(dev)
     if d.main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(out_dir / CONFIG, lambda f: f.write(c.model_dump_toml().encode()))
+        atomic_write(out_dir / CONFIG, lambda f: f.write(c.model_dump_toml().encode()))
         info = dict(
             manifest=dict(path=str(manifest_path.resolve()), content_hash=manifest.content_hash,
                           n_epochs=manifest.n_epochs, channel_names=manifest.channel_names, sfreq=manifest.sfreq),
@@ -495,7 +502,7 @@ def _train(manifest_path: Path, out_dir: Path, c: RunConfig, d: _Dist, dev: torc
             optimizers={name: sum(p.numel() for g in opt.param_groups for p in g["params"])
                         for name, opt in optimizers.items()},
         )
-        _atomic_write(out_dir / RUN_INFO, lambda f: f.write(json.dumps(info, indent=2).encode()))
+        atomic_write(out_dir / RUN_INFO, lambda f: f.write(json.dumps(info, indent=2).encode()))
         # Lines past the checkpoint come from an interrupted run and are redone now.
         old = metrics_path.read_text().splitlines() if metrics_path.exists() else []
         metrics_path.write_text("".join(line + "\n" for line in old if _step_of(line) <= start))
@@ -513,7 +520,7 @@ def _train(manifest_path: Path, out_dir: Path, c: RunConfig, d: _Dist, dev: torc
                          manifest_hash=manifest.content_hash, config=c.model_dump(), world_size=d.world,
                          data=dict(channel_names=manifest.channel_names, sfreq=manifest.sfreq, n_samples=n_samples),
                          ephys_version=__version__)
-            _atomic_write(ckpt_path, lambda f: torch.save(state, f))
+            atomic_write(ckpt_path, lambda f: torch.save(state, f))
 
     batches = StepBatches(manifest, manifest_path, c.data.batch_size, c.run.seed, start, c.data.reseed_every,
                           c.data.num_workers, shuffle_buffer=c.data.shuffle_buffer,
