@@ -29,9 +29,9 @@ def pretrain_cmd(
 ) -> None:
     """Pretrain the masked autoencoder of --config on the manifest's epochs; a run in --out is resumed.
 
-    Options given here override the config file.  Under ``torchrun --nproc-per-node N -m ephys.pretrain ...``
-    every process runs this and they train one model with DistributedDataParallel.  SIGTERM/SIGINT stop after
-    the current step with a checkpoint (exit status 75); the same command resumes.
+    Options given here override the config file. Under torchrun (torchrun --nproc-per-node N -m ephys.pretrain
+    ...) every process runs this and they train one model with DistributedDataParallel. SIGTERM or SIGINT stops
+    after the current step with a checkpoint (exit status 75); the same command resumes.
     """
     from ephys.pretrain import load_config, pretrain  # torch is slow to import: only for this command
     from ephys.pretrain.config import parse_overrides
