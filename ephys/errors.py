@@ -20,6 +20,10 @@ class EphysError(Exception):
         self.path = path
         super().__init__(f"{path}: {reason}" if path else reason)
 
+    def __reduce__(self):
+        # Pickle (Dask returns a block task's error to its recording task) keeps reason and path apart.
+        return (self.__class__, (self.reason, self.path))
+
 
 class RunError(EphysError):
     """The run itself cannot proceed (missing archive, unreachable catalog...)."""

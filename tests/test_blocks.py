@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import ephys.pipeline.task as task
 from ephys.pipeline.task import process_recording
 from ephys.schemas import IngestConfig
 from tests.edf_writer import write_edf
@@ -22,7 +21,7 @@ def _eeg(n: int, sfreq: float, seed: int) -> list[np.ndarray]:
 
 
 def _run(path, tmp_path, monkeypatch, block_epochs: int, config: IngestConfig, name: str):
-    monkeypatch.setattr(task, "BLOCK_EPOCHS", block_epochs)
+    config = config.model_copy(update={"block_epochs": block_epochs})
     d = tmp_path / name
     d.mkdir()
     reads: list[tuple[int, int]] = []
@@ -74,7 +73,7 @@ def test_fractional_rate_is_done_one_segment_at_a_time(tmp_path, monkeypatch):
     cfg = IngestConfig(min_epochs=1)
     with open_recording(str(path), "edf") as r:
         picked, _, _ = select_channels(r.header.channels, cfg, str(path))
-        monkeypatch.setattr(task, "BLOCK_EPOCHS", 2)
+        cfg = cfg.model_copy(update={"block_epochs": 2})
         assert [(b.e0, b.e1) for b in _blocks(r.header, picked, cfg)] == [(0, 2), (2, 4), (4, 5)]
         odd = [c.model_copy(update={"sfreq": 256.02}) for c in picked]
         assert [(b.e0, b.e1) for b in _blocks(r.header, odd, cfg)] == [(0, 5)]

@@ -23,13 +23,12 @@ import json
 import os
 import tarfile
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from sqlalchemy import delete, func, select, update
 
 from ephys.catalog import models as m
 from ephys.catalog.db import Catalog
-from ephys.ingest.hashing import sha256_file
+from ephys.shard.store import filesystem, sha256_stream
 
 QUARANTINE = "quarantine"
 
@@ -68,10 +67,10 @@ class VerifyReport:
         return {**asdict(self), "ok": self.ok}
 
 
-def _samples(path: Path) -> dict[str, dict]:
+def _samples(fs, path: str) -> dict[str, dict]:
     """``{key: {"npy": bool, "meta": dict | None}}`` of a WebDataset tar."""
     out: dict[str, dict] = {}
-    with tarfile.open(path, "r:") as tar:
+    with fs.open(path, "rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
         for ti in tar:
             if not ti.isfile():
                 continue
@@ -84,20 +83,23 @@ def _samples(path: Path) -> dict[str, dict]:
     return out
 
 
-def _check_shard(path: Path, row: m.Shard, epochs: dict[str, tuple[str, int]]) -> list[Problem]:
-    """``epochs``: ``{key: (recording sha256, epoch index)}`` of the rows pointing at this shard."""
+def _check_shard(fs, root: str, row: m.Shard, epochs: dict[str, tuple[str, int]]) -> list[Problem]:
+    """``epochs``: ``{key: (recording sha256, epoch index)}`` of the rows pointing at this shard;
+    ``fs``/``root``: the shard folder's fsspec filesystem and path in it."""
     recs = sorted({sha for sha, _ in epochs.values()})
     bad = lambda kind, detail: Problem(kind, detail, row.name, recs)  # noqa: E731
-    if not path.is_file():
-        return [bad("missing_shard", f"{row.name} is not in {path.parent}")]
-    size = path.stat().st_size
+    path = f"{root.rstrip('/')}/{row.name}"
+    if not fs.isfile(path):
+        return [bad("missing_shard", f"{row.name} is not in {root}")]
+    size = fs.size(path)
     if size != row.n_bytes:
         return [bad("shard_size", f"{row.name} has {size:,} bytes, the catalog says {row.n_bytes:,}")]
-    digest = sha256_file(path)
+    with fs.open(path, "rb") as f:
+        digest, _ = sha256_stream(f)
     if digest != row.sha256:
         return [bad("shard_hash", f"{row.name} SHA-256 {digest[:16]}… differs from the catalog's {row.sha256[:16]}…")]
     try:
-        samples = _samples(path)
+        samples = _samples(fs, path)
     except (tarfile.TarError, OSError, ValueError, UnicodeDecodeError) as exc:
         return [bad("unreadable_shard", f"{row.name} does not open as a tar of samples ({type(exc).__name__})")]
     problems = []
@@ -144,12 +146,13 @@ def verify_catalog(catalog_url: str, shards_root: str | os.PathLike | None = Non
 
     catalog = Catalog(catalog_url)
     try:
-        root = Path(shards_root) if shards_root else None
-        if root is None:
-            stored = catalog.get_meta("shards_root")
-            if not stored:
-                raise RunError("the catalog names no shard folder; give --shards")
-            root = Path(stored)
+        root = str(shards_root) if shards_root else catalog.get_meta("shards_root")
+        if not root:
+            raise RunError("the catalog names no shard folder; give --shards")
+        try:
+            fs, base = filesystem(root)
+        except (ImportError, ValueError) as exc:
+            raise RunError(f"cannot open the shard folder {root}: {exc}") from None
         report = VerifyReport()
         with catalog.snapshot() as s:
             shards = list(s.scalars(select(m.Shard).order_by(m.Shard.index)))
@@ -171,32 +174,32 @@ def verify_catalog(catalog_url: str, shards_root: str | os.PathLike | None = Non
             report.n_shards += 1
             report.n_samples += row.n_samples
             report.n_bytes += row.n_bytes
-            found = _check_shard(root / row.name, row, by_shard.get(row.id, {}))
+            found = _check_shard(fs, base, row, by_shard.get(row.id, {}))
             report.problems += found
             if found:
                 bad_ids.append(row.id)
         named = {row.name for row in shards}
-        for p in sorted(root.glob("*.tar")) if root.is_dir() else []:
-            if p.name not in named:
-                report.problems.append(Problem("orphan_file", f"{p.name} is in the shard folder but not in the catalog", p.name))
+        for name in sorted(p.rsplit("/", 1)[-1] for p in fs.glob(f"{base.rstrip('/')}/*.tar")) if fs.isdir(base) else []:
+            if name not in named:
+                report.problems.append(Problem("orphan_file", f"{name} is in the shard folder but not in the catalog", name))
         if repair:
-            _repair(catalog, root, [r for r in shards if r.id in bad_ids], report)
+            _repair(catalog, fs, base, [r for r in shards if r.id in bad_ids], report)
         return report
     finally:
         catalog.close()
 
 
-def _repair(catalog: Catalog, root: Path, bad: list[m.Shard], report: VerifyReport) -> None:
+def _repair(catalog: Catalog, fs, root: str, bad: list[m.Shard], report: VerifyReport) -> None:
     """Quarantine bad shards; delete their rows; lower the affected recordings' packing counts."""
     affected = sorted({sha for p in report.problems if p.kind == "packing_count" for sha in p.recordings})
     if not bad and not affected:
         return
-    quarantine = root / QUARANTINE
+    quarantine = f"{root.rstrip('/')}/{QUARANTINE}"
     for row in bad:
-        src = root / row.name
-        if src.exists():
-            quarantine.mkdir(exist_ok=True)
-            os.replace(src, quarantine / row.name)
+        src = f"{root.rstrip('/')}/{row.name}"
+        if fs.exists(src):
+            fs.makedirs(quarantine, exist_ok=True)
+            fs.mv(src, f"{quarantine}/{row.name}")  # a rename locally; copy + delete on object stores
             report.quarantined.append(row.name)
     with catalog.session.begin() as s:
         ids = [r.id for r in bad]

@@ -104,6 +104,8 @@ def ingest_cmd(
     out: Path = typer.Option(Path("ephys-out"), "--out", "-o", help="Output folder: shards/, hashlog.csv, catalog."),
     catalog: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the catalog [default: sqlite:///OUT/catalog.sqlite]."),
     scheduler: Optional[str] = typer.Option(None, help="Address of a running Dask scheduler [default: a local cluster]."),
+    shards: Optional[str] = typer.Option(None, "--shards", help="Where shards go: a folder or an fsspec URL such as "
+                                         "s3://bucket/corpus (needs its package, e.g. the 's3' extra) [default: OUT/shards]."),
     workers: Optional[int] = typer.Option(None, min=1, help="Local cluster worker processes [default: CPU count]."),
     montage: str = typer.Option("regional8", help="regional8 (19 electrodes -> 8 regions) or native (every EEG channel)."),
     min_epochs: int = typer.Option(10, min=0, help="Valid 30-s epochs a recording needs."),
@@ -120,6 +122,8 @@ def ingest_cmd(
     task_timeout: Optional[float] = typer.Option(None, "--task-timeout", min=0.001, help="Seconds one recording may "
                                                  "take; a slower one is recorded as failed (timeout) and its worker restarted."),
     buffer_mib: int = typer.Option(8, min=1, help="Size of one buffered read, MiB."),
+    block_epochs: int = typer.Option(40, min=1, help="Epochs processed at a time (40 = 20 min): bounds worker memory; "
+                                     "a recording of several blocks is spread over the workers block by block."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Ingest an EEG archive: discover, hash, read, QC, condition, epoch, shard, catalog.
@@ -137,11 +141,12 @@ def ingest_cmd(
     _setup_logging()
     config = IngestConfig(montage=montage, min_epochs=min_epochs, min_regions=min_regions, line_freq=line_freq,
                           shard_size=shard_size, keep_paths=keep_paths, date_shift=date_shift, stager=stager,
-                          task_timeout_s=task_timeout)  # fmt: skip
+                          task_timeout_s=task_timeout, block_epochs=block_epochs)  # fmt: skip
     reporter = RichReporter() if sys.stderr.isatty() and not as_json else LogReporter()
     try:
         s = ingest(archive, out, config=config, catalog_url=catalog, scheduler=scheduler, workers=workers,
-                   retry_failed=retry_failed, force=force, buffer_bytes=buffer_mib << 20, reporter=reporter)  # fmt: skip
+                   retry_failed=retry_failed, force=force, buffer_bytes=buffer_mib << 20, reporter=reporter,
+                   shards_url=shards)  # fmt: skip
     except EphysError as exc:
         fail(str(exc))
     summary = dict(
@@ -213,9 +218,9 @@ def quickstart_cmd(
 
     archive = archive or _default_archive(out)
     typer.echo(f"ingesting {archive} into {out}")
-    ingest_cmd(archive=archive, out=out, catalog=None, scheduler=None, workers=workers, montage="regional8",
+    ingest_cmd(archive=archive, out=out, catalog=None, scheduler=None, shards=None, workers=workers, montage="regional8",
                min_epochs=10, min_regions=6, line_freq=50, shard_size=1000, retry_failed=False, force=False,
-               keep_paths=False, stager="none", date_shift=False, task_timeout=None, buffer_mib=8, as_json=False)  # fmt: skip
+               keep_paths=False, stager="none", date_shift=False, task_timeout=None, buffer_mib=8, block_epochs=40, as_json=False)  # fmt: skip
     _print_stats(catalog_stats(f"sqlite:///{out.resolve() / 'catalog.sqlite'}"))
     typer.echo(f"shards are in {(out / 'shards').resolve()}; try `ephys catalog query --out {out}` "
                f"or, for every EEG channel instead of 8 regions, `ephys ingest {archive} --out {out}-native --montage native`")  # fmt: skip

@@ -18,10 +18,13 @@ from ephys.catalog.db import Catalog
 from ephys.catalog.queries import corpus_layout, opened_catalog, parse_all, select_epochs
 from ephys.errors import ManifestError
 from ephys.schemas.manifest import Manifest, ManifestShard
+from ephys.shard.store import is_url, join, local_path
 
 
-def _shard_url(shards_root: Path, name: str, output: Path, relative: bool) -> str:
-    path = shards_root / name
+def _shard_url(shards_root: str, name: str, output: Path, relative: bool) -> str:
+    if is_url(shards_root):
+        return join(shards_root, name)  # a remote shard has no path relative to the manifest
+    path = local_path(shards_root) / name
     if relative:
         return Path(os.path.relpath(path, output.parent)).as_posix()
     return str(path)
@@ -103,7 +106,7 @@ def create_manifest(
         raise ManifestError("the selected recordings have no montage or output channel list in the catalog")
 
     shards: list[ManifestShard] = []
-    root = Path(shards_root)
+    root = str(shards_root)
     current = None
     for r in rows:
         if r.shard_index != current:

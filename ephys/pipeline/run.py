@@ -42,6 +42,7 @@ from ephys.ingest.identity import load_site_secret, secret_fingerprint
 from ephys.pipeline.hashlog import HashLog
 from ephys.pipeline.task import failpoints, run_recording
 from ephys.schemas import EpochMeta, Failure, IngestConfig, RecordingResult, RecordingStatus
+from ephys.shard.store import is_url, local_path
 from ephys.shard.writer import write_shard
 
 log = logging.getLogger("ephys")
@@ -99,7 +100,7 @@ def _kill_point(stage: str, index: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _output_error(exc: OSError, where: Path) -> OutputError:
+def _output_error(exc: OSError, where: Path | str) -> OutputError:
     return OutputError(
         f"cannot write to {where}: {exc.strerror or exc}; nothing committed is lost: "
         "free space (or fix the output) and run the same command again to continue"
@@ -177,9 +178,12 @@ class _Packer:
     """Packs staged epochs into shards in a fixed recording order."""
 
     def __init__(self, catalog: Catalog, out: Path, config: IngestConfig, run_id: int, hashlog: HashLog,
-                 order: list[str], have: dict[str, set[int]], meta: dict[str, tuple[str, str | None]], reporter: Reporter):  # fmt: skip
+                 order: list[str], have: dict[str, set[int]], meta: dict[str, tuple[str, str | None]], reporter: Reporter,
+                 shards: Path | None = None, shards_url: str | None = None):  # fmt: skip
         self.catalog, self.config, self.run_id, self.hashlog = catalog, config, run_id, hashlog
-        self.folder = out / "shards"
+        # Remote shards are written in the staging folder, then uploaded (ephys.shard.store).
+        self.folder = out / ".staging" if shards_url else shards or out / "shards"
+        self.url = shards_url
         self.order = order
         self.pos = 0
         self.have = have  # sha -> epoch indices already in committed shards (resume, repair)
@@ -251,9 +255,9 @@ class _Packer:
         if not self.buffer:
             return
         try:
-            info = write_shard(self.folder, self.index, [(x, m) for x, m, _ in self.buffer])
+            info = write_shard(self.folder, self.index, [(x, m) for x, m, _ in self.buffer], url=self.url)
         except OSError as exc:
-            raise _output_error(exc, self.folder) from None
+            raise _output_error(exc, self.url or self.folder) from None
         _kill_point("renamed", info.index)
         progress: dict[str, int] = {}
         for _, m, _row in self.buffer:
@@ -270,7 +274,18 @@ class _Packer:
         self._finish_done()
 
 
-def _check_meta(catalog: Catalog, config: IngestConfig, fingerprint: str, shards_root: Path) -> None:
+def _check_store(url: str) -> None:
+    """Refuse to start when the shard URL's protocol is unknown, its package missing, or it is unreachable."""
+    from ephys.shard.store import filesystem
+
+    try:
+        fs, path = filesystem(url)
+        fs.makedirs(path, exist_ok=True)
+    except Exception as exc:  # noqa: BLE001 - ImportError, ValueError, botocore errors...: all a RunError
+        raise RunError(f"cannot use the shard URL {url}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
+
+
+def _check_meta(catalog: Catalog, config: IngestConfig, fingerprint: str, shards_root: str) -> None:
     for key, value, what in (
         ("processing_hash", config.processing_hash(), "processing settings"),
         ("secret_fingerprint", fingerprint, "site secret (subject pseudonyms would change)"),
@@ -287,7 +302,7 @@ def _check_meta(catalog: Catalog, config: IngestConfig, fingerprint: str, shards
                 f"this output was built with other {what}{detail}; use another --out/--catalog or --force to rebuild"
             )
     catalog.set_meta("processing_config", json.dumps(config.processing_dict(), sort_keys=True))
-    catalog.set_meta("shards_root", str(shards_root.resolve()))
+    catalog.set_meta("shards_root", shards_root)
 
 
 def ingest(
@@ -303,6 +318,7 @@ def ingest(
     buffer_bytes: int = 8 * 1024 * 1024,
     reporter: Reporter | None = None,
     processes: bool = True,
+    shards_url: str | None = None,
 ) -> IngestSummary:
     """Ingest an archive into shards under ``out/shards`` and rows in the catalog.
 
@@ -324,6 +340,10 @@ def ingest(
         Rebuild the output from scratch: delete its shards, hash log and catalog rows first.
     processes : bool
         Local cluster workers as processes (default) or threads in this process.
+    shards_url : str
+        Where shards go: a folder or any fsspec URL (``s3://bucket/corpus``; see
+        :mod:`ephys.shard.store`); default ``out/shards``. Staging files, hash log and the
+        default catalog stay under ``out``.
 
     Returns
     -------
@@ -351,17 +371,23 @@ def ingest(
     client = cluster = None
     try:
         shards, staging = out / "shards", out / ".staging"
+        if shards_url and not is_url(shards_url):
+            shards, shards_url = local_path(shards_url), None  # a local folder elsewhere
         if force:
             catalog.reset()
-            for p in (shards, staging):
-                shutil.rmtree(p, ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)
+            for p in shards.glob("shard-*.tar*"):  # only our shards: --shards may name a folder with other files
+                p.unlink(missing_ok=True)
             (out / "hashlog.csv").unlink(missing_ok=True)
-        shards.mkdir(exist_ok=True)
+        shards.mkdir(parents=True, exist_ok=True)
         staging.mkdir(exist_ok=True)
-        for p in list(shards.glob("*.tmp")) + list(staging.glob("*.tmp")) + list(staging.glob("*.crashed")):
+        for p in list(shards.glob("*.tmp")) + list(staging.glob("*.tmp")) + list(staging.glob("*.crashed")) \
+                  + list(staging.glob("*.claim")):
             p.unlink(missing_ok=True)  # half-written files of an interrupted run
         secret = load_site_secret()
-        _check_meta(catalog, config, secret_fingerprint(secret), shards)
+        if shards_url:
+            _check_store(shards_url)
+        _check_meta(catalog, config, secret_fingerprint(secret), shards_url or str(shards.resolve()))
         client, cluster = _start_client(scheduler, workers, processes)
         run_id = catalog.begin_run(code_version=__version__, processing_hash=config.processing_hash(),
                                    config=config.model_dump())  # fmt: skip
@@ -381,7 +407,7 @@ def ingest(
     status = "interrupted"
     try:
         _run(found.recordings, client, catalog, hashlog, states, config, out, run_id, secret, summary, reporter,
-             retry_failed, buffer_bytes)  # fmt: skip
+             retry_failed, buffer_bytes, shards, shards_url)  # fmt: skip
         status = "completed"
     finally:
         reporter.stop()
@@ -423,7 +449,7 @@ def _recording_bytes(rec: Discovered) -> int:
 
 
 def _run(recordings: list[Discovered], client, catalog, hashlog, states, config, out, run_id, secret, summary,
-         reporter, retry_failed, buffer_bytes) -> None:  # fmt: skip
+         reporter, retry_failed, buffer_bytes, shards=None, shards_url=None) -> None:  # fmt: skip
     from dask.distributed import as_completed
     from distributed import KilledWorker
 
@@ -509,7 +535,7 @@ def _run(recordings: list[Discovered], client, catalog, hashlog, states, config,
     # Phase 2: results in completion order; shards in SHA-256 order.
     order = sorted(todo)
     have = catalog.packed_epochs([sha for sha in order if sha in states and states[sha][0] == "ok" and states[sha][2]])
-    packer = _Packer(catalog, out, config, run_id, hashlog, order, have, meta, reporter)
+    packer = _Packer(catalog, out, config, run_id, hashlog, order, have, meta, reporter, shards, shards_url)
     for f in as_completed(futures_list):
         sha = process_futures.pop(f.key)
         rec = todo[sha][0]

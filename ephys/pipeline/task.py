@@ -4,6 +4,14 @@ It never touches the catalog and never raises for bad input: every outcome is a
 :class:`~ephys.schemas.RecordingResult`. The conditioned epochs are written to
 ``staging_dir/<sha256>.npy`` (float16 µV, shape ``(n_epochs, n_channels,
 n_samples)``), fsynced and renamed into place, for the driver to pack.
+
+A recording is processed in blocks of ``config.block_epochs`` epochs, in two passes (QC figures
+of every block, then, once the bad channels are known, conditioning of every block). On a
+Dask worker, each pass of a recording of several blocks is also offered to the cluster as one
+task per block (:class:`_DaskParts`), so one long monitoring file keeps every worker busy.
+Block tasks open the file themselves and write their epochs at their rows of the staging file,
+so only small QC arrays cross the network, and the result equals processing the blocks in one
+process, bit for bit.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -37,9 +45,9 @@ F16_MAX = float(np.finfo(np.float16).max)
 MIN_EEG_SFREQ = 32.0
 #: Channels conditioned together (float32 filter buffers of a few block lengths each).
 CONDITION_GROUP = 4
-#: 30-s epochs read, checked and conditioned at a time: 20 min. Worker memory is bounded by the
-#: block, not the recording (see :func:`_blocks`); the filters see real signal across block edges.
-BLOCK_EPOCHS = 40
+#: Dask priority of block tasks: above every recording task (whose priority is its size in MiB), so
+#: workers finish the recordings already open before they open new ones.
+BLOCK_PRIORITY = 1 << 40
 
 
 def select_channels(channels: list[ChannelInfo], config: IngestConfig, path: str) -> tuple[list[ChannelInfo], list[str], list[bool]]:
@@ -135,13 +143,17 @@ def _exact_epochs(picked, config) -> bool:
 
 
 def _blocks(header, picked, config) -> list[_Block]:
-    """The blocks of :data:`BLOCK_EPOCHS` epochs of every segment, in time order.
+    """The blocks of ``config.block_epochs`` epochs (20 min by default) of every segment, in time order.
+
+    Worker memory is bounded by the block, not the recording; the filters see real signal across
+    block edges (:func:`_filter_pad`), so blocks equal conditioning a segment whole up to float
+    rounding.
 
     A recording whose rates do not give whole samples per epoch (256.02 Hz) is done one
     segment at a time, as before blocks existed; such rates come from odd headers, not from
     long monitoring files.
     """
-    step = BLOCK_EPOCHS if _exact_epochs(picked, config) else None
+    step = config.block_epochs if _exact_epochs(picked, config) else None
     out = []
     for k, seg in enumerate(header.segments):
         n = _n_epochs(seg.duration_s, config.epoch_s)
@@ -234,6 +246,182 @@ def _condition_block(reader, picked, good: list[int], block: _Block, segs, confi
         out, _ = regional8(out[good], [picked[i].name for i in good])
     epochs = out.reshape(out.shape[0], n_epochs, n_out).transpose(1, 0, 2)
     return np.clip(epochs, -F16_MAX, F16_MAX).astype(np.float16)
+
+
+class _Source(NamedTuple):
+    """What a block task needs to open the recording itself."""
+
+    path: str
+    fmt: str
+    buffer_bytes: int
+    sha256: str
+
+
+class _Target(NamedTuple):
+    """Where a block task writes its epochs: the staging ``.tmp`` file, the byte offset of row 0,
+    the bytes of one row (one epoch)."""
+
+    path: str
+    offset: int
+    row_bytes: int
+
+
+def _open_part(source: _Source, reader, sec: dict[str, float]):
+    if reader is not None:
+        return reader, False
+    t0 = time.perf_counter()
+    r = open_recording(source.path, source.fmt, buffer_bytes=source.buffer_bytes)
+    sec["open"] = sec.get("open", 0.0) + time.perf_counter() - t0
+    return r, True
+
+
+def _qc_part(source: _Source, picked, segs, blocks: list[_Block], config: IngestConfig,
+             reader=None) -> tuple[list[ChannelFeatures | None], dict[str, float]]:  # fmt: skip
+    """Pass 1 over ``blocks``: their QC figures and the seconds spent (``read``, ``qc``, ``open``).
+
+    ``reader`` is the recording's open reader when run in the recording's own task; a block task
+    opens the file from ``source``.
+    """
+    for action, prefix in failpoints():
+        if action == "crash-block" and prefix and source.sha256.startswith(prefix):
+            os.kill(os.getpid(), signal.SIGKILL)  # test hook: whoever reads a block of it dies (OOM, segfault)
+    sec = {"read": 0.0, "qc": 0.0}
+    reader, own = _open_part(source, reader, sec)
+    out = []
+    try:
+        for b in blocks:
+            t0 = time.perf_counter()
+            spans = {i: _block_span(b, ch, segs[b.seg][i], config)[:2] for i, ch in enumerate(picked)}
+            x = _read_rows(reader, picked, list(range(len(picked))), spans)
+            t1 = time.perf_counter()
+            out.append(_segment_features(picked, [x[i] for i in range(len(picked))], (b.e1 - b.e0) * config.epoch_s, config))
+            del x
+            sec["read"] += t1 - t0
+            sec["qc"] += time.perf_counter() - t1
+    finally:
+        if own:
+            reader.close()
+    return out, sec
+
+
+def _condition_part(source: _Source, picked, good: list[int], segs, blocks: list[_Block], first_row: int,
+                    target: _Target, config: IngestConfig, reader=None) -> tuple[np.ndarray, dict[str, float]]:  # fmt: skip
+    """Pass 2 over consecutive ``blocks``: condition them and write their epochs as rows
+    ``first_row...`` of the staging file ``target`` (then fsync). Returns ``(max |µV| per epoch,
+    seconds)``.
+
+    Raises
+    ------
+    OutputError
+        When the staging file cannot be written.
+    """
+    sec = {"condition": 0.0}
+    reader, own = _open_part(source, reader, sec)
+    t0 = time.perf_counter()
+    parts = []
+    try:
+        with open(target.path, "r+b") as f:
+            f.seek(target.offset + first_row * target.row_bytes)
+            for b in blocks:
+                ep = _condition_block(reader, picked, good, b, segs, config)
+                parts.append(np.abs(ep).max(axis=(1, 2)).astype(np.float32) if len(ep) else np.zeros(0, np.float32))
+                f.write(ep.tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise _output_error(exc, Path(target.path).parent, sum(len(p) for p in parts) * target.row_bytes) from None
+    finally:
+        if own:
+            reader.close()
+    sec["condition"] += time.perf_counter() - t0
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32), sec
+
+
+#: ``map_parts(fn, calls, reader) -> [fn(*call) for call in calls]``, in order.
+PartMap = Callable[[Callable, list[tuple], object], list]
+
+
+def _inline_parts(fn: Callable, calls: list[tuple], reader) -> list:
+    """Run the parts here, one after the other, with the recording's own reader."""
+    return [fn(*c, reader=reader) for c in calls]
+
+
+class _DaskParts:
+    """Run the parts as Dask tasks, one per block, and work on them in the recording's own task too.
+
+    Nothing secedes from the worker's pool: a worker thread runs one task at a time, so a worker
+    that dies (OOM, a segfault in a C library) takes only its running task with it, and worker
+    memory stays one block per thread. The recording's task takes blocks from the end while
+    the block tasks, on any worker, take them from the start; each block is done once, by
+    whoever claims it first (:func:`_claim`). The recording's task then waits only for the blocks
+    that other workers are already computing, so this cannot deadlock on a one-thread worker.
+    """
+
+    def __init__(self, staging_dir: str):
+        self.staging_dir = staging_dir
+
+    def __call__(self, fn: Callable, calls: list[tuple], reader) -> list:
+        if len(calls) < 2:
+            return _inline_parts(fn, calls, reader)
+        import uuid
+
+        from distributed import KilledWorker, get_client
+
+        client = get_client()
+        name = fn.__name__.strip("_").replace("_", "-")
+        tag = f"{name}-{calls[0][0].sha256[:16]}-{uuid.uuid4().hex[:8]}"
+        claim = [Path(self.staging_dir) / f"{tag}-{k}.claim" for k in range(len(calls))]
+        futures = [client.submit(_claimed_part, fn, claim[k], c, key=f"{tag}-{k}", priority=BLOCK_PRIORITY - k)
+                   for k, c in enumerate(calls)]  # fmt: skip
+        out: list = [None] * len(calls)
+        try:
+            mine = set()
+            for k in reversed(range(len(calls))):
+                if _claim(claim[k], "recording"):
+                    mine.add(k)
+                    out[k] = fn(*calls[k], reader=reader)
+            for k, f in enumerate(futures):
+                if k not in mine:
+                    out[k] = f.result()
+            return out
+        except KilledWorker:
+            raise _BlockCrash("a worker processing one of its blocks died repeatedly") from None
+        finally:
+            for f in futures:
+                f.release()
+            for p in claim:
+                p.unlink(missing_ok=True)
+
+
+def _claim(path: Path, who: str) -> bool:
+    """Claim a block for ``who`` ("recording" or "task") with an ``O_CREAT | O_EXCL`` file.
+
+    A block task whose earlier attempt claimed the block (then its worker died) claims it again;
+    the recording's task never takes a block a task has claimed, it waits for that task.
+    """
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        try:
+            return who == "task" and path.read_text() == "task"
+        except OSError:
+            return False
+    except OSError as exc:
+        raise _output_error(exc, path.parent, 0) from None
+    try:
+        os.write(fd, who.encode())
+    finally:
+        os.close(fd)
+    return True
+
+
+def _claimed_part(fn: Callable, claim: Path, call: tuple):
+    """A block task: ``fn(*call)`` unless the recording's task has taken the block (then ``None``)."""
+    return fn(*call) if _claim(claim, "task") else None
+
+
+class _BlockCrash(EphysError):
+    code = "worker_crash"
 
 
 def _nan_to_none(v: float) -> float | None:
@@ -362,14 +550,27 @@ class _StagedArray:
         self.path, self.shape, self.dtype = path, tuple(shape), np.dtype(dtype)
         self.tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
         self.nbytes = int(np.prod(shape)) * self.dtype.itemsize
+        self.row_bytes = int(np.prod(shape[1:])) * self.dtype.itemsize
         self.written = 0
         try:
             self._f = open(self.tmp, "wb")
             np.lib.format.write_array_header_1_0(self._f, {"descr": self.dtype.str, "fortran_order": False,
                                                            "shape": self.shape})  # fmt: skip
+            self.offset = self._f.tell()
         except OSError as exc:
             self.tmp.unlink(missing_ok=True)
             raise _output_error(exc, path.parent, self.nbytes) from None
+
+    def reserve(self) -> _Target:
+        """Size the file for every row and hand the rows to :func:`_condition_part` calls, which write
+        them at their offsets (from any process that sees this file). Call instead of :meth:`write`."""
+        try:
+            self._f.truncate(self.offset + self.nbytes)
+            self._f.flush()
+        except OSError as exc:
+            raise _output_error(exc, self.path.parent, self.nbytes) from None
+        self.written = self.shape[0]
+        return _Target(str(self.tmp), self.offset, self.row_bytes)
 
     def write(self, block: np.ndarray) -> None:
         if block.shape[1:] != self.shape[1:] or self.written + len(block) > self.shape[0]:
@@ -417,7 +618,8 @@ def _failpoint(sha256: str, staging_dir: str) -> None:
 
     ``hang`` blocks like a reader stuck on a dead network share; ``crash`` kills
     the worker process as the kernel's OOM killer or a segfault in a C library
-    would; ``crash-once`` does so only on the first attempt. Unset in production.
+    would; ``crash-once`` does so only on the first attempt; ``crash-block`` kills the worker that
+    reads any block of the recording, in a block task or in its own task (:func:`_qc_part`). Unset in production.
     """
     for action, prefix in failpoints():
         if not prefix or not sha256.startswith(prefix):
@@ -436,13 +638,14 @@ def run_recording(
     path: str, fmt: str, sha256: str, file_bytes: int, config: IngestConfig, staging_dir: str, secret: bytes,
     buffer_bytes: int = 8 * 1024 * 1024,
 ) -> RecordingResult:
-    """The Dask task: :func:`process_recording` under ``config.task_timeout_s``.
+    """The Dask task: :func:`process_recording` under ``config.task_timeout_s``, its blocks shared
+    with block tasks on every worker (:class:`_DaskParts`).
 
     The work runs in a daemon thread; if it has not finished in time the task
     returns a ``failed`` result with code ``timeout`` (the driver then restarts
     the worker, which ends the stuck thread). Without a timeout it runs inline.
     """
-    args = (path, fmt, sha256, file_bytes, config, staging_dir, secret, buffer_bytes)
+    args = (path, fmt, sha256, file_bytes, config, staging_dir, secret, buffer_bytes, _DaskParts(staging_dir))
     if not config.task_timeout_s:
         return process_recording(*args)
     box: dict = {}
@@ -467,10 +670,17 @@ def run_recording(
 
 def process_recording(
     path: str, fmt: str, sha256: str, file_bytes: int, config: IngestConfig, staging_dir: str, secret: bytes,
-    buffer_bytes: int = 8 * 1024 * 1024,
+    buffer_bytes: int = 8 * 1024 * 1024, map_parts: PartMap | None = None,
 ) -> RecordingResult:
-    """Run the per-recording chain; never raises for bad input (see module docstring)."""
-    t = {"start": time.perf_counter()}
+    """Run the per-recording chain; never raises for bad input (see module docstring).
+
+    ``map_parts`` runs the block passes (:data:`PartMap`); default: here, in order. The result's
+    ``seconds`` are worker seconds per step (``open``, ``read``, ``qc``, ``condition``, ``sleep``,
+    ``stage``), block tasks included.
+    """
+    map_parts = map_parts or _inline_parts
+    work = dict.fromkeys(("open", "read", "qc", "condition", "sleep", "stage"), 0.0)
+    t0 = time.perf_counter()
     base = dict(sha256=sha256, format=fmt, file_bytes=file_bytes)
     annotations: list[Annotation] = []
     n_scrubbed = 0
@@ -506,28 +716,22 @@ def process_recording(
         except RejectedError:
             annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient, secret)
             raise
-        t["open"] = time.perf_counter()
+        work["open"] += time.perf_counter() - t0
+        source = _Source(path, fmt, buffer_bytes, sha256)
         # Pass 1, block by block: QC figures of every picked channel. The sleep-staging channels
         # (one EEG, EOG, EMG, a mastoid) are read whole: the stagers see the night at once.
         staging, staging_note = _staging_channels(h, config)
         segs = _segment_samples(h, picked)
         blocks = _blocks(h, picked, config)
-        parts_f, read_s = [], 0.0
-        for b in blocks:
-            t0 = time.perf_counter()
-            spans = {i: _block_span(b, ch, segs[b.seg][i], config)[:2] for i, ch in enumerate(picked)}
-            x = _read_rows(reader, picked, list(range(len(picked))), spans)
-            read_s += time.perf_counter() - t0
-            f = _segment_features(picked, [x[i] for i in range(len(picked))], (b.e1 - b.e0) * config.epoch_s, config)
-            if f is not None:
-                parts_f.append(f)
-            del x
+        parts_f = []
+        for fs, sec in map_parts(_qc_part, [(source, picked, segs, [b], config) for b in blocks], reader):
+            parts_f += [f for f in fs if f is not None]
+            _add(work, sec)
         t0 = time.perf_counter()
         staging_data = dict(zip(staging.indices, reader.read_channels(staging.indices))) if staging else {}
         annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient, secret)
-        read_s += time.perf_counter() - t0
-        t["qc"] = time.perf_counter()
-        t["read_s"] = read_s
+        work["read"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
         if not parts_f:
             raise TooShortError(f"too short: 0 valid 30-s epochs (0 in all, {h.duration_s:.1f} s), "
                                 f"--min-epochs is {config.min_epochs}", path)  # fmt: skip
@@ -546,43 +750,49 @@ def process_recording(
                         emg_ratio=config.qc_emg_ratio, drift_ratio=config.qc_drift_ratio)  # fmt: skip
         ok = usable(feats, bad, th)
         scores = epoch_scores(feats, bad, th)
-        # Pass 2, block by block: condition the good channels and append the epochs to the staging file.
+        work["qc"] += time.perf_counter() - t0
+        # Pass 2, block by block: condition the good channels and write the epochs at their rows of the staging file.
         starts = [h.segments[b.seg].start_s + k * config.epoch_s for b in blocks for k in range(b.e0, b.e1)]
+        first_rows = np.cumsum([0] + [b.e1 - b.e0 for b in blocks])
         staged = Path(staging_dir) / f"{sha256}.npy"
         n_rows = len(picked) if config.montage == "native" else len(REGION_NAMES)
-        max_abs = np.zeros(len(starts), np.float32)
         with _StagedArray(staged, (len(starts), n_rows, config.n_samples)) as out:
-            k = 0
-            for b in blocks:
-                ep = _condition_block(reader, picked, good, b, segs, config)
-                max_abs[k : k + len(ep)] = np.abs(ep).max(axis=(1, 2)) if len(ep) else 0
-                out.write(ep)
-                k += len(ep)
+            target = out.reserve()
+            calls = [(source, picked, good, segs, [b], int(first_rows[k]), target, config) for k, b in enumerate(blocks)]
+            parts_max = []
+            for m, sec in map_parts(_condition_part, calls, reader):
+                parts_max.append(m)
+                _add(work, sec)
+            t0 = time.perf_counter()
+            max_abs = np.concatenate(parts_max) if parts_max else np.zeros(0, np.float32)
             qcs = _epoch_qcs(feats, bad, ok, scores, max_abs)
-            t["condition"] = time.perf_counter()
+            t1 = time.perf_counter()
             sleep, stager_name, staging_channels = _sleep_stages(config, h, starts, staging, staging_note, staging_data)
             del staging_data
-            t["sleep"] = time.perf_counter()
+            t2 = time.perf_counter()
             out.commit()
+            work["condition"] += t1 - t0
+            work["sleep"] += t2 - t1
+        t0 = time.perf_counter()
         qc_staged = Path(staging_dir) / f"{sha256}.qc.npy"
         figures = np.stack([feats.sd_uv, feats.ptp_uv, feats.kurtosis, feats.line_ratio, feats.emg_ratio,
                             feats.drift_ratio, ok.astype(np.float32)], axis=1).transpose(2, 1, 0)  # fmt: skip
         _stage(qc_staged, np.ascontiguousarray(figures, dtype=np.float32))
-        t["stage"] = time.perf_counter()
+        work["stage"] += time.perf_counter() - t0
         return RecordingResult(
             **{**base, **info}, status=RecordingStatus.ok, channel_names=names, mask=mask,
             qc_channels=[c.name for c in picked], bad_channels={picked[i].name: r for i, r in sorted(bad.items())},
             qc_path=str(qc_staged),
             epochs=[EpochRecord(index=i, start_s=s, qc=q, sleep=z) for i, (s, q, z) in enumerate(zip(starts, qcs, sleep))],
             stager=stager_name, staging_channels=staging_channels,
-            annotations=annotations, n_scrubbed=n_scrubbed, staged_path=str(staged), seconds=_durations(t),
+            annotations=annotations, n_scrubbed=n_scrubbed, staged_path=str(staged), seconds=_rounded(work),
         )  # fmt: skip
     except OutputError:
         raise  # the output storage failed, not this recording: the driver stops the run
     except EphysError as exc:
         status = RecordingStatus.rejected if isinstance(exc, RejectedError) else RecordingStatus.failed
         return RecordingResult(**{**base, **info}, status=status, failure=Failure.from_exception(exc),
-                               annotations=annotations, n_scrubbed=n_scrubbed, seconds=_durations(t))  # fmt: skip
+                               annotations=annotations, n_scrubbed=n_scrubbed, seconds=_rounded(work))  # fmt: skip
     except OSError as exc:
         return RecordingResult(**base, status=RecordingStatus.failed,
                                failure=Failure(stage="read", code="io_error", reason=f"I/O error: {exc.strerror or exc}"))  # fmt: skip
@@ -591,7 +801,7 @@ def process_recording(
                                failure=Failure(stage="read", code="out_of_memory", reason="ran out of memory"))  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - a bug must not stop the run; the reason is recorded
         return RecordingResult(**base, status=RecordingStatus.failed, failure=Failure.from_exception(exc, stage="ingest"),
-                               seconds=_durations(t))  # fmt: skip
+                               seconds=_rounded(work))  # fmt: skip
     finally:
         if reader is not None:
             reader.close()
@@ -614,15 +824,10 @@ def _scrubbed(annotations: list[Annotation], patient, secret: bytes) -> tuple[li
     return label_annotations(out), total
 
 
-def _durations(t: dict) -> dict[str, float]:
-    """Seconds per step from the checkpoints in ``t`` (perf_counter values in order). ``read_s``, when
-    present, is the time spent in reader calls during the QC pass, reported as ``read`` and taken
-    out of ``qc``."""
-    t = dict(t)
-    read_s = t.pop("read_s", None)
-    keys = list(t)
-    out = {k: round(t[k] - t[keys[i - 1]], 4) for i, k in enumerate(keys) if i}
-    if read_s is not None and "qc" in out:
-        out = {"open": out.get("open", 0.0), "read": round(read_s, 4), **{k: v for k, v in out.items() if k != "open"}}
-        out["qc"] = round(max(out["qc"] - read_s, 0.0), 4)
-    return out
+def _add(work: dict[str, float], sec: dict[str, float]) -> None:
+    for k, v in sec.items():
+        work[k] = work.get(k, 0.0) + v
+
+
+def _rounded(work: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 4) for k, v in work.items()}

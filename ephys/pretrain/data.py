@@ -41,9 +41,27 @@ def _is_remote(url: str) -> bool:
 
 
 def _open_shard(url: str):
-    if _is_remote(url):
+    """A binary stream of one shard: a local path, ``pipe:``/``http(s)://`` through webdataset's
+    ``gopen``, any other URL (``s3://``, ``gs://``...) through fsspec (see :mod:`ephys.shard.store`)."""
+    if url.startswith(("pipe:", "http://", "https://")):
         return wds.gopen(url, "rb")
+    if _is_remote(url):
+        import fsspec
+
+        return fsspec.open(url, "rb").open()
     return open(url.removeprefix("file://"), "rb")
+
+
+def _tar_samples(src: Iterator[dict]) -> Iterator[dict]:
+    """webdataset's ``tarfile_to_samples`` with our opener (:func:`_open_shard`), so fsspec URLs
+    (``s3://``...) stream like local paths."""
+    from webdataset.tariterators import group_by_keys, tar_file_expander
+
+    def streams():
+        for sample in src:
+            yield {**sample, "stream": _open_shard(sample["url"])}
+
+    return group_by_keys(tar_file_expander(streams()))
 
 
 def verify_shards(manifest: Manifest, manifest_path: str | Path) -> list[str]:
@@ -309,7 +327,7 @@ def make_loader(
         wds.ResampledShards(list(wanted), seed=seed, deterministic=True),
         wds.split_by_node,
         wds.split_by_worker,
-        wds.tarfile_to_samples(),
+        _tar_samples,
         wds.select(functools.partial(_is_wanted, wanted=wanted)),
     ]
     if sample_filter is not None and sample_filter.active:

@@ -68,6 +68,10 @@ class IngestConfig(BaseModel):
     date_shift: bool = Field(
         False, description="store recording starts shifted per subject by a keyed offset (else no dates at all)"
     )
+    block_epochs: int = Field(
+        40, ge=1, description="epochs read, checked and conditioned at a time (40 = 20 min): bounds worker memory "
+        "and is the unit of work Dask spreads over workers; changes shard bytes only by float rounding"
+    )
     task_timeout_s: float | None = Field(
         None, gt=0, description="a recording whose processing takes longer is recorded as failed ('timeout')"
     )
@@ -78,7 +82,10 @@ class IngestConfig(BaseModel):
         return int(round(self.sfreq * self.epoch_s))
 
     def processing_dict(self) -> dict:
-        return {k: getattr(self, k) for k in PROCESSING_FIELDS}
+        out = {k: getattr(self, k) for k in PROCESSING_FIELDS}
+        if self.block_epochs != 40:  # named only when not the default, so earlier outputs keep their hash
+            out["block_epochs"] = self.block_epochs
+        return out
 
     def processing_hash(self) -> str:
         """SHA-256 (hex, first 16) of the settings that change shard bytes."""

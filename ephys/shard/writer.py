@@ -53,8 +53,17 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_shard(folder: Path, index: int, samples: list[tuple[np.ndarray, EpochMeta]]) -> ShardInfo:
-    """Write one shard atomically and return its :class:`ShardInfo` (SHA-256 of the tar bytes)."""
+def write_shard(folder: Path, index: int, samples: list[tuple[np.ndarray, EpochMeta]], url: str | None = None) -> ShardInfo:
+    """Write one shard atomically and return its :class:`ShardInfo` (SHA-256 of the tar bytes).
+
+    With ``url`` (an fsspec URL, see :mod:`ephys.shard.store`) the shard is written in ``folder``,
+    uploaded to ``url/NAME.tar`` and removed here.
+
+    Raises
+    ------
+    OSError
+        The shard could not be written or uploaded; nothing is left under its final name.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     name = shard_name(index)
     final = folder / name
@@ -93,7 +102,15 @@ def write_shard(folder: Path, index: int, samples: list[tuple[np.ndarray, EpochM
     except BaseException:
         tmp.unlink(missing_ok=True)  # never leave a partial shard behind (e.g. disk full)
         raise
-    os.replace(tmp, final)
-    fsync_dir(folder)
+    if url is not None:
+        from ephys.shard.store import upload
+
+        try:
+            upload(tmp, url, name)
+        finally:
+            tmp.unlink(missing_ok=True)
+    else:
+        os.replace(tmp, final)
+        fsync_dir(folder)
     return ShardInfo(index=index, name=name, sha256=h.hexdigest(), n_samples=len(samples), n_bytes=n_bytes,
                      keys=[m.key for _, m in samples])  # fmt: skip
