@@ -173,8 +173,10 @@ def _tests_writers():
     return edf_writer, trc_writer, nicolet_writer
 
 
-def write_edf_stream(path: Path, spec: FileSpec, blocks, anns: list[tuple[int, float, str]]) -> None:
-    """EDF+C (or BDF+C) with 1-s records from float32 µV blocks of whole records; one annotation channel."""
+def write_edf_stream(path: Path, spec: FileSpec, blocks, anns: list[tuple[int, float, str]],
+                     labels: list[str] | None = None) -> None:
+    """EDF+C (or BDF+C) with 1-s records from float32 µV blocks of whole records; one annotation channel.
+    ``labels`` (default: the 10-20 names in ``spec.labels`` style) name the ``spec.n_channels`` rows."""
     edf_writer = _tests_writers()[0]
     bdf = spec.fmt == "bdf"
     bps, sf, n_ch = (3 if bdf else 2), spec.sfreq, spec.n_channels
@@ -182,7 +184,7 @@ def write_edf_stream(path: Path, spec: FileSpec, blocks, anns: list[tuple[int, f
     dmin, dmax = (-(2**23), 2**23 - 1) if bdf else (-32768, 32767)
     gain = (phys[1] - phys[0]) / (dmax - dmin)
     ann_bytes = 120
-    labels = [label(c, spec.labels) for c in CHANNELS[:n_ch]]
+    labels = labels or [label(c, spec.labels) for c in CHANNELS[:n_ch]]
     edf_writer.write_edf(path, [np.zeros(0)] * n_ch, labels, [sf] * n_ch, phys=phys, bdf=bdf, ann_bytes=ann_bytes,
                          recording="Startdate 04-MAR-2024 X X X", start=START.strftime("%d.%m.%y%H.%M.%S"))  # fmt: skip
     by_rec: dict[int, list] = {}
