@@ -170,3 +170,25 @@ def test_errors_cross_processes_with_their_reason_and_file(exc):
     back = pickle.loads(pickle.dumps(exc))
     assert type(back) is type(exc)
     assert (back.reason, back.path, str(back), back.code) == (exc.reason, exc.path, str(exc), exc.code)
+
+
+def test_an_input_read_error_in_a_block_fails_the_recording_not_the_run(archive, tmp_path, monkeypatch):
+    """An I/O error reading the recording during conditioning is that recording's ``io_error``; only a
+    failure to write the staging file is an ``OutputError`` (which stops the run)."""
+    import errno
+
+    from ephys.ingest.readers.edf import EDFReader
+
+    path = archive[1][0]
+    real_read, calls = EDFReader.read, []
+
+    def flaky(self, start, stop, channels):
+        calls.append((start, stop))
+        if len(calls) > 6:  # QC has read all 5 blocks; fail in the conditioning pass
+            raise OSError(errno.EIO, "Input/output error")
+        return real_read(self, start, stop, channels)
+
+    monkeypatch.setattr(EDFReader, "read", flaky)
+    r = process_recording(str(path), "edf", sha(path), path.stat().st_size, CONFIG, str(tmp_path), b"k")
+    assert (r.status, r.failure.code) == ("failed", "io_error")
+    assert not list(tmp_path.iterdir())  # no staging file, not even a .tmp

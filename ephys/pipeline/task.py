@@ -318,23 +318,36 @@ def _condition_part(source: _Source, picked, good: list[int], segs, blocks: list
     sec = {"condition": 0.0}
     reader, own = _open_part(source, reader, sec)
     t0 = time.perf_counter()
-    parts = []
+    parts, row = [], first_row
     try:
-        with open(target.path, "r+b") as f:
-            f.seek(target.offset + first_row * target.row_bytes)
-            for b in blocks:
-                ep = _condition_block(reader, picked, good, b, segs, config)
-                parts.append(np.abs(ep).max(axis=(1, 2)).astype(np.float32) if len(ep) else np.zeros(0, np.float32))
-                f.write(ep.tobytes())
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as exc:
-        raise _output_error(exc, Path(target.path).parent, sum(len(p) for p in parts) * target.row_bytes) from None
+        for b in blocks:
+            ep = _condition_block(reader, picked, good, b, segs, config)  # an input OSError stays an input error
+            parts.append(np.abs(ep).max(axis=(1, 2)).astype(np.float32) if len(ep) else np.zeros(0, np.float32))
+            _write_rows(target, row, ep)
+            row += len(ep)
     finally:
         if own:
             reader.close()
     sec["condition"] += time.perf_counter() - t0
     return np.concatenate(parts) if parts else np.zeros(0, np.float32), sec
+
+
+def _write_rows(target: _Target, first_row: int, rows: np.ndarray) -> None:
+    """Write ``rows`` at rows ``first_row...`` of the staging file and fsync them.
+
+    Raises
+    ------
+    OutputError
+        On any OS error (a full disk names the bytes needed).
+    """
+    try:
+        with open(target.path, "r+b") as f:
+            f.seek(target.offset + first_row * target.row_bytes)
+            f.write(np.ascontiguousarray(rows).tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise _output_error(exc, Path(target.path).parent, len(rows) * target.row_bytes) from None
 
 
 #: ``map_parts(fn, calls, reader) -> [fn(*call) for call in calls]``, in order.
