@@ -59,7 +59,12 @@ def cluster():
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c, \
             Client(c) as observer:  # fmt: skip
+        observer.run(_warm)  # import the pipeline in both workers, so neither starts seconds behind the other
         yield c.scheduler_address, observer
+
+
+def _warm() -> None:
+    import ephys.pipeline.task  # noqa: F401
 
 
 def _inline(path: Path, tmp: Path, config: IngestConfig = CONFIG) -> np.ndarray:
@@ -153,7 +158,7 @@ def test_two_recordings_on_two_workers_equal_one_process(cluster, archive, tmp_p
 def test_a_worker_dying_in_a_block_task_fails_only_that_recording(archive, tmp_path, monkeypatch):
     folder, files = archive
     victim = sha(files[0])
-    monkeypatch.setenv("EPHYS_TEST_FAILPOINTS", f"crash-block:{victim[:12]}")
+    monkeypatch.setenv("EPHYS_TEST_FAILPOINTS", f"crash-block:{victim[:12]}@6")  # the third of five blocks
     # A fresh local cluster (started by ingest, so with its own allowed failures) sees the failpoint.
     summary = ingest(folder, tmp_path / "out", config=CONFIG, workers=2)
     assert (summary.n_ok, summary.n_failed) == (1, 1)

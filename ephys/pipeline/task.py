@@ -282,9 +282,10 @@ def _qc_part(source: _Source, picked, segs, blocks: list[_Block], config: Ingest
     ``reader`` is the recording's open reader when run in the recording's own task; a block task
     opens the file from ``source``.
     """
-    for action, prefix in failpoints():
-        if action == "crash-block" and prefix and source.sha256.startswith(prefix):
-            os.kill(os.getpid(), signal.SIGKILL)  # test hook: whoever reads a block of it dies (OOM, segfault)
+    for action, arg in failpoints():
+        prefix, _, e0 = arg.partition("@")
+        if action == "crash-block" and prefix and source.sha256.startswith(prefix) and any(b.e0 == int(e0 or 0) for b in blocks):
+            os.kill(os.getpid(), signal.SIGKILL)  # test hook: whoever reads that block dies (OOM, segfault)
     sec = {"read": 0.0, "qc": 0.0}
     reader, own = _open_part(source, reader, sec)
     out = []
@@ -631,8 +632,9 @@ def _failpoint(sha256: str, staging_dir: str) -> None:
 
     ``hang`` blocks like a reader stuck on a dead network share; ``crash`` kills
     the worker process as the kernel's OOM killer or a segfault in a C library
-    would; ``crash-once`` does so only on the first attempt; ``crash-block`` kills the worker that
-    reads any block of the recording, in a block task or in its own task (:func:`_qc_part`). Unset in production.
+    would; ``crash-once`` does so only on the first attempt; ``crash-block:<prefix>@<epoch>`` kills the
+    worker that reads the block starting at that epoch, in a block task or in the recording's own
+    task (:func:`_qc_part`), as a damaged stretch of a file would. Unset in production.
     """
     for action, prefix in failpoints():
         if not prefix or not sha256.startswith(prefix):
