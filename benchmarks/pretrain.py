@@ -62,18 +62,13 @@ from ephys.pretrain.train import METRICS, RUN_INFO, peak_flops, pretrain
 from ephys.pretrain.views import make_view
 from ephys.schemas.epoch import EpochMeta, EpochQC
 from ephys.schemas.manifest import Manifest, ManifestShard
+from ephys.shard.writer import npy_bytes
 
 N_CH, N_T, SFREQ = 8, 7500, 250.0
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 # ------------------------------------------------------------------------------------------------- synthetic data
-
-
-def _npy(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, arr)
-    return buf.getvalue()
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -112,7 +107,7 @@ def write_dataset(root: Path, n_shards: int = 8, per_shard: int = 64, seed: int 
                                  sfreq=SFREQ, n_samples=N_T, montage="bench-8", channel_names=channels,
                                  mask=[True] * N_CH, qc=EpochQC(n_flat=0, n_clipped=0, nonfinite=False,
                                                                 max_abs_uv=float(np.abs(arr).max()), valid=True))
-                _add(tar, f"{key}.eeg.npy", _npy(arr))
+                _add(tar, f"{key}.eeg.npy", npy_bytes(arr))
                 _add(tar, f"{key}.json", meta.model_dump_json().encode())
                 keys.append(key)
         digest = hashlib.sha256(shard.read_bytes()).hexdigest()

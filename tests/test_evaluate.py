@@ -30,9 +30,10 @@ from ephys.pretrain.evaluate import (
 )
 from ephys.pretrain.train import build_model, read_checkpoint
 from ephys.pretrain.views import ViewConfig, make_view
-from tests.test_pretrain import _add, _npy
+from tests.test_pretrain import _add
 from ephys.schemas.epoch import EpochAnnotation, EpochMeta, EpochQC, EpochStage
 from ephys.schemas.manifest import Manifest, ManifestShard
+from ephys.shard.writer import npy_bytes
 
 N_CH, N_T, SFREQ = 4, 2500, 250.0  # 10-s epochs keep the tests fast
 CHANNELS = [f"R{i}" for i in range(N_CH)]
@@ -91,7 +92,7 @@ def write_dataset(root: Path, *, subjects_per_shard=(3, 3), per_subject: int = 4
                     annotations=annotations,
                 )
                 broken = (s, index) == bad
-                _add(tar, f"{key}.eeg.npy", b"not a numpy file" * 4 if broken else _npy(arr))
+                _add(tar, f"{key}.eeg.npy", b"not a numpy file" * 4 if broken else npy_bytes(arr))
                 _add(tar, f"{key}.json", meta.model_dump_json().encode())
                 if subj is None:
                     continue  # unlisted

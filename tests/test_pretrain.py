@@ -33,6 +33,7 @@ from ephys.pretrain.data import StepBatches
 from ephys.pretrain.hiera import HieraConfig, flops_per_sample
 from ephys.schemas.epoch import EpochAnnotation, EpochMeta, EpochQC, EpochStage
 from ephys.schemas.manifest import Manifest, ManifestShard
+from ephys.shard.writer import npy_bytes
 
 N_CH, N_T, SFREQ = 8, 7500, 250.0
 CHANNELS = [f"E{i}" for i in range(N_CH)]
@@ -54,12 +55,6 @@ def _signal(rng: np.random.Generator, n_ch: int) -> np.ndarray:
     phase = rng.uniform(0, 2 * np.pi, (n_ch, len(FREQS_HZ), 1))
     x = (amp * np.sin(2 * np.pi * FREQS_HZ[None, :, None] * t + phase)).sum(axis=1)
     return (x + rng.normal(0.0, 2.0, x.shape)).astype(np.float16)
-
-
-def _npy(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, arr)
-    return buf.getvalue()
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -97,7 +92,7 @@ def write_dataset(root: Path, *, seed: int = 0, n_shards: int = 3, per_shard: in
                     sfreq=SFREQ, n_samples=N_T, montage="test-8", channel_names=CHANNELS[:n_ch],
                     mask=[True] * n_ch, qc=EpochQC(**qc), **extra,
                 )
-                _add(tar, f"{key}.eeg.npy", (bad or {}).get((s, i)) or _npy(arr))
+                _add(tar, f"{key}.eeg.npy", (bad or {}).get((s, i)) or npy_bytes(arr))
                 _add(tar, f"{key}.json", meta_record.model_dump_json().encode())
                 if i in unlisted:
                     ds.unlisted.append(key)
@@ -207,7 +202,7 @@ def test_step_batches_replay_across_segments(data):
 def test_bad_samples_are_skipped_and_counted(tmp_path, caplog):
     nan = np.zeros((N_CH, N_T), np.float16)
     nan[2, 100] = np.nan
-    bad = {(0, 5): b"not a numpy file" * 8, (1, 7): _npy(np.zeros((N_CH, 100), np.float16)), (2, 1): _npy(nan)}
+    bad = {(0, 5): b"not a numpy file" * 8, (1, 7): npy_bytes(np.zeros((N_CH, 100), np.float16)), (2, 1): npy_bytes(nan)}
     ds = write_dataset(tmp_path / "data", bad=bad)
     manifest = Manifest.load(ds.manifest)
     loader = make_loader(manifest, ds.manifest, batch_size=8, seed=0)
