@@ -381,9 +381,10 @@ def ingest(
             (out / "hashlog.csv").unlink(missing_ok=True)
         shards.mkdir(parents=True, exist_ok=True)
         staging.mkdir(exist_ok=True)
-        for p in list(shards.glob("*.tmp")) + list(staging.glob("*.tmp")) + list(staging.glob("*.crashed")) \
-                  + list(staging.glob("*.claim")):
+        for p in list(shards.glob("*.tmp")) + list(staging.glob("*.tmp")) + list(staging.glob("*.crashed")):
             p.unlink(missing_ok=True)  # half-written files of an interrupted run
+        for p in list(staging.glob("*.claims")) + list(staging.glob("*.claims.done")):
+            shutil.rmtree(p, ignore_errors=True)  # block claims of an interrupted run
         secret = load_site_secret()
         if shards_url:
             _check_store(shards_url)

@@ -275,62 +275,54 @@ def _open_part(source: _Source, reader, sec: dict[str, float]):
     return r, True
 
 
-def _qc_part(source: _Source, picked, segs, blocks: list[_Block], config: IngestConfig,
-             reader=None) -> tuple[list[ChannelFeatures | None], dict[str, float]]:  # fmt: skip
-    """Pass 1 over ``blocks``: their QC figures and the seconds spent (``read``, ``qc``, ``open``).
+def _qc_part(source: _Source, picked, segs, block: _Block, config: IngestConfig,
+             reader=None) -> tuple[ChannelFeatures | None, dict[str, float]]:  # fmt: skip
+    """Pass 1 over one block: its QC figures (``None`` without a whole epoch) and the seconds spent
+    (``read``, ``qc``, ``open``).
 
     ``reader`` is the recording's open reader when run in the recording's own task; a block task
     opens the file from ``source``.
     """
     for action, arg in failpoints():
         prefix, _, e0 = arg.partition("@")
-        if action == "crash-block" and prefix and source.sha256.startswith(prefix) and any(b.e0 == int(e0 or 0) for b in blocks):
+        if action == "crash-block" and prefix and source.sha256.startswith(prefix) and block.e0 == int(e0 or 0):
             os.kill(os.getpid(), signal.SIGKILL)  # test hook: whoever reads that block dies (OOM, segfault)
     sec = {"read": 0.0, "qc": 0.0}
     reader, own = _open_part(source, reader, sec)
-    out = []
     try:
-        for b in blocks:
-            t0 = time.perf_counter()
-            spans = {i: _block_span(b, ch, segs[b.seg][i], config)[:2] for i, ch in enumerate(picked)}
-            x = _read_rows(reader, picked, list(range(len(picked))), spans)
-            t1 = time.perf_counter()
-            out.append(_segment_features(picked, [x[i] for i in range(len(picked))], (b.e1 - b.e0) * config.epoch_s, config))
-            del x
-            sec["read"] += t1 - t0
-            sec["qc"] += time.perf_counter() - t1
+        t0 = time.perf_counter()
+        spans = {i: _block_span(block, ch, segs[block.seg][i], config)[:2] for i, ch in enumerate(picked)}
+        x = _read_rows(reader, picked, list(range(len(picked))), spans)
+        t1 = time.perf_counter()
+        f = _segment_features(picked, [x[i] for i in range(len(picked))], (block.e1 - block.e0) * config.epoch_s, config)
+        sec["read"], sec["qc"] = t1 - t0, time.perf_counter() - t1
     finally:
         if own:
             reader.close()
-    return out, sec
+    return f, sec
 
 
-def _condition_part(source: _Source, picked, good: list[int], segs, blocks: list[_Block], first_row: int,
+def _condition_part(source: _Source, picked, good: list[int], segs, block: _Block, first_row: int,
                     target: _Target, config: IngestConfig, reader=None) -> tuple[np.ndarray, dict[str, float]]:  # fmt: skip
-    """Pass 2 over consecutive ``blocks``: condition them and write their epochs as rows
-    ``first_row...`` of the staging file ``target`` (then fsync). Returns ``(max |µV| per epoch,
-    seconds)``.
+    """Pass 2 over one block: condition it and write its epochs as rows ``first_row...`` of the
+    staging file ``target`` (then fsync). Returns ``(max |µV| per epoch, seconds)``.
 
     Raises
     ------
     OutputError
-        When the staging file cannot be written.
+        When the staging file cannot be written (an error reading the recording is not one).
     """
     sec = {"condition": 0.0}
     reader, own = _open_part(source, reader, sec)
     t0 = time.perf_counter()
-    parts, row = [], first_row
     try:
-        for b in blocks:
-            ep = _condition_block(reader, picked, good, b, segs, config)  # an input OSError stays an input error
-            parts.append(np.abs(ep).max(axis=(1, 2)).astype(np.float32) if len(ep) else np.zeros(0, np.float32))
-            _write_rows(target, row, ep)
-            row += len(ep)
+        ep = _condition_block(reader, picked, good, block, segs, config)
+        _write_rows(target, first_row, ep)
     finally:
         if own:
             reader.close()
     sec["condition"] += time.perf_counter() - t0
-    return np.concatenate(parts) if parts else np.zeros(0, np.float32), sec
+    return np.abs(ep).max(axis=(1, 2)).astype(np.float32) if len(ep) else np.zeros(0, np.float32), sec
 
 
 def _write_rows(target: _Target, first_row: int, rows: np.ndarray) -> None:
@@ -384,7 +376,12 @@ class _DaskParts:
         client = get_client()
         name = fn.__name__.strip("_").replace("_", "-")
         tag = f"{name}-{calls[0][0].sha256[:16]}-{uuid.uuid4().hex[:8]}"
-        claim = [Path(self.staging_dir) / f"{tag}-{k}.claim" for k in range(len(calls))]
+        claims = Path(self.staging_dir) / f"{tag}.claims"
+        try:
+            claims.mkdir()
+        except OSError as exc:
+            raise _output_error(exc, claims.parent, 0) from None
+        claim = [claims / str(k) for k in range(len(calls))]
         futures = [client.submit(_claimed_part, fn, claim[k], c, key=f"{tag}-{k}", priority=BLOCK_PRIORITY - k)
                    for k, c in enumerate(calls)]  # fmt: skip
         out: list = [None] * len(calls)
@@ -396,25 +393,38 @@ class _DaskParts:
                     out[k] = fn(*calls[k], reader=reader)
             for k, f in enumerate(futures):
                 if k not in mine:
-                    out[k] = f.result()
+                    try:
+                        out[k] = f.result()
+                    except KilledWorker:
+                        # Dask gave up on the block task: its workers died, in this block or as bystanders of
+                        # another task's crash (Dask blames every task queued on a dying worker). Do the block
+                        # here: a block that really kills its reader then fails this recording's own task
+                        # (``worker_crash`` from the driver), and a bystander's recording is not lost.
+                        out[k] = fn(*calls[k], reader=reader)
             return out
-        except KilledWorker:
-            raise _BlockCrash("a worker processing one of its blocks died repeatedly") from None
         finally:
             for f in futures:
-                f.release()
-            for p in claim:
-                p.unlink(missing_ok=True)
+                f.release()  # a block task already running goes on; one that starts later finds no folder
+            done = claims.with_name(claims.name + ".done")
+            try:
+                os.replace(claims, done)  # atomic: no claim can be made after this, not even by a late block task
+                shutil.rmtree(done, ignore_errors=True)
+            except OSError:
+                pass  # the next run's start removes what is left
 
 
 def _claim(path: Path, who: str) -> bool:
     """Claim a block for ``who`` ("recording" or "task") with an ``O_CREAT | O_EXCL`` file.
 
     A block task whose earlier attempt claimed the block (then its worker died) claims it again;
-    the recording's task never takes a block a task has claimed, it waits for that task.
+    the recording's task never takes a block a task has claimed, it waits for that task. Once the
+    recording's task is done its claims folder is gone, and a block task starting that late
+    claims nothing.
     """
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileNotFoundError:
+        return False
     except FileExistsError:
         try:
             return who == "task" and path.read_text() == "task"
@@ -430,12 +440,8 @@ def _claim(path: Path, who: str) -> bool:
 
 
 def _claimed_part(fn: Callable, claim: Path, call: tuple):
-    """A block task: ``fn(*call)`` unless the recording's task has taken the block (then ``None``)."""
+    """A block task: ``fn(*call)`` unless the block is taken or the recording is done (then ``None``)."""
     return fn(*call) if _claim(claim, "task") else None
-
-
-class _BlockCrash(EphysError):
-    code = "worker_crash"
 
 
 def _nan_to_none(v: float) -> float | None:
@@ -739,8 +745,9 @@ def process_recording(
         segs = _segment_samples(h, picked)
         blocks = _blocks(h, picked, config)
         parts_f = []
-        for fs, sec in map_parts(_qc_part, [(source, picked, segs, [b], config) for b in blocks], reader):
-            parts_f += [f for f in fs if f is not None]
+        for f, sec in map_parts(_qc_part, [(source, picked, segs, b, config) for b in blocks], reader):
+            if f is not None:
+                parts_f.append(f)
             _add(work, sec)
         t0 = time.perf_counter()
         staging_data = dict(zip(staging.indices, reader.read_channels(staging.indices))) if staging else {}
@@ -773,7 +780,7 @@ def process_recording(
         n_rows = len(picked) if config.montage == "native" else len(REGION_NAMES)
         with _StagedArray(staged, (len(starts), n_rows, config.n_samples)) as out:
             target = out.reserve()
-            calls = [(source, picked, good, segs, [b], int(first_rows[k]), target, config) for k, b in enumerate(blocks)]
+            calls = [(source, picked, good, segs, b, int(first_rows[k]), target, config) for k, b in enumerate(blocks)]
             parts_max = []
             for m, sec in map_parts(_condition_part, calls, reader):
                 parts_max.append(m)
