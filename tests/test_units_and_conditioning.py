@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from ephys.ingest.channels import parse_label, unit_to_uv
-from ephys.ingest.condition import condition, fir_kernel, lowpass_edge, notch_freqs, resample_ratio
+from ephys.ingest.condition import condition, fir_kernel, lowpass_edge, notch_freqs, polyphase_resample, resample_ratio
 from ephys.ingest.identity import pseudonym, scrub_text, secret_fingerprint
 from ephys.ingest.montage import REGION_NAMES, regional8
-from ephys.qc.epochs import channel_epoch_flags
+from ephys.qc.features import channel_features
 
 
 @pytest.mark.parametrize(
@@ -71,19 +71,40 @@ def test_regional8_average_reference_and_mask():
     expect = {"L-frontal": (car[0] + car[1]) / 2, "L-central": car[2], "occipital": (car[3] + car[4]) / 2, "midline": car[5]}
     assert mask == [name in expect for name in REGION_NAMES]
     for i, name in enumerate(REGION_NAMES):
-        np.testing.assert_allclose(out[i], expect.get(name, 0.0))
+        np.testing.assert_allclose(out[i], expect.get(name, 0.0), rtol=1e-6, atol=1e-6)  # float32 weights
 
 
 def test_qc_flags():
     rng = np.random.default_rng(1)
-    ep = rng.normal(0, 20, (4, 3000))
+    ep = rng.normal(0, 20, (6, 3000))
     ep[1] = 0.1  # flat
     ep[2, :100] = 3276.7  # clipped burst at the upper rail (3.3 % of samples)
     ep[3, 5] = np.nan
-    flat, clipped, nonfinite = channel_epoch_flags(ep, (-3276.8, 3276.7, 0.05), flat_uv=0.5, clip_fraction=0.01)
-    assert flat.tolist() == [False, True, False, False]
-    assert clipped.tolist() == [False, False, True, False]
-    assert nonfinite.tolist() == [False, False, False, True]
+    ep[4, :20] = -3276.8  # at the lower rail, but only 0.7 % of samples
+    ep[5, ::50] = -3276.78  # within half a step of the lower rail: 2 %
+    f = channel_features(ep, 100.0, (-3276.8, 3276.7, 0.05), line_freq=50, flat_uv=0.5, clip_fraction=0.01)
+    assert f["flat"].tolist() == [False, True, False, False, False, False]
+    assert f["clipped"].tolist() == [False, False, True, False, False, True]
+    assert f["nonfinite"].tolist() == [False, False, False, True, False, False]
+    assert f["sd_uv"][1] == 0.0 and abs(f["sd_uv"][0] / 20 - 1) < 0.05
+    assert np.isnan(f["emg_ratio"][1])  # a constant epoch has no spectrum to take a ratio of
+    no_rails = channel_features(ep, 100.0, None, line_freq=50, flat_uv=0.5, clip_fraction=0.01)
+    assert not no_rails["clipped"].any()
+
+
+@pytest.mark.parametrize("sfreq", [100.0, 128.0, 160.0, 200.0, 256.0, 256.02, 500.0, 512.0, 1000.0, 1024.0, 5000.0])
+def test_polyphase_resample_equals_scipy(sfreq):
+    """The matrix-product resampler gives scipy.signal.resample_poly's output, ends included."""
+    from scipy.signal import resample_poly
+
+    up, down = resample_ratio(sfreq, 250.0)
+    rng = np.random.default_rng(int(sfreq))
+    for n in (0, 1, 7, 333, int(40 * sfreq) + 17):
+        x = (rng.normal(0, 50, (3, n)) + 1e3).astype(np.float32)  # with a DC offset, as raw EEG has
+        want = resample_poly(x, up, down, axis=-1)
+        got = polyphase_resample(x, up, down)
+        assert got.dtype == np.float32 and got.shape == want.shape == (3, -(-n * up // down))
+        np.testing.assert_allclose(got, want, rtol=0, atol=2e-3)  # float32 rounding of values near 1,000 µV
 
 
 def test_pseudonyms_and_scrubbing():

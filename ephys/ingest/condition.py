@@ -13,17 +13,21 @@
   edge padding of MNE. Filtering twice with MNE gives the same signal to within
   float32 rounding away from the edges (tested); one float32 pass costs about a
   third of two float64 ones.
-* Resample to 250 Hz by polyphase filtering (``scipy.signal.resample_poly``
-  with the exact rational ratio, e.g. 256 -> 250 Hz is up 125 / down 128).
+* Resample to 250 Hz by polyphase filtering with the exact rational ratio (e.g. 256 -> 250 Hz
+  is up 125 / down 128): the anti-aliasing filter of ``scipy.signal.resample_poly`` (its
+  default Kaiser window, beta 5, 10 zero crossings each side), applied as a matrix product
+  (:func:`polyphase_resample`); equal to ``resample_poly`` to float32 rounding (tested), 2.5-4x
+  faster.
 """
 
 from __future__ import annotations
 
 from fractions import Fraction
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
-from scipy.signal import oaconvolve, resample_poly
+from scipy.signal import firwin, oaconvolve
 
 #: Transition bandwidth (Hz) of ``mne.filter.notch_filter``'s FIR design (its default).
 NOTCH_TRANS_BANDWIDTH = 1.0
@@ -84,6 +88,76 @@ def _pad_odd(x: np.ndarray, n_pad: int) -> np.ndarray:
     return np.concatenate([z, left, x, right, z], axis=1)
 
 
+class _PolyphasePlan(NamedTuple):
+    s_min: int  # first input sample of a frame, relative to the frame's anchor
+    n_taps: int  # input samples per frame
+    outputs: int  # output samples per frame
+    stride: int  # input samples between frames
+    parts: tuple  # (first output, stop output, first tap row, stop tap row, float32 matrix)
+
+
+@lru_cache(maxsize=32)
+def _polyphase_plan(up: int, down: int) -> _PolyphasePlan:
+    """The resampling of :func:`polyphase_resample` as frame matrices.
+
+    ``resample_poly`` computes ``y[n] = sum_k h[k] u[n * down + H - k]`` with ``u`` the input
+    upsampled by ``up`` with zeros, ``h`` its low-pass of ``2 H + 1`` taps (``H = 10 * max(up, down)``).
+    Written for output ``n = q * P + r`` and input ``i = q * R * down + s`` (``P = R * up``
+    outputs per frame), ``y[q P + r] = sum_s x[q R down + s] h[s up - r down + H]``: every frame
+    multiplies its window of input samples by one ``(n_taps, P)`` matrix. The matrix is banded,
+    so the outputs are taken in groups of about 40, each with only its rows.
+    """
+    max_rate = max(up, down)
+    half = 10 * max_rate
+    h = firwin(2 * half + 1, 1.0 / max_rate, window=("kaiser", 5.0)) * up
+    reps = -(-32 // up)  # frames of at least 32 outputs keep the matrix products efficient
+    outputs = reps * up
+    s_min, s_max = -(half // up), ((outputs - 1) * down + half) // up
+    parts = []
+    for cols in np.array_split(np.arange(outputs), max(1, round(outputs / 40))):
+        s = np.arange(-((half - cols[0] * down) // up), (cols[-1] * down + half) // up + 1)  # rows the group reaches
+        idx = s[:, None] * up - cols[None, :] * down + half
+        m = np.where((idx >= 0) & (idx <= 2 * half), h[np.clip(idx, 0, 2 * half)], 0.0).astype(np.float32)
+        parts.append((int(cols[0]), int(cols[-1]) + 1, int(s[0] - s_min), int(s[-1] - s_min) + 1, m))
+    return _PolyphasePlan(s_min, s_max - s_min + 1, outputs, reps * down, tuple(parts))
+
+
+def polyphase_resample(x: np.ndarray, up: int, down: int) -> np.ndarray:
+    """Resample by ``up / down`` exactly as ``scipy.signal.resample_poly(x, up, down, axis=-1)`` does
+    with its defaults (zeros beyond both ends), in float32.
+
+    The frames of input samples that produce ``P`` consecutive outputs are multiplied by a fixed
+    matrix of filter taps (:func:`_polyphase_plan`), so the work is a few BLAS matrix products
+    instead of SciPy's scalar polyphase loop; the same taps reach the same inputs.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_channels, n_samples), float32
+    up, down : int
+        Coprime resampling factors.
+
+    Returns
+    -------
+    ndarray, shape (n_channels, ceil(n_samples * up / down)), float32
+    """
+    n_ch, n = x.shape
+    n_out = -(-n * up // down)
+    if (up, down) == (1, 1):
+        return np.array(x, dtype=np.float32)
+    plan = _polyphase_plan(up, down)
+    n_frames = -(-n_out // plan.outputs)
+    padded = np.zeros((n_ch, max((n_frames - 1) * plan.stride + plan.n_taps, n - plan.s_min)), np.float32)
+    padded[:, -plan.s_min : n - plan.s_min] = x
+    frames = np.lib.stride_tricks.as_strided(
+        padded, (n_ch, n_frames, plan.n_taps), (padded.strides[0], plan.stride * padded.itemsize, padded.itemsize)
+    )
+    frames = np.ascontiguousarray(frames).reshape(n_ch * n_frames, plan.n_taps)
+    y = np.empty((n_ch * n_frames, plan.outputs), np.float32)
+    for c0, c1, r0, r1, m in plan.parts:
+        y[:, c0:c1] = frames[:, r0:r1] @ m
+    return y.reshape(n_ch, n_frames * plan.outputs)[:, :n_out]
+
+
 def condition(x: np.ndarray, sfreq: float, *, l_freq: float, h_freq: float, line_freq: float, sfreq_out: float) -> np.ndarray:
     """Band-pass, notch and resample signals.
 
@@ -105,5 +179,5 @@ def condition(x: np.ndarray, sfreq: float, *, l_freq: float, h_freq: float, line
         y = oaconvolve(_pad_odd(y, half), h[None, :], mode="valid", axes=-1)
     up, down = resample_ratio(sfreq, sfreq_out)
     if (up, down) != (1, 1):
-        y = resample_poly(y, up, down, axis=-1)
+        y = polyphase_resample(np.asarray(y, dtype=np.float32), up, down)
     return np.asarray(y, dtype=np.float32)

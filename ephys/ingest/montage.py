@@ -36,8 +36,30 @@ def region_coverage(electrodes: list[str]) -> list[bool]:
     return [any(e in have for e in members) for members in REGIONS.values()]
 
 
+def regional8_weights(electrodes: list[str]) -> tuple[np.ndarray, list[bool]]:
+    """The ``regional8`` montage as a matrix: common-average reference over ``electrodes``, then
+    the mean of each region's electrodes.
+
+    Returns
+    -------
+    weights : ndarray, shape (8, n_electrodes), float32
+        ``regions = weights @ x`` for ``x`` of shape ``(n_electrodes, n_samples)``.
+    mask : list of 8 bool
+    """
+    n = len(electrodes)
+    index = {e: i for i, e in enumerate(electrodes)}
+    means = np.zeros((len(REGIONS), n))
+    mask = []
+    for r, members in enumerate(REGIONS.values()):
+        rows = [index[e] for e in members if e in index]
+        mask.append(bool(rows))
+        means[r, rows] = 1.0 / max(len(rows), 1)
+    car = np.eye(n) - 1.0 / n if n else np.zeros((0, 0))
+    return (means @ car).astype(np.float32), mask
+
+
 def regional8(x: np.ndarray, electrodes: list[str]) -> tuple[np.ndarray, list[bool]]:
-    """Common-average reference over ``electrodes``, then mean per region.
+    """Common-average reference over ``electrodes``, then mean per region (:func:`regional8_weights`).
 
     Parameters
     ----------
@@ -49,13 +71,5 @@ def regional8(x: np.ndarray, electrodes: list[str]) -> tuple[np.ndarray, list[bo
     regions : ndarray, shape (8, n_samples), float32, µV
     mask : list of 8 bool
     """
-    x = x - x.mean(axis=0, keepdims=True)
-    index = {e: i for i, e in enumerate(electrodes)}
-    out = np.zeros((len(REGIONS), x.shape[1]), dtype=np.float32)
-    mask = []
-    for r, members in enumerate(REGIONS.values()):
-        rows = [index[e] for e in members if e in index]
-        mask.append(bool(rows))
-        if rows:
-            out[r] = x[rows].mean(axis=0)
-    return out, mask
+    weights, mask = regional8_weights(electrodes)
+    return weights @ np.asarray(x, dtype=np.float32), mask

@@ -22,6 +22,7 @@ import signal
 import threading
 import time
 import warnings
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -33,7 +34,7 @@ from ephys.annotate.attach import label_annotations
 from ephys.ingest.channels import TEN_TWENTY
 from ephys.ingest.condition import condition, fir_kernel, resample_ratio
 from ephys.ingest.identity import age_years, author_pseudonym, normalise_sex, pseudonym, scrub_text, shifted_start
-from ephys.ingest.montage import REGION_NAMES, region_coverage, regional8
+from ephys.ingest.montage import REGION_NAMES, region_coverage, regional8_weights
 from ephys.ingest.readers import open_recording
 from ephys.qc.epochs import rails_uv
 from ephys.qc.features import ChannelFeatures, Thresholds, bad_channels, channel_features, epoch_scores, max_neighbour_correlation, usable
@@ -243,9 +244,11 @@ def _condition_block(reader, picked, good: list[int], block: _Block, segs, confi
                           sfreq_out=config.sfreq)[:, skip : skip + n_epochs * n_out]  # fmt: skip
             out[group, : y.shape[1]] = y  # a fractional input rate can leave the last sample short
     if config.montage == "regional8":
-        out, _ = regional8(out[good], [picked[i].name for i in good])
-    epochs = out.reshape(out.shape[0], n_epochs, n_out).transpose(1, 0, 2)
-    return np.clip(epochs, -F16_MAX, F16_MAX).astype(np.float16)
+        weights = np.zeros((len(REGION_NAMES), len(picked)), np.float32)
+        weights[:, good] = regional8_weights([picked[i].name for i in good])[0]
+        out = weights @ out
+    np.clip(out, -F16_MAX, F16_MAX, out=out)
+    return out.reshape(out.shape[0], n_epochs, n_out).transpose(1, 0, 2).astype(np.float16)
 
 
 class _Source(NamedTuple):
@@ -264,6 +267,20 @@ class _Target(NamedTuple):
     path: str
     offset: int
     row_bytes: int
+
+
+@lru_cache(maxsize=1)
+def _blas():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def _one_blas_thread():
+    """Context: BLAS matrix products (resampling, montage, QC band sums) on one thread. A
+    multi-threaded BLAS splits sums differently, so without this a block would differ in float32
+    rounding between a Dask worker (one BLAS thread by default) and a plain Python process."""
+    return _blas().limit(limits=1, user_api="blas")
 
 
 def _open_part(source: _Source, reader, sec: dict[str, float]):
@@ -294,7 +311,8 @@ def _qc_part(source: _Source, picked, segs, block: _Block, config: IngestConfig,
         spans = {i: _block_span(block, ch, segs[block.seg][i], config)[:2] for i, ch in enumerate(picked)}
         x = _read_rows(reader, picked, list(range(len(picked))), spans)
         t1 = time.perf_counter()
-        f = _segment_features(picked, [x[i] for i in range(len(picked))], (block.e1 - block.e0) * config.epoch_s, config)
+        with _one_blas_thread():
+            f = _segment_features(picked, [x[i] for i in range(len(picked))], (block.e1 - block.e0) * config.epoch_s, config)
         sec["read"], sec["qc"] = t1 - t0, time.perf_counter() - t1
     finally:
         if own:
@@ -316,7 +334,8 @@ def _condition_part(source: _Source, picked, good: list[int], segs, block: _Bloc
     reader, own = _open_part(source, reader, sec)
     t0 = time.perf_counter()
     try:
-        ep = _condition_block(reader, picked, good, block, segs, config)
+        with _one_blas_thread():
+            ep = _condition_block(reader, picked, good, block, segs, config)
         _write_rows(target, first_row, ep)
     finally:
         if own:

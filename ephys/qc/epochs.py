@@ -28,28 +28,19 @@ def rails_uv(ch: ChannelInfo) -> tuple[float, float, float] | None:
     return lo, hi, step / 2
 
 
-def channel_epoch_flags(
-    x: np.ndarray, rails: tuple[float, float, float] | None, *, flat_uv: float, clip_fraction: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Flat, clipped and non-finite flags of one channel's epochs.
+def clipped_epochs(x: np.ndarray, rails: tuple[float, float, float] | None, clip_fraction: float) -> np.ndarray:
+    """``(n_epochs,)`` bool: more than ``clip_fraction`` of the epoch's samples are within ``tol`` of a rail.
 
-    Parameters
-    ----------
-    x : ndarray, shape (n_epochs, n_samples_per_epoch)
-        One channel's raw epochs in µV at its own sampling rate.
-
-    Returns
-    -------
-    flat, clipped, nonfinite : bool ndarrays of shape (n_epochs,)
+    ``x`` is ``(n_epochs, n_samples_per_epoch)``, finite, µV; ``rails`` is ``(low, high, tol)`` in µV
+    (:func:`rails_uv`) or ``None`` (never clipped). Only epochs whose minimum or maximum reaches a
+    rail are counted sample by sample.
     """
-    finite = np.isfinite(x)
-    nonfinite = ~finite.all(axis=1)
-    xs = np.where(finite, x, 0.0)
-    flat = xs.std(axis=1) < flat_uv
-    if rails is None:
-        clipped = np.zeros(x.shape[0], bool)
-    else:
-        lo, hi, tol = rails
-        at_rail = (xs <= lo + tol) | (xs >= hi - tol)
-        clipped = at_rail.mean(axis=1) > clip_fraction
-    return flat, clipped, nonfinite
+    clipped = np.zeros(x.shape[0], bool)
+    if rails is None or not x.size:
+        return clipped
+    lo, hi, tol = rails
+    near = np.flatnonzero((x.min(axis=1) <= lo + tol) | (x.max(axis=1) >= hi - tol))
+    if len(near):
+        xs = x[near]
+        clipped[near] = ((xs <= lo + tol) | (xs >= hi - tol)).mean(axis=1) > clip_fraction
+    return clipped

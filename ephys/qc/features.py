@@ -57,13 +57,15 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import signal
 
-from ephys.qc.epochs import channel_epoch_flags
+from ephys.qc.epochs import clipped_epochs
 
 #: Epochs processed together in the spectral figures (bounds Welch's float64 buffers).
 _CHUNK_EPOCHS = 128
@@ -92,12 +94,75 @@ class ChannelFeatures:
         return ChannelFeatures(**{k: np.concatenate([getattr(p, k) for p in parts], axis=1) for k in names})
 
 
-def _band_ratio(f: np.ndarray, p: np.ndarray, num: tuple[float, float], den: tuple[float, float]) -> np.ndarray:
-    """Power in ``num`` over power in ``den`` (inclusive bands, Hz) of PSDs ``p`` (..., n_freqs)."""
-    n = p[..., (f >= num[0]) & (f <= num[1])].sum(axis=-1)
-    d = p[..., (f >= den[0]) & (f <= den[1])].sum(axis=-1)
+class _WelchPlan(NamedTuple):
+    window: np.ndarray  # (nper,) float32 Hann
+    window_dft: np.ndarray  # (n_fix,) complex64: the window's DFT at the bins a frame's mean reaches
+    n_bins: int  # bins 0..n_bins-1 cover every band
+    bands: np.ndarray  # (2 * n_bins, 5) float32 indicator of each band, real and imaginary parts interleaved
+
+
+#: Columns of :attr:`_WelchPlan.bands`.
+_LINE, _TOTAL, _EMG, _DRIFT, _DRIFT_TOTAL = range(5)
+
+
+@lru_cache(maxsize=32)
+def _welch_plan(nper: int, sfreq: float, line_freq: float) -> _WelchPlan:
+    hf = min(100.0, 0.45 * sfreq)
+    f = np.fft.rfftfreq(nper, 1.0 / sfreq)
+    window = signal.get_window("hann", nper).astype(np.float32)
+    w_dft = np.fft.rfft(window.astype(np.float64))
+    n_fix = int(np.flatnonzero(np.abs(w_dft) > 1e-6 * abs(w_dft[0]))[-1]) + 1  # 2 for the periodic Hann
+    edges = [(line_freq - 1, line_freq + 1), (1.0, hf), (30.0, hf), (1e-9, 0.3), (1e-9, hf)]
+    n_bins = int(np.searchsorted(f, hf, side="right"))
+    bands = np.stack([(f[:n_bins] >= lo) & (f[:n_bins] <= hi) for lo, hi in edges], axis=1)
+    return _WelchPlan(window, w_dft[:n_fix].astype(np.complex64), n_bins, np.repeat(bands, 2, axis=0).astype(np.float32))
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(d > 0, n / d, np.nan)
+        return np.where(den > 0, num / den, np.nan).astype(np.float32)
+
+
+def _welch_ratios(xc: np.ndarray, sfreq: float, line_freq: float) -> np.ndarray:
+    """``(3, n_epochs)`` line, EMG and drift ratios of finite epochs ``xc`` (n_epochs, n) whose
+    means have been removed (see :func:`spectral_ratios`)."""
+    hf = min(100.0, 0.45 * sfreq)
+    nper = min(xc.shape[1], int(round(10 * sfreq)))
+    out = np.full((3, xc.shape[0]), np.nan, np.float32)
+    if nper < 8:
+        return out
+    step = nper - nper // 2
+    n_win = (xc.shape[1] - nper) // step + 1
+    plan = _welch_plan(nper, float(sfreq), float(line_freq))
+    for a in range(0, xc.shape[0], _CHUNK_EPOCHS):
+        frames = sliding_window_view(xc[a : a + _CHUNK_EPOCHS], nper, axis=-1)[:, : n_win * step : step]
+        spec = scipy.fft.rfft(frames * plan.window, axis=-1, overwrite_x=True)[..., : plan.n_bins]
+        # Each window's mean removed after the transform: rfft(w (x - m)) = rfft(w x) - m rfft(w),
+        # and rfft(w) of a periodic Hann window is zero beyond its first two bins.
+        n_fix = min(len(plan.window_dft), plan.n_bins)
+        spec[..., :n_fix] -= frames.mean(axis=-1)[..., None] * plan.window_dft[:n_fix]
+        parts = spec.view(np.float32)  # real and imaginary parts, interleaved
+        power = np.square(parts, out=parts)
+        b = (power.reshape(-1, power.shape[-1]) @ plan.bands).reshape(*power.shape[:2], -1).sum(axis=1)
+        rows = slice(a, a + len(b))
+        if line_freq + 1 < hf:
+            out[0, rows] = _ratio(b[:, _LINE], b[:, _TOTAL])
+        if hf > 30:
+            out[1, rows] = _ratio(b[:, _EMG], b[:, _TOTAL])
+        out[2, rows] = _ratio(b[:, _DRIFT], b[:, _DRIFT_TOTAL])
+    return out
+
+
+def _centred(ep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(x - mean, nonfinite)``: float32 epochs with non-finite samples set to 0 and each epoch's mean
+    removed, and which epochs held a non-finite sample (their float64 mean is not finite)."""
+    x = np.asarray(ep, dtype=np.float32)
+    mean = x.mean(axis=1, dtype=np.float64)
+    nonfinite = ~np.isfinite(mean)
+    if nonfinite.any():
+        x = np.where(np.isfinite(x), x, np.float32(0.0))
+        mean = x.mean(axis=1, dtype=np.float64)
+    return x - mean.astype(np.float32)[:, None], nonfinite
 
 
 def spectral_ratios(ep: np.ndarray, sfreq: float, line_freq: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -107,7 +172,7 @@ def spectral_ratios(ep: np.ndarray, sfreq: float, line_freq: float) -> tuple[np.
     50 % overlap, each window's mean removed, periodograms averaged), in float32 with the windows
     as a strided view. A band ratio needs no density scaling: every bin it sums (neither DC nor
     Nyquist) carries the same factor, so sums of ``|FFT|^2`` give the same ratio as Welch's PSD
-    (tested against ``scipy.signal.welch`` to 1e-5).
+    (tested against ``scipy.signal.welch`` to 1e-5). Non-finite samples count as 0.
 
     Parameters
     ----------
@@ -119,67 +184,55 @@ def spectral_ratios(ep: np.ndarray, sfreq: float, line_freq: float) -> tuple[np.
     -------
     line_ratio, emg_ratio, drift_ratio : float32 ndarrays of shape (n_epochs,), NaN where undefined
     """
-    hf = min(100.0, 0.45 * sfreq)
-    nper = min(ep.shape[1], int(round(10 * sfreq)))
-    out = np.full((3, ep.shape[0]), np.nan, np.float32)
-    if nper < 8:
-        return out[0], out[1], out[2]
-    step = nper - nper // 2
-    n_win = (ep.shape[1] - nper) // step + 1
-    window = signal.get_window("hann", nper).astype(np.float32)
-    f = np.fft.rfftfreq(nper, 1.0 / sfreq)
-    for a in range(0, ep.shape[0], _CHUNK_EPOCHS):
-        x = np.asarray(ep[a : a + _CHUNK_EPOCHS], dtype=np.float32)
-        if not np.isfinite(x).all():
-            x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-        frames = sliding_window_view(x, nper, axis=-1)[:, : n_win * step : step]  # (epochs, windows, nper)
-        frames = frames - frames.mean(axis=-1, keepdims=True)
-        frames *= window
-        spec = scipy.fft.rfft(frames, axis=-1)
-        p = (spec.real**2 + spec.imag**2).mean(axis=1)
-        if line_freq + 1 < hf:
-            out[0, a : a + len(x)] = _band_ratio(f, p, (line_freq - 1, line_freq + 1), (1.0, hf))
-        if hf > 30:
-            out[1, a : a + len(x)] = _band_ratio(f, p, (30.0, hf), (1.0, hf))
-        out[2, a : a + len(x)] = _band_ratio(f, p, (1e-9, 0.3), (1e-9, hf))
-    return out[0], out[1], out[2]
+    line, emg, drift = _welch_ratios(_centred(ep)[0], sfreq, line_freq)
+    return line, emg, drift
+
+
+def _kurtosis_of_centred(xd: np.ndarray) -> np.ndarray:
+    sq = xd * xd
+    m2 = sq.sum(axis=1, dtype=np.float64) / xd.shape[1]
+    m4 = np.vecdot(sq, sq).astype(np.float64) / xd.shape[1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(m2 > 0, m4 / (m2 * m2) - 3.0, 0.0)
 
 
 def excess_kurtosis(x: np.ndarray) -> np.ndarray:
     """Fisher (excess) kurtosis of each row, biased (population) moments, 0 for a constant row.
 
-    Same as ``scipy.stats.kurtosis(x, axis=1, fisher=True, bias=True)`` (moments accumulated in float64).
+    Same as ``scipy.stats.kurtosis(x, axis=1, fisher=True, bias=True)`` to float32 rounding.
     """
     xm = x - x.mean(axis=1, keepdims=True, dtype=np.float64).astype(x.dtype)
-    sq = xm * xm
-    m2 = sq.mean(axis=1, dtype=np.float64)
-    m4 = (sq * sq).mean(axis=1, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(m2 > 0, m4 / (m2 * m2) - 3.0, 0.0)
-
-
-def _detrend(x: np.ndarray) -> np.ndarray:
-    """Each row minus its least-squares line (float32): DC-coupled amplifiers drift by millivolts,
-    which is drift, not amplitude."""
-    t = np.linspace(-1.0, 1.0, x.shape[1], dtype=np.float32)
-    x = x.astype(np.float32) - x.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
-    return x - np.outer(x @ t / (t @ t), t)
+    return _kurtosis_of_centred(xm)
 
 
 def channel_features(ep: np.ndarray, sfreq: float, rails, *, line_freq: float, flat_uv: float,
                      clip_fraction: float) -> dict[str, np.ndarray]:  # fmt: skip
     """Every figure of the module docstring for one channel's epochs ``(n_epochs, n_samples)`` in µV.
 
+    One pass finds the non-finite epochs (through their means); the centred epochs feed the SD,
+    the Welch spectra and, once their linear trend is removed, peak-to-peak and kurtosis.
     Returns a dict of ``(n_epochs,)`` arrays keyed like :class:`ChannelFeatures` (without ``max_corr``).
     """
-    flat, clipped, nonfinite = channel_epoch_flags(ep, rails, flat_uv=flat_uv, clip_fraction=clip_fraction)
-    xs = np.where(np.isfinite(ep), ep, 0.0)
-    xd = _detrend(xs)
-    kurt = excess_kurtosis(xd)
-    line, emg, drift = spectral_ratios(ep, sfreq, line_freq)
-    return dict(sd_uv=xs.std(axis=1).astype(np.float32), ptp_uv=np.ptp(xd, axis=1).astype(np.float32),
-                kurtosis=np.nan_to_num(kurt, nan=0.0).astype(np.float32), line_ratio=line, emg_ratio=emg,
-                drift_ratio=drift, flat=flat, clipped=clipped, nonfinite=nonfinite)  # fmt: skip
+    x = np.asarray(ep, dtype=np.float32)
+    xc, nonfinite = _centred(x)
+    if nonfinite.any():
+        x = np.where(np.isfinite(x), x, np.float32(0.0))
+    n = x.shape[1]
+    sd = np.sqrt(np.maximum(np.vecdot(xc, xc), 0.0) / n).astype(np.float32)
+    line, emg, drift = _welch_ratios(xc, sfreq, line_freq)
+    t = _trend_basis(n)
+    xc -= np.outer((xc @ t) / (t @ t), t)  # each epoch's least-squares line (DC-coupled drift is not amplitude)
+    return dict(sd_uv=sd, ptp_uv=np.ptp(xc, axis=1).astype(np.float32),
+                kurtosis=np.nan_to_num(_kurtosis_of_centred(xc), nan=0.0).astype(np.float32), line_ratio=line,
+                emg_ratio=emg, drift_ratio=drift, flat=sd < flat_uv, clipped=clipped_epochs(x, rails, clip_fraction),
+                nonfinite=nonfinite)  # fmt: skip
+
+
+@lru_cache(maxsize=16)
+def _trend_basis(n: int) -> np.ndarray:
+    t = np.linspace(-1.0, 1.0, n, dtype=np.float32)
+    t.setflags(write=False)
+    return t
 
 
 def max_neighbour_correlation(eps: list[np.ndarray], sfreq: float) -> np.ndarray:
@@ -199,14 +252,22 @@ def max_neighbour_correlation(eps: list[np.ndarray], sfreq: float) -> np.ndarray
         return np.full((n_ch, n_ep), np.nan, np.float32)
     k = max(1, int(sfreq // 50))
     m = eps[0].shape[1] // k
-    x = np.stack([np.nan_to_num(e[:, : m * k], nan=0.0, posinf=0.0, neginf=0.0).reshape(n_ep, m, k).mean(axis=2)
-                  for e in eps])  # fmt: skip  # (n_ch, n_ep, m)
-    t = np.linspace(-1.0, 1.0, m)
-    x = x - x.mean(axis=2, keepdims=True)
-    x = x - (x @ t)[..., None] * t / (t @ t)  # remove each epoch's linear trend
-    norm = np.linalg.norm(x, axis=2, keepdims=True)
+    ones = np.full(k, 1.0 / k, np.float32)
+
+    def block_means(e: np.ndarray) -> np.ndarray:  # (n_ep, m): means of k consecutive samples
+        e = np.ascontiguousarray(e[:, : m * k], dtype=np.float32)
+        x = (e.reshape(n_ep * m, k) @ ones).reshape(n_ep, m)
+        if not np.isfinite(x).all():  # non-finite samples count as 0
+            x = (np.nan_to_num(e, nan=0.0, posinf=0.0, neginf=0.0).reshape(n_ep * m, k) @ ones).reshape(n_ep, m)
+        return x
+
+    x = np.stack([block_means(e) for e in eps], axis=1)  # (n_ep, n_ch, m)
+    t = np.linspace(-1.0, 1.0, m, dtype=np.float32)
+    x -= x.mean(axis=2, keepdims=True)
+    x -= np.multiply.outer(x @ t / (t @ t), t)  # remove each epoch's linear trend
+    norm = np.sqrt(np.vecdot(x, x))[..., None]
     z = np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
-    r = np.abs(np.einsum("cem,dem->ecd", z, z))  # (n_ep, n_ch, n_ch)
+    r = np.abs(z @ z.transpose(0, 2, 1))  # (n_ep, n_ch, n_ch)
     idx = np.arange(n_ch)
     r[:, idx, idx] = 0.0
     return r.max(axis=2).T.astype(np.float32)
