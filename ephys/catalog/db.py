@@ -18,7 +18,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, delete, event, func, select, update
+from sqlalchemy import create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -284,10 +284,10 @@ class Catalog:
             s.add(shard)
             s.flush()
             ids = dict(s.execute(select(m.Recording.sha256, m.Recording.id).where(m.Recording.sha256.in_(list(packed)))).all())
-            s.add_all(
-                m.Epoch(recording_id=ids[e["recording"]], shard_id=shard.id, **{k: v for k, v in e.items() if k != "recording"})
-                for e in epochs
-            )
+            cols = {k for e in epochs for k in e if k != "recording"}  # sleep probabilities only with a stager
+            rows = [{k: e.get(k) for k in cols} | {"recording_id": ids[e["recording"]], "shard_id": shard.id} for e in epochs]
+            if rows:
+                s.execute(insert(m.Epoch), rows)  # one executemany, not 1,000 ORM objects
             for sha, n in packed.items():
                 s.execute(update(m.Recording).where(m.Recording.sha256 == sha).values(n_packed=n))
 

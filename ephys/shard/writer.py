@@ -91,6 +91,7 @@ def write_shard(folder: Path, index: int, samples: list[tuple[np.ndarray, EpochM
     try:
         with open(tmp, "wb") as f:
             with tarfile.open(fileobj=_Hashing(f), mode="w", format=tarfile.USTAR_FORMAT) as tar:
+                tar.copybufsize = 1 << 22  # one write per member, not one per 16 KiB
                 for x, meta in samples:
                     data = npy_bytes(x)
                     tar.addfile(_member(f"{meta.key}.eeg.npy", len(data)), io.BytesIO(data))
