@@ -1,8 +1,8 @@
 """The ingest driver: a Dask graph over recordings, and the single writer of shards and catalog.
 
-Graph: one ``hash`` task per discovered recording; when its hash is known and
-the catalog says it is not done, one ``process`` task
-(:func:`ephys.pipeline.task.process_recording`). Workers stage conditioned
+Graph: one ``hash`` task per discovered recording (above everything else in priority); when its
+hash is known and the catalog says it is not done, one ``process`` task
+(:func:`ephys.pipeline.task.process_recording`), prioritised in packing order. Workers stage conditioned
 epochs on disk; the driver gathers results as they complete and:
 
 * records every result in the catalog (failures at once);

@@ -46,7 +46,7 @@ F16_MAX = float(np.finfo(np.float16).max)
 MIN_EEG_SFREQ = 32.0
 #: Channels conditioned together (float32 filter buffers of a few block lengths each).
 CONDITION_GROUP = 4
-#: Dask priority of block tasks: above every recording task (whose priority is its size in MiB), so
+#: Dask priority of block tasks: above every recording task (whose priority follows the packing order), so
 #: workers finish the recordings already open before they open new ones.
 BLOCK_PRIORITY = 1 << 40
 
