@@ -47,10 +47,10 @@ from ephys.shard.store import is_url, local_path
 from ephys.shard.writer import write_shard
 
 log = logging.getLogger("ephys")
-#: Test hook: seconds to pause after each committed shard, so tests can kill a run mid-way.
 #: Dask priority of hash tasks: above block tasks (:data:`ephys.pipeline.task.BLOCK_PRIORITY`) and
 #: recording tasks. Hashing is about 2 % of the work.
 HASH_PRIORITY = BLOCK_PRIORITY << 1
+#: Test hook: seconds to pause after each committed shard, so tests can kill a run mid-way.
 _PACK_DELAY_S = float(os.environ.get("EPHYS_TEST_PACK_DELAY_S", "0") or 0)
 
 
@@ -471,7 +471,7 @@ def _run(recordings: list[Discovered], client, catalog, hashlog, states, config,
     # then recordings in that order (ascending SHA-256, :func:`_pack_priority`), so results arrive
     # about when the packer needs them and shards are written while the workers process, not all
     # at the end. A long recording started late does not leave workers idle: its blocks are
-    # shared (ephys.pipeline.task).
+    # shared (ephys.pipeline.task). Among hashes, the largest files are submitted first.
     sizes = [_recording_bytes(rec) for rec in recordings]
     for i in sorted(range(len(recordings)), key=lambda i: -sizes[i]):
         rec = recordings[i]

@@ -67,7 +67,7 @@ from scipy import signal
 
 from ephys.qc.epochs import clipped_epochs
 
-#: Epochs processed together in the spectral figures (bounds Welch's float64 buffers).
+#: Epochs processed together in the spectral figures (bounds Welch's frame and spectrum buffers).
 _CHUNK_EPOCHS = 128
 FEATURES = ("sd_uv", "ptp_uv", "kurtosis", "line_ratio", "emg_ratio", "drift_ratio")
 
@@ -134,12 +134,12 @@ def _welch_ratios(xc: np.ndarray, sfreq: float, line_freq: float) -> np.ndarray:
     step = nper - nper // 2
     n_win = (xc.shape[1] - nper) // step + 1
     plan = _welch_plan(nper, float(sfreq), float(line_freq))
+    n_fix = min(len(plan.window_dft), plan.n_bins)
     for a in range(0, xc.shape[0], _CHUNK_EPOCHS):
         frames = sliding_window_view(xc[a : a + _CHUNK_EPOCHS], nper, axis=-1)[:, : n_win * step : step]
         spec = scipy.fft.rfft(frames * plan.window, axis=-1, overwrite_x=True)[..., : plan.n_bins]
         # Each window's mean removed after the transform: rfft(w (x - m)) = rfft(w x) - m rfft(w),
         # and rfft(w) of a periodic Hann window is zero beyond its first two bins.
-        n_fix = min(len(plan.window_dft), plan.n_bins)
         spec[..., :n_fix] -= frames.mean(axis=-1)[..., None] * plan.window_dft[:n_fix]
         parts = spec.view(np.float32)  # real and imaginary parts, interleaved
         power = np.square(parts, out=parts)
@@ -153,16 +153,17 @@ def _welch_ratios(xc: np.ndarray, sfreq: float, line_freq: float) -> np.ndarray:
     return out
 
 
-def _centred(ep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(x - mean, nonfinite)``: float32 epochs with non-finite samples set to 0 and each epoch's mean
-    removed, and which epochs held a non-finite sample (their float64 mean is not finite)."""
+def _centred(ep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(x, x - mean, nonfinite)``: the float32 epochs with non-finite samples set to 0, the same
+    with each epoch's mean removed, and which epochs held a non-finite sample (their float64 mean
+    is not finite)."""
     x = np.asarray(ep, dtype=np.float32)
     mean = x.mean(axis=1, dtype=np.float64)
     nonfinite = ~np.isfinite(mean)
     if nonfinite.any():
         x = np.where(np.isfinite(x), x, np.float32(0.0))
         mean = x.mean(axis=1, dtype=np.float64)
-    return x - mean.astype(np.float32)[:, None], nonfinite
+    return x, x - mean.astype(np.float32)[:, None], nonfinite
 
 
 def spectral_ratios(ep: np.ndarray, sfreq: float, line_freq: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -184,7 +185,7 @@ def spectral_ratios(ep: np.ndarray, sfreq: float, line_freq: float) -> tuple[np.
     -------
     line_ratio, emg_ratio, drift_ratio : float32 ndarrays of shape (n_epochs,), NaN where undefined
     """
-    line, emg, drift = _welch_ratios(_centred(ep)[0], sfreq, line_freq)
+    line, emg, drift = _welch_ratios(_centred(ep)[1], sfreq, line_freq)
     return line, emg, drift
 
 
@@ -213,10 +214,7 @@ def channel_features(ep: np.ndarray, sfreq: float, rails, *, line_freq: float, f
     the Welch spectra and, once their linear trend is removed, peak-to-peak and kurtosis.
     Returns a dict of ``(n_epochs,)`` arrays keyed like :class:`ChannelFeatures` (without ``max_corr``).
     """
-    x = np.asarray(ep, dtype=np.float32)
-    xc, nonfinite = _centred(x)
-    if nonfinite.any():
-        x = np.where(np.isfinite(x), x, np.float32(0.0))
+    x, xc, nonfinite = _centred(ep)
     n = x.shape[1]
     sd = np.sqrt(np.maximum(np.vecdot(xc, xc), 0.0) / n).astype(np.float32)
     line, emg, drift = _welch_ratios(xc, sfreq, line_freq)
@@ -262,7 +260,7 @@ def max_neighbour_correlation(eps: list[np.ndarray], sfreq: float) -> np.ndarray
         return x
 
     x = np.stack([block_means(e) for e in eps], axis=1)  # (n_ep, n_ch, m)
-    t = np.linspace(-1.0, 1.0, m, dtype=np.float32)
+    t = _trend_basis(m)
     x -= x.mean(axis=2, keepdims=True)
     x -= np.multiply.outer(x @ t / (t @ t), t)  # remove each epoch's linear trend
     norm = np.sqrt(np.vecdot(x, x))[..., None]
