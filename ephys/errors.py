@@ -1,9 +1,11 @@
 """Typed errors shared by every stage.
 
 Every error carries a machine-readable ``code`` (stored in the catalog as
-``recordings.failure_code``) and a human-readable reason.  Messages name the
-file by the path the user gave (relative to the archive where possible) and
-never quote header fields that can hold patient identity.
+``recordings.failure_code``) and a human-readable reason. The file is kept in
+``path``, apart from the message: ``str(exc)`` and ``repr(exc)`` are the reason
+alone, so an error that reaches a log, a Dask worker's "Compute Failed" line or
+a traceback names no file (archive file and folder names hold patient names and
+IDs in hospitals). Reasons never quote header fields that can hold identity.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ class EphysError(Exception):
     def __init__(self, reason: str, path: str | None = None):
         self.reason = reason
         self.path = path
-        super().__init__(f"{path}: {reason}" if path else reason)
+        super().__init__(reason)
 
     def __reduce__(self):
         # Pickle (Dask returns a block task's error to its recording task) keeps reason and path apart.
@@ -36,6 +38,12 @@ class OutputError(RunError):
     """The output storage failed (disk full, read-only, quota): stop the run, keep what is committed."""
 
     code = "output_error"
+
+
+class OutputLockedError(RunError):
+    """Another ``ephys ingest`` holds the output folder's lock."""
+
+    code = "output_locked"
 
 
 class ConfigMismatchError(RunError):
@@ -56,6 +64,38 @@ class UnreadableFileError(ReadError):
 
     code = "unreadable"
     stage = "hash"
+
+
+class SpecialFileError(UnreadableFileError):
+    """A member of the recording is not a regular file (FIFO, socket, device): never opened for reading,
+    since reading one can block forever or never end."""
+
+    code = "special_file"
+
+
+class UnreadableFolderError(UnreadableFileError):
+    """A folder of the archive cannot be listed: what it holds is unknown, so it is recorded, not skipped."""
+
+    code = "unreadable_folder"
+    stage = "discover"
+
+
+class ChangedDuringReadError(ReadError):
+    """The file changed between hashing and the end of reading (replaced, rewritten or still growing):
+    the stored hash would not be the content read. Retried on the next run without ``--retry-failed``."""
+
+    code = "changed_during_read"
+
+
+class InProgressError(ReadError):
+    """The recording says it is still being written (EDF ``number of data records`` -1, file recently
+    changed). Retried on the next run without ``--retry-failed``."""
+
+    code = "in_progress"
+
+
+#: Failure codes that a later run retries by itself: the file was not stable, not bad.
+TRANSIENT_CODES = frozenset({ChangedDuringReadError.code, InProgressError.code})
 
 
 class EmptyFileError(ReadError):

@@ -100,7 +100,7 @@ def test_eeglab_ingests_and_sidecars_group(tmp_path):
     b.mkdir()
     (b / "split.set").write_bytes(b"MATLAB 5.0 MAT-file, Platform: GLNXA64" + bytes(200))
     (b / "split.fdt").write_bytes(bytes(64))
-    (b / "NK0001.EEG").write_bytes(b"\x00EEG-1100A V01.00" + bytes(200))
+    (b / "NK0001.EEG").write_bytes(b"EEG-1100A V01.00" + bytes(200))
     for ext in (".PNT", ".LOG", ".21E"):
         (b / f"NK0001{ext}").write_bytes(bytes(16))
     groups = sorted((rec.format, [f.name for f in rec.files]) for rec in discover(b).recordings)

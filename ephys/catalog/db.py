@@ -162,11 +162,12 @@ class Catalog:
             )
 
     # -- recordings ---------------------------------------------------------
-    def recording_states(self) -> dict[str, tuple[str, int, int]]:
-        """``{sha256: (status, n_epochs, n_packed)}`` of every recording in the catalog."""
+    def recording_states(self) -> dict[str, tuple[str, int, int, str | None]]:
+        """``{sha256: (status, n_epochs, n_packed, failure_code)}`` of every recording in the catalog."""
         with self.session() as s:
-            rows = s.execute(select(m.Recording.sha256, m.Recording.status, m.Recording.n_epochs, m.Recording.n_packed))
-            return {r[0]: (r[1], r[2], r[3]) for r in rows}
+            rows = s.execute(select(m.Recording.sha256, m.Recording.status, m.Recording.n_epochs, m.Recording.n_packed,
+                                    m.Recording.failure_code))  # fmt: skip
+            return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
 
     def packed_epochs(self, shas: list[str]) -> dict[str, set[int]]:
         """``{sha256: {epoch index, ...}}`` of the epochs already in committed shards."""

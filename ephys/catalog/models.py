@@ -114,7 +114,7 @@ class RecordingPath(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id"), index=True)
-    path_hash: Mapped[str] = mapped_column(String(64), doc="SHA-256 of the archive-relative path")
+    path_hash: Mapped[str] = mapped_column(String(64), doc="HMAC-SHA-256 (site secret) of the archive-relative path")
     relpath: Mapped[str | None] = mapped_column(Text, nullable=True, doc="only with --keep-paths")
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), nullable=True)
 

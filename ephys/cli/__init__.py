@@ -23,7 +23,7 @@ app.add_typer(manifest_app, name="manifest")
 
 def _register() -> None:
     # Imported for their side effect of registering commands.
-    from ephys.cli import catalog, evaluate, ingest, manifest, pretrain, report  # noqa: F401
+    from ephys.cli import audit, catalog, evaluate, ingest, manifest, pretrain, report  # noqa: F401
 
 
 def main() -> None:

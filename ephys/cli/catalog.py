@@ -175,3 +175,36 @@ def verify(
                     "again to rebuild their missing epochs")  # fmt: skip
         c.print("OK" if report.ok else "DIFFERENCES FOUND")
     raise typer.Exit(0 if report.ok else 1)
+
+
+@catalog_app.command("locate")
+def locate_cmd(
+    prefix: str = typer.Argument(..., help="SHA-256 prefix of a recording as logs print it (12 hex digits; 6 at least)."),
+    archive: Path = typer.Option(..., "--archive", help="The archive folder the ingest walked."),
+    catalog: Optional[str] = CATALOG_OPT,
+    out: Optional[Path] = OUT_OPT,
+    to_pipe: bool = typer.Option(False, "--to-pipe", help="Print paths even when stdout is not a terminal."),
+) -> None:
+    """Print the archive path(s) of a recording named in a log line or failure (needs the site secret).
+
+    Paths can hold patient names, so they are printed only to an interactive terminal unless
+    --to-pipe. Exit code 0 when found, 1 when not, 2 when it could not run.
+    """
+    import sys
+
+    from ephys.catalog.locate import locate
+    from ephys.ingest.identity import printable_path
+
+    if not (sys.stdout.isatty() or to_pipe):
+        fail("stdout is not a terminal: paths can hold patient names; pass --to-pipe to print them anyway")
+    try:
+        found = locate(catalog_url(catalog, out), archive, prefix)
+    except EphysError as exc:
+        fail(str(exc))
+    if not found:
+        typer.echo("no recording in the catalog has that prefix", err=True)
+        raise typer.Exit(1)
+    for sha, paths in sorted(found.items()):
+        for p in paths or ["(not found in this archive: moved, renamed, or another archive root)"]:
+            typer.echo(f"{sha[:12]}  {printable_path(p)}")
+    raise typer.Exit(0 if any(found.values()) else 1)

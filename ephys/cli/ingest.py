@@ -20,7 +20,8 @@ log = logging.getLogger("ephys")
 
 
 class LogReporter(Reporter):
-    """Plain log lines (when stderr is not a terminal)."""
+    """Plain log lines (when stderr is not a terminal): recordings named by SHA-256 prefix, never by path
+    (``ephys catalog locate PREFIX --archive DIR`` finds the file)."""
 
     def __init__(self):
         self.total = self.n = 0
@@ -29,16 +30,16 @@ class LogReporter(Reporter):
         self.total = total
         log.info("ingesting %d recordings", total)
 
-    def skipped(self, relpath, why):
+    def skipped(self, name, why):
         self.n += 1
-        log.info("[%d/%d] skipped  %s (%s)", self.n, self.total, relpath, why)
+        log.info("[%d/%d] skipped  %s (%s)", self.n, self.total, name, why)
 
-    def finished(self, relpath, r: RecordingResult):
+    def finished(self, name, r: RecordingResult):
         self.n += 1
         if r.failure:
-            log.info("[%d/%d] %-8s %s: %s", self.n, self.total, r.status.value, relpath, r.failure.reason)
+            log.info("[%d/%d] %-8s %s: %s: %s", self.n, self.total, r.status.value, name, r.failure.code, r.failure.reason)
         else:
-            log.info("[%d/%d] ok       %s: %d epochs", self.n, self.total, relpath, r.n_epochs)
+            log.info("[%d/%d] ok       %s: %d epochs", self.n, self.total, name, r.n_epochs)
 
     def shard(self, name, n_samples):
         log.info("shard %s written (%d samples)", name, n_samples)
@@ -72,11 +73,11 @@ class RichReporter(Reporter):
         self.progress.start()
         self.task = self.progress.add_task("ingest", total=total, stats=self._stats())
 
-    def skipped(self, relpath, why):
+    def skipped(self, name, why):
         self.counts["skipped"] += 1
         self.progress.update(self.task, advance=1, stats=self._stats())
 
-    def finished(self, relpath, r):
+    def finished(self, name, r):
         self.counts[r.status.value] += 1
         if r.status.value == "ok":
             self.hours += (r.duration_s or 0) / 3600
@@ -115,6 +116,8 @@ def ingest_cmd(
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Process recordings that failed before again."),
     force: bool = typer.Option(False, "--force", help="Rebuild the output from scratch (deletes its shards and catalog rows)."),
     keep_paths: bool = typer.Option(False, "--keep-paths", help="Store archive-relative paths (they may hold identifiers)."),
+    show_paths: bool = typer.Option(False, "--show-paths", help="Name recordings by path on the console, only when it is "
+                                    "an interactive terminal [default: by SHA-256 prefix; `ephys catalog locate` finds the file]."),
     stager: str = typer.Option("none", help="Sleep staging per epoch: gssc (EPI-250k's; AGPL-3.0, extra 'gssc'), "
                                "yasa (BSD-3, extra 'staging') or none."),
     date_shift: bool = typer.Option(False, "--date-shift", help="Store recording starts shifted per subject by a keyed "
@@ -142,16 +145,20 @@ def ingest_cmd(
     config = IngestConfig(montage=montage, min_epochs=min_epochs, min_regions=min_regions, line_freq=line_freq,
                           shard_size=shard_size, keep_paths=keep_paths, date_shift=date_shift, stager=stager,
                           task_timeout_s=task_timeout, block_epochs=block_epochs)  # fmt: skip
+    interactive = sys.stderr.isatty() and sys.stdout.isatty()
+    if show_paths and not interactive:
+        log.warning("--show-paths ignored: the console is not an interactive terminal (paths can hold patient names)")
     reporter = RichReporter() if sys.stderr.isatty() and not as_json else LogReporter()
     try:
         s = ingest(archive, out, config=config, catalog_url=catalog, scheduler=scheduler, workers=workers,
                    retry_failed=retry_failed, force=force, buffer_bytes=buffer_mib << 20, reporter=reporter,
-                   shards_url=shards)  # fmt: skip
+                   shards_url=shards, show_paths=show_paths and interactive)  # fmt: skip
     except EphysError as exc:
         fail(str(exc))
     summary = dict(
         run=s.run_id, recordings=s.n_discovered, ok=s.n_ok, rejected=s.n_rejected, failed=s.n_failed,
-        skipped=s.n_skipped, duplicates=s.n_duplicates, ignored_files=s.n_ignored, epochs_written=s.n_epochs,
+        skipped=s.n_skipped, duplicates=s.n_duplicates, ignored_files=s.n_ignored, special_files=s.n_special,
+        unreadable_folders=s.n_unreadable_folders, epochs_written=s.n_epochs,
         shards_written=s.n_shards, eeg_hours=round(s.eeg_hours, 4), wall_s=round(s.wall_s, 2),
         eeg_hours_per_hour=round(s.eeg_hours / max(s.wall_s, 1e-9) * 3600, 1),
         shards=str((Path(s.out) / "shards").resolve()), catalog=s.catalog, dashboard=s.dashboard,
@@ -164,9 +171,14 @@ def ingest_cmd(
     typer.echo(
         f"run {s.run_id}: {s.n_discovered} recordings: {s.n_ok} ok, {s.n_rejected} rejected, {s.n_failed} failed, "
         f"{s.n_skipped} skipped (done before), {s.n_duplicates} duplicates; {s.n_ignored} other files ignored"
+        + (f"; {s.n_special} special files (FIFO, socket, device)" if s.n_special else "")
+        + (f"; {s.n_unreadable_folders} folders could not be listed" if s.n_unreadable_folders else "")
     )
-    for relpath, code, reason in s.outcomes:
-        typer.echo(f"  {code:<22} {relpath}: {reason}")
+    for name, code, reason in s.outcomes:
+        typer.echo(f"  {code:<22} {name}: {reason}")
+    if s.outcomes and not (show_paths and interactive):
+        typer.echo("  (recordings named by SHA-256 prefix; `ephys catalog locate PREFIX --out OUT --archive ARCHIVE` "
+                   "prints the file on a terminal)")
     typer.echo(f"{s.n_epochs} epochs in {s.n_shards} new shards; {s.eeg_hours:.2f} EEG-hours in {s.wall_s:.1f} s "
                f"({summary['eeg_hours_per_hour']:,} EEG-h per hour)")  # fmt: skip
     typer.echo(f"shards:  {summary['shards']}")
@@ -220,7 +232,7 @@ def quickstart_cmd(
     typer.echo(f"ingesting {archive} into {out}")
     ingest_cmd(archive=archive, out=out, catalog=None, scheduler=None, shards=None, workers=workers, montage="regional8",
                min_epochs=10, min_regions=6, line_freq=50, shard_size=1000, retry_failed=False, force=False,
-               keep_paths=False, stager="none", date_shift=False, task_timeout=None, buffer_mib=8, block_epochs=40, as_json=False)  # fmt: skip
+               keep_paths=False, show_paths=False, stager="none", date_shift=False, task_timeout=None, buffer_mib=8, block_epochs=40, as_json=False)  # fmt: skip
     _print_stats(catalog_stats(f"sqlite:///{out.resolve() / 'catalog.sqlite'}"))
     typer.echo(f"shards are in {(out / 'shards').resolve()}; try `ephys catalog query --out {out}` "
                f"or, for every EEG channel instead of 8 regions, `ephys ingest {archive} --out {out}-native --montage native`")  # fmt: skip

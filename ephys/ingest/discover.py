@@ -8,16 +8,24 @@ and MNE formats by content and extension, each grouped with its sidecars
 whose content matches nothing are still returned (format ``unknown``) so their
 failure is recorded; other files are counted as ignored. Symbolic links to
 folders are not followed (no loops); links to files are.
+
+Nothing found is dropped silently: a folder that cannot be listed becomes a recording that
+fails with ``unreadable_folder``; a FIFO, socket or device is counted (``n_special``) and, when
+its name has an EEG extension, a recording that fails with ``special_file`` (it is never
+opened: reading one can block or never end). Names that are not valid UTF-8 are kept as
+Python keeps them (surrogate escapes), so such files are read like any other.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ephys.errors import RunError
+from ephys.ingest.identity import HiddenPath
 from ephys.ingest.readers.edf import sniff as sniff_edf
 
 TRC_MAGIC = b"* MICROMED"
@@ -29,16 +37,22 @@ _BV_MEMBER = re.compile(r"^\s*(DataFile|MarkerFile)\s*=\s*(.+?)\s*$", re.I | re.
 
 @dataclass
 class Discovered:
-    """One recording: its primary file, all member files, and the format sniffed."""
+    """One recording: its primary file, all member files, and the format sniffed.
+
+    ``failure``: ``(code, reason)`` when discovery already knows it cannot be read (an
+    unreadable folder, a special file); such a recording is recorded, never hashed.
+    """
 
     primary: Path
     files: list[Path]
     format: str
     relpath: str
+    failure: tuple[str, str] | None = None
 
     @property
     def file_strs(self) -> list[str]:
-        return [str(f) for f in self.files]
+        """Member paths as :class:`~ephys.ingest.identity.HiddenPath` (safe as Dask task arguments)."""
+        return [HiddenPath(f) for f in self.files]
 
 
 @dataclass
@@ -46,6 +60,10 @@ class Discovery:
     recordings: list[Discovered] = field(default_factory=list)
     n_files: int = 0
     n_ignored: int = 0
+    #: FIFOs, sockets and devices found (those with an EEG extension are also failed recordings).
+    n_special: int = 0
+    #: Folders that could not be listed (each is also a failed recording).
+    n_unreadable_folders: int = 0
 
 
 def sniff(path: Path) -> str | None:
@@ -73,7 +91,8 @@ def sniff(path: Path) -> str | None:
         return "fif"
     if ext == ".lay" and b"[FileInfo]" in head:
         return "persyst"
-    if ext == ".eeg" and head[1:5] in (b"EEG-", b"QI-4", b"DAE-"):
+    # Nihon Kohden: the device/version string ("EEG-1100A V01.00", "QI-403A", "DAE-2100D") opens the file.
+    if ext == ".eeg" and head[:4] in (b"EEG-", b"QI-4", b"DAE-"):
         return "nihon_kohden"
     if ext == ".gdf" and head.startswith(b"GDF"):
         return "gdf"
@@ -124,20 +143,38 @@ def discover(archive: str | os.PathLike) -> Discovery:
     root = Path(archive)
     if not root.exists():
         raise RunError(f"archive {root} does not exist")
+    failed: list[Discovered] = []
+    n_special = 0
     if root.is_file():
         paths, base = [root], root.parent
     elif root.is_dir():
         paths, base = [], root
-        for d, dirs, files in os.walk(root, followlinks=False, onerror=None):
+
+        def unlistable(err: OSError) -> None:
+            folder = Path(err.filename) if err.filename else root
+            failed.append(Discovered(folder, [folder], "folder", _rel(folder, base) or ".",
+                                     ("unreadable_folder", f"folder cannot be listed: {err.strerror or type(err).__name__}")))  # fmt: skip
+
+        for d, dirs, files in os.walk(root, followlinks=False, onerror=unlistable):
             dirs.sort()
             for name in sorted(files):
                 p = Path(d) / name
-                if p.is_file():  # follows file links; skips broken links, sockets, fifos
+                try:
+                    mode = p.stat().st_mode  # follows file links
+                except OSError:
+                    continue  # a broken link: nothing to read
+                if stat.S_ISREG(mode):
                     paths.append(p)
+                elif not stat.S_ISDIR(mode):
+                    n_special += 1
+                    if p.suffix.lower() in EEG_EXTENSIONS:
+                        failed.append(Discovered(p, [p], "special", _rel(p, base),
+                                                 ("special_file", "not a regular file (a FIFO, socket or device); never read")))  # fmt: skip
     else:
         raise RunError(f"archive {root} is not a folder or file")
 
-    out = Discovery(n_files=len(paths))
+    out = Discovery(n_files=len(paths), n_special=n_special,
+                    n_unreadable_folders=sum(r.failure[0] == "unreadable_folder" for r in failed))  # fmt: skip
     sniffed = {p: sniff(p) for p in paths}
     claimed: set[Path] = set()
     grouped: set[Path] = set()
@@ -146,7 +183,7 @@ def discover(archive: str | os.PathLike) -> Discovery:
         if members is not None:
             claimed.update(members[1:])
             grouped.add(p)
-            out.recordings.append(Discovered(p, members, fmt, str(p.relative_to(base))))
+            out.recordings.append(Discovered(p, members, fmt, _rel(p, base)))
     for p, fmt in sniffed.items():
         if p in grouped or p in claimed:
             continue
@@ -156,6 +193,11 @@ def discover(archive: str | os.PathLike) -> Discovery:
             else:
                 out.n_ignored += 1
                 continue
-        out.recordings.append(Discovered(p, [p], fmt, str(p.relative_to(base))))
-    out.recordings.sort(key=lambda r: r.relpath)
+        out.recordings.append(Discovered(p, [p], fmt, _rel(p, base)))
+    out.recordings += failed
+    out.recordings.sort(key=lambda r: os.fsencode(r.relpath))
     return out
+
+
+def _rel(p: Path, base: Path) -> str:
+    return str(p.relative_to(base)) if p != base else ""

@@ -219,3 +219,73 @@ def scrub_text(text: str, names: list[str], ids: list[str] = ()) -> tuple[str, i
         n += k
     text, k = _DATE.subn("[date]", text)
     return text, n + k
+
+
+def path_hash(secret: bytes, relpath: str) -> str:
+    """Keyed hash of an archive-relative path: ``HMAC-SHA-256(secret, "path" NUL path bytes)``, hex.
+
+    Keyed (RFC 2104) so that nobody without the site secret can confirm a guessed
+    ``Name_ID/...`` path against the catalog or the hash log. The path is hashed as the bytes the
+    file system holds (:func:`os.fsencode`), so names that are not valid UTF-8 hash too.
+    """
+    raw = os.fsencode(relpath) if isinstance(relpath, str) else bytes(relpath)
+    return hmac.new(secret, b"path\0" + raw, hashlib.sha256).hexdigest()
+
+
+def printable_path(relpath: str) -> str:
+    """``relpath`` as valid text: bytes that are not UTF-8 (kept by Python as surrogate escapes)
+    become ``\\xNN``, control characters (a newline that would forge a log line) ``\\xNN`` too."""
+    text = os.fsencode(relpath).decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
+#: A path in a message: rooted (``/a/b``, ``C:\\a``, ``~/a``, ``./a``) up to a space or quote, or
+#: relative with folders and a file extension (``Meier_Hans/PX.vhdr``); not ``EDF/BDF`` or ``µV/s``.
+_PATH = re.compile(r"""(?:[A-Za-z]:[\\/]|~[\\/]|\.{1,2}[\\/]|(?<![\w.])[\\/])[^\s'"`]*"""
+                   r"""|(?:[^\s'"`\\/:;,()\[\]<>]+[\\/])+[^\s'"`\\/:;,()\[\]<>]*\.[A-Za-z0-9]{1,5}\b""")  # fmt: skip
+_TIME = re.compile(r"\b\d{1,2}[:.]\d{2}[:.]\d{2}\b")
+
+
+def redact(text: str, known: list[str] = ()) -> str:
+    """A message (a reader's exception, a failure reason) with paths, file names and dates removed.
+
+    Anything shaped like a path (:data:`_PATH`) becomes ``<path>``; then ``known``, strings
+    that must go whatever their shape (the recording's paths, file names and stems), each
+    become ``<file>``; dates in the forms :func:`scrub_text` knows become ``[date]`` and clock
+    times ``[time]``. Control characters become spaces, so one reason is
+    one line. Reasons stored in the catalog and printed in logs pass through this.
+    """
+    text = _PATH.sub("<path>", str(text))
+    forms = set()
+    for k in known:
+        if not k:
+            continue
+        k = str(k)
+        forms.update({k, printable_path(k)})
+        name = k.replace("\\", "/").rsplit("/", 1)[-1]
+        forms.update({name, printable_path(name)})
+        stem = name.rsplit(".", 1)[0]
+        if len(stem) >= 3:
+            forms.add(stem)
+    for k in sorted((f for f in forms if f), key=len, reverse=True):
+        text = re.sub(re.escape(k), "<file>", text, flags=re.IGNORECASE)
+    text = _DATE.sub("[date]", text)
+    text = _TIME.sub("[time]", text)
+    return "".join(c if c.isprintable() else " " for c in text)
+
+
+class HiddenPath(str):
+    """A path (``str``) whose ``repr`` does not show it.
+
+    Paths travel to Dask workers as task arguments, and a worker's "Compute Failed" log line
+    prints ``repr`` of the task with its arguments; archive paths hold patient names and IDs.
+    Everything else (``open``, ``os.fspath``, ``str()``, pickling) sees the real path.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<path>"
+
+    def __reduce__(self):
+        return (HiddenPath, (str(self),))

@@ -15,12 +15,20 @@ epochs on disk; the driver gathers results as they complete and:
 
 An interrupted run (even SIGKILL) resumes exactly: complete shards are in the
 catalog, recordings partly packed continue from their first unpacked epoch,
-and half-written ``*.tmp`` files are removed at start.
+and half-written ``*.tmp`` files are removed at start. One run at a time holds the
+output folder (:class:`~ephys.pipeline.lock.OutputLock`).
+
+No archive path reaches a log line, a reporter callback, a Dask task key or argument
+``repr``, or a stored reason: recordings are named by the first 12 hex digits of their
+SHA-256 (``ingest(..., show_paths=True)`` names them by path, for an interactive terminal),
+paths travel as :class:`~ephys.ingest.identity.HiddenPath`, reasons pass through
+:func:`~ephys.ingest.identity.redact`, and path hashes are keyed with the site secret.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import math
@@ -36,12 +44,13 @@ import numpy as np
 from ephys import __version__
 from ephys.annotate.attach import epoch_annotations
 from ephys.catalog.db import Catalog
-from ephys.errors import ConfigMismatchError, OutputError, RunError, UnreadableFileError
+from ephys.errors import TRANSIENT_CODES, ConfigMismatchError, OutputError, ReadError, RunError
 from ephys.ingest.discover import Discovered, discover
 from ephys.ingest.hashing import hash_recording
-from ephys.ingest.identity import load_site_secret, secret_fingerprint
+from ephys.ingest.identity import HiddenPath, load_site_secret, path_hash, printable_path, redact, secret_fingerprint
 from ephys.pipeline.hashlog import HashLog
-from ephys.pipeline.task import BLOCK_PRIORITY, failpoints, run_recording
+from ephys.pipeline.lock import OutputLock
+from ephys.pipeline.task import BLOCK_PRIORITY, bounded, failpoints, run_recording
 from ephys.schemas import EpochMeta, Failure, IngestConfig, RecordingResult, RecordingStatus
 from ephys.shard.store import is_url, local_path
 from ephys.shard.writer import write_shard
@@ -63,6 +72,8 @@ class IngestSummary:
     catalog: str
     n_discovered: int = 0
     n_ignored: int = 0
+    n_special: int = 0
+    n_unreadable_folders: int = 0
     n_skipped: int = 0
     n_duplicates: int = 0
     n_ok: int = 0
@@ -73,15 +84,19 @@ class IngestSummary:
     eeg_hours: float = 0.0
     wall_s: float = 0.0
     dashboard: str | None = None
+    #: ``(name, code, reason)`` of every recording not ok; ``name`` as the reporter shows it.
     outcomes: list[tuple[str, str, str]] = field(default_factory=list, repr=False)
 
 
 class Reporter:
-    """Progress callbacks; the CLI plugs in a rich display or log lines."""
+    """Progress callbacks; the CLI plugs in a rich display or log lines.
+
+    ``name`` is the recording's SHA-256 prefix (12 hex digits), or its printable path with
+    ``ingest(..., show_paths=True)``."""
 
     def start(self, total: int) -> None: ...
-    def skipped(self, relpath: str, why: str) -> None: ...
-    def finished(self, relpath: str, result: RecordingResult) -> None: ...
+    def skipped(self, name: str, why: str) -> None: ...
+    def finished(self, name: str, result: RecordingResult) -> None: ...
     def shard(self, name: str, n_samples: int) -> None: ...
     def stop(self) -> None: ...
 
@@ -111,16 +126,22 @@ def _output_error(exc: OSError, where: Path | str) -> OutputError:
     )
 
 
-def _hash_task(files: list[str], buffer_bytes: int) -> tuple[str | None, int, Failure | None]:
+def _hash_task(files: list[str], buffer_bytes: int, timeout_s: float | None = None):
+    """``(sha256 | None, bytes, failure | None, fingerprints)`` of one recording, within ``timeout_s``."""
+    fingerprints: list = []
     try:
-        sha, n = hash_recording(files, buffer_bytes)
-        return sha, n, None
-    except UnreadableFileError as exc:
-        return None, 0, Failure.from_exception(exc)
+        done, out = bounded(hash_recording, (files, buffer_bytes, fingerprints), timeout_s, "ephys-hash")
+    except ReadError as exc:
+        return None, 0, Failure.from_exception(exc), None
+    if not done:
+        return None, 0, Failure(stage="hash", code="timeout", reason=f"hashing took longer than --task-timeout {timeout_s:g} s"), None
+    return out[0], out[1], None, fingerprints
 
 
-def _path_hash(relpath: str) -> str:
-    return hashlib.sha256(relpath.encode()).hexdigest()
+def _unhashed_sha(secret: bytes, relpath: str) -> str:
+    """The catalog key of a recording whose content could not be hashed: keyed by the site secret,
+    so it confirms no guessed path."""
+    return hmac.new(secret, b"unhashed\0" + os.fsencode(relpath), hashlib.sha256).hexdigest()
 
 
 #: A recording whose task kills this many workers is recorded as failed (``worker_crash``);
@@ -323,6 +344,7 @@ def ingest(
     reporter: Reporter | None = None,
     processes: bool = True,
     shards_url: str | None = None,
+    show_paths: bool = False,
 ) -> IngestSummary:
     """Ingest an archive into shards under ``out/shards`` and rows in the catalog.
 
@@ -348,6 +370,9 @@ def ingest(
         Where shards go: a folder or any fsspec URL (``s3://bucket/corpus``; see
         :mod:`ephys.shard.store`); default ``out/shards``. Staging files, hash log and the
         default catalog stay under ``out``.
+    show_paths : bool
+        Name recordings by their printable archive path in reporter callbacks and
+        ``outcomes`` (for an interactive terminal only); default: their SHA-256 prefix.
 
     Returns
     -------
@@ -357,7 +382,8 @@ def ingest(
     ------
     RunError
         When the run cannot proceed: no such archive, catalog unreachable, scheduler
-        unreachable, or settings that differ from the existing output's (``ConfigMismatchError``).
+        unreachable, settings that differ from the existing output's (``ConfigMismatchError``),
+        or another ingest holding the output folder (``OutputLockedError``).
         Bad recordings never raise; they are recorded with their reason.
     """
     t0 = time.perf_counter()
@@ -370,8 +396,13 @@ def ingest(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RunError(f"cannot create output folder {out}: {exc.strerror}") from None
-    catalog_url = catalog_url or f"sqlite:///{out.resolve() / 'catalog.sqlite'}"
-    catalog = Catalog(catalog_url)
+    lock = OutputLock(out).acquire()
+    try:
+        catalog_url = catalog_url or f"sqlite:///{out.resolve() / 'catalog.sqlite'}"
+        catalog = Catalog(catalog_url)
+    except BaseException:
+        lock.release()
+        raise
     client = cluster = None
     try:
         shards, staging = out / "shards", out / ".staging"
@@ -404,15 +435,17 @@ def ingest(
         if cluster is not None:
             cluster.close()
         catalog.close()
+        lock.release()
         raise
     summary = IngestSummary(run_id=run_id, out=str(out), catalog=catalog_url, n_discovered=len(found.recordings),
-                            n_ignored=found.n_ignored)  # fmt: skip
+                            n_ignored=found.n_ignored, n_special=found.n_special,
+                            n_unreadable_folders=found.n_unreadable_folders)  # fmt: skip
     summary.dashboard = _dashboard_link(client)
     log.info("Dask scheduler %s, dashboard %s", client.scheduler.address, summary.dashboard or "not available")
     status = "interrupted"
     try:
         _run(found.recordings, client, catalog, hashlog, states, config, out, run_id, secret, summary, reporter,
-             retry_failed, buffer_bytes, shards, shards_url)  # fmt: skip
+             retry_failed, buffer_bytes, shards, shards_url, show_paths)  # fmt: skip
         status = "completed"
     finally:
         reporter.stop()
@@ -427,6 +460,7 @@ def ingest(
             if cluster is not None:
                 cluster.close()
             catalog.close()
+            lock.release()
     return summary
 
 
@@ -460,7 +494,7 @@ def _recording_bytes(rec: Discovered) -> int:
 
 
 def _run(recordings: list[Discovered], client, catalog, hashlog, states, config, out, run_id, secret, summary,
-         reporter, retry_failed, buffer_bytes, shards=None, shards_url=None) -> None:  # fmt: skip
+         reporter, retry_failed, buffer_bytes, shards=None, shards_url=None, show_paths=False) -> None:  # fmt: skip
     from dask.distributed import as_completed
     from distributed import KilledWorker
 
@@ -473,10 +507,14 @@ def _run(recordings: list[Discovered], client, catalog, hashlog, states, config,
     # at the end. A long recording started late does not leave workers idle: its blocks are
     # shared (ephys.pipeline.task). Among hashes, the largest files are submitted first.
     sizes = [_recording_bytes(rec) for rec in recordings]
+    known_failures = []
     for i in sorted(range(len(recordings)), key=lambda i: -sizes[i]):
         rec = recordings[i]
-        f = client.submit(_hash_task, rec.file_strs, buffer_bytes, key=f"hash-{run_id}-{i}", pure=False,
-                          priority=HASH_PRIORITY)  # fmt: skip
+        if rec.failure is not None:  # an unreadable folder, a special file: recorded, never opened
+            known_failures.append(rec)
+            continue
+        f = client.submit(_hash_task, rec.file_strs, buffer_bytes, config.task_timeout_s, key=f"hash-{run_id}-{i}",
+                          pure=False, priority=HASH_PRIORITY)  # fmt: skip
         by_key[f.key] = rec
         futures.append(f)
     pending = as_completed(futures)
@@ -488,8 +526,14 @@ def _run(recordings: list[Discovered], client, catalog, hashlog, states, config,
     keep_paths = config.keep_paths
     paths: list[tuple[str, str, str | None]] = []  # (sha, path hash, relpath) of every file, duplicates included
 
+    def name(sha: str, rec: Discovered) -> str:
+        return printable_path(rec.relpath) if show_paths else sha[:12]
+
     def record(sha: str, rec: Discovered, result: RecordingResult) -> None:
         ph, rp = meta[sha]
+        if result.failure is not None:  # reader and library messages may quote paths and dates
+            known = [str(f) for f in rec.files] + [rec.relpath, str(rec.primary.parent)]
+            result.failure = result.failure.model_copy(update={"reason": redact(result.failure.reason, known)})
         catalog.record_result(result, run_id=run_id, path_hash=ph, relpath=rp, processing_hash=config.processing_hash())
         if result.status is RecordingStatus.ok:
             summary.n_ok += 1
@@ -500,39 +544,48 @@ def _run(recordings: list[Discovered], client, catalog, hashlog, states, config,
             else:
                 summary.n_failed += 1
             hashlog.append(sha, result.status.value, result.failure.code if result.failure else None, 0, ph, rp)
-            summary.outcomes.append((rec.relpath, result.failure.code, result.failure.reason))
-        reporter.finished(rec.relpath, result)
+            summary.outcomes.append((name(sha, rec), result.failure.code, result.failure.reason))
+        reporter.finished(name(sha, rec), result)
+
+    def hashed():
+        for rec in known_failures:
+            code, reason = rec.failure
+            yield rec, (None, 0, Failure(stage="discover", code=code, reason=reason), None), None
+        for f in pending:
+            rec = by_key.pop(f.key)
+            try:
+                out = f.result()
+            except KilledWorker:
+                out = None, 0, Failure(stage="hash", code="worker_crash", reason="the worker hashing it died repeatedly"), None
+            except Exception as exc:  # noqa: BLE001 - the cluster cannot run ephys tasks at all
+                raise RunError(
+                    f"the Dask cluster could not run an ephys task ({type(exc).__name__}: {redact(str(exc).splitlines()[0][:200])}); "
+                    "scheduler and workers need the same environment as this driver, with ephys installed"
+                ) from None
+            yield rec, out, f
 
     # Phase 1: hashes decide what to process; processing starts as soon as a hash is known.
-    for f in pending:
-        rec = by_key.pop(f.key)
-        try:
-            sha, nbytes, failure = f.result()
-        except KilledWorker:
-            sha, nbytes = None, 0
-            failure = Failure(stage="hash", code="worker_crash", reason="the worker hashing it died repeatedly")
-        except Exception as exc:  # noqa: BLE001 - the cluster cannot run ephys tasks at all
-            raise RunError(
-                f"the Dask cluster could not run an ephys task ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
-                "scheduler and workers need the same environment as this driver, with ephys installed"
-            ) from None
-        f.release()
+    for rec, (sha, nbytes, failure, fingerprints), f in hashed():
+        if f is not None:
+            if failure is not None and failure.code == "timeout":
+                _restart_stuck_worker(client, f)
+            f.release()
         if sha is None:
-            sha = hashlib.sha256(f"unreadable\0{rec.relpath}".encode()).hexdigest()
-        paths.append((sha, _path_hash(rec.relpath), rec.relpath if keep_paths else None))
+            sha = _unhashed_sha(secret, rec.relpath)
+        paths.append((sha, path_hash(secret, rec.relpath), printable_path(rec.relpath) if keep_paths else None))
         if sha in seen:
             summary.n_duplicates += 1
-            reporter.skipped(rec.relpath, "duplicate content")
+            reporter.skipped(name(sha, rec), "duplicate content")
             continue
         seen.add(sha)
         meta[sha] = paths[-1][1:]
         state = states.get(sha)
         if state is not None:
-            st, n_ep, n_packed = state
+            st, n_ep, n_packed, code = state
             done = st != "ok" or n_packed >= n_ep
-            if done and not (retry_failed and st == "failed"):
+            if done and not (st == "failed" and (retry_failed or code in TRANSIENT_CODES)):
                 summary.n_skipped += 1
-                reporter.skipped(rec.relpath, "done before")
+                reporter.skipped(name(sha, rec), "done before")
                 if sha not in hashlog.done:  # catalog committed, log row lost in a crash
                     hashlog.append(sha, st, None, n_ep if st == "ok" else 0, *meta[sha])
                 continue
@@ -540,9 +593,9 @@ def _run(recordings: list[Discovered], client, catalog, hashlog, states, config,
             record(sha, rec, RecordingResult(sha256=sha, format=rec.format, status=RecordingStatus.failed, failure=failure))
             continue
         todo[sha] = (rec, nbytes)
-        pf = client.submit(run_recording, str(rec.primary), rec.format, sha, nbytes, config, str(out / ".staging"),
-                           secret, buffer_bytes, key=f"process-{run_id}-{sha[:16]}", pure=False, retries=1,
-                           priority=_pack_priority(sha))  # fmt: skip
+        pf = client.submit(run_recording, HiddenPath(rec.primary), rec.format, sha, nbytes, config,
+                           str(out / ".staging"), secret, buffer_bytes, rec.file_strs, fingerprints,
+                           key=f"process-{run_id}-{sha[:16]}", pure=False, retries=1, priority=_pack_priority(sha))  # fmt: skip
         process_futures[pf.key] = sha
         futures_list.append(pf)
 

@@ -28,11 +28,12 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from ephys.errors import (EphysError, InsufficientCoverageError, NoEEGError, NoSignalError, NoUsableChannelsError,
+from ephys.errors import (ChangedDuringReadError, EphysError, InsufficientCoverageError, NoEEGError, NoSignalError, NoUsableChannelsError,
                           OutputError, RejectedError, TooShortError)  # fmt: skip
 from ephys.annotate.attach import label_annotations
 from ephys.ingest.channels import TEN_TWENTY
 from ephys.ingest.condition import condition, fir_kernel, resample_ratio
+from ephys.ingest.hashing import check_unchanged
 from ephys.ingest.identity import age_years, author_pseudonym, normalise_sex, pseudonym, scrub_text, shifted_start
 from ephys.ingest.montage import REGION_NAMES, region_coverage, regional8_weights
 from ephys.ingest.readers import open_recording
@@ -674,45 +675,64 @@ def _failpoint(sha256: str, staging_dir: str) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def run_recording(
-    path: str, fmt: str, sha256: str, file_bytes: int, config: IngestConfig, staging_dir: str, secret: bytes,
-    buffer_bytes: int = 8 * 1024 * 1024,
-) -> RecordingResult:
-    """The Dask task: :func:`process_recording` under ``config.task_timeout_s``, its blocks shared
-    with block tasks on every worker (:class:`_DaskParts`).
+def bounded(fn: Callable, args: tuple, timeout_s: float | None, name: str):
+    """``(True, fn(*args))``, or ``(False, None)`` when it has not returned in ``timeout_s`` seconds.
 
-    The work runs in a daemon thread; if it has not finished in time the task
-    returns a ``failed`` result with code ``timeout`` (the driver then restarts
-    the worker, which ends the stuck thread). Without a timeout it runs inline.
+    Without a timeout ``fn`` runs inline. With one it runs in a daemon thread; a thread still
+    stuck (an NFS read that never returns) is ended when the driver restarts the worker.
+    An exception of ``fn`` is raised here.
     """
-    args = (path, fmt, sha256, file_bytes, config, staging_dir, secret, buffer_bytes, _DaskParts(staging_dir))
-    if not config.task_timeout_s:
-        return process_recording(*args)
+    if not timeout_s:
+        return True, fn(*args)
     box: dict = {}
 
     def target() -> None:
         try:
-            box["result"] = process_recording(*args)
+            box["result"] = fn(*args)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the task thread below
             box["error"] = exc
 
-    worker = threading.Thread(target=target, name=f"ephys-recording-{sha256[:12]}", daemon=True)
+    worker = threading.Thread(target=target, name=name, daemon=True)
     worker.start()
-    worker.join(config.task_timeout_s)
+    worker.join(timeout_s)
     if worker.is_alive():
+        return False, None
+    if "error" in box:
+        raise box["error"]
+    return True, box["result"]
+
+
+def run_recording(
+    path: str, fmt: str, sha256: str, file_bytes: int, config: IngestConfig, staging_dir: str, secret: bytes,
+    buffer_bytes: int = 8 * 1024 * 1024, files: list[str] | None = None, fingerprints: list | None = None,
+) -> RecordingResult:
+    """The Dask task: :func:`process_recording` under ``config.task_timeout_s`` (:func:`bounded`), its
+    blocks shared with block tasks on every worker (:class:`_DaskParts`).
+
+    If it has not finished in time the task returns a ``failed`` result with code ``timeout``
+    (the driver then restarts the worker, which ends the stuck thread).
+    """
+    args = (path, fmt, sha256, file_bytes, config, staging_dir, secret, buffer_bytes, _DaskParts(staging_dir),
+            files, fingerprints)  # fmt: skip
+    done, result = bounded(process_recording, args, config.task_timeout_s, f"ephys-recording-{sha256[:12]}")
+    if not done:
         return RecordingResult(sha256=sha256, format=fmt, file_bytes=file_bytes, status=RecordingStatus.failed,
                                failure=Failure(stage="ingest", code="timeout",
                                                reason=f"processing took longer than --task-timeout {config.task_timeout_s:g} s"))  # fmt: skip
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
+    return result
 
 
 def process_recording(
     path: str, fmt: str, sha256: str, file_bytes: int, config: IngestConfig, staging_dir: str, secret: bytes,
-    buffer_bytes: int = 8 * 1024 * 1024, map_parts: PartMap | None = None,
+    buffer_bytes: int = 8 * 1024 * 1024, map_parts: PartMap | None = None, files: list[str] | None = None,
+    fingerprints: list | None = None,
 ) -> RecordingResult:
     """Run the per-recording chain; never raises for bad input (see module docstring).
+
+    ``files`` and ``fingerprints`` (from :func:`ephys.ingest.hashing.hash_recording`): the
+    recording's member files are checked unchanged since hashing before the first read and
+    after the last (:func:`ephys.ingest.hashing.check_unchanged`); a changed one fails with
+    ``changed_during_read``, so a stored hash is always that of the content read.
 
     ``map_parts`` runs the block passes (:data:`PartMap`); default: here, in order. The result's
     ``seconds`` are worker seconds per step (``open``, ``read``, ``qc``, ``condition``, ``sleep``,
@@ -732,6 +752,8 @@ def process_recording(
 
             raise EmptyFileError("file is empty (0 bytes)", path)
         _failpoint(sha256, staging_dir)
+        if fingerprints is not None:
+            check_unchanged(files or [path], fingerprints, path)
         reader = open_recording(path, fmt, buffer_bytes=buffer_bytes)
         h, patient = reader.header, reader.patient
         subject = pseudonym(secret, patient.patient_id, sha256, names=patient.names, birthdate=patient.birthdate)
@@ -820,6 +842,13 @@ def process_recording(
                             feats.drift_ratio, ok.astype(np.float32)], axis=1).transpose(2, 1, 0)  # fmt: skip
         _stage(qc_staged, np.ascontiguousarray(figures, dtype=np.float32))
         work["stage"] += time.perf_counter() - t0
+        if fingerprints is not None:
+            try:
+                check_unchanged(files or [path], fingerprints, path)
+            except ChangedDuringReadError:
+                staged.unlink(missing_ok=True)
+                qc_staged.unlink(missing_ok=True)
+                raise
         return RecordingResult(
             **{**base, **info}, status=RecordingStatus.ok, channel_names=names, mask=mask,
             qc_channels=[c.name for c in picked], bad_channels={picked[i].name: r for i, r in sorted(bad.items())},

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
-from ephys.errors import CorruptFileError, EmptyFileError, WrongMagicError
+from ephys.errors import CorruptFileError, EmptyFileError, InProgressError, WrongMagicError
 from ephys.ingest.channels import channel_kind, parse_label, unit_to_uv
 from ephys.ingest.readers.bufio import open_for_reading
 from ephys.ingest.readers.base import DEFAULT_BUFFER_BYTES, PatientInfo, Reader
@@ -40,6 +41,9 @@ _FIELDS = (("label", 16), ("transducer", 80), ("unit", 8), ("pmin", 8), ("pmax",
 #: int64 arithmetic; real files use at most a few hundred thousand) and total duration (a year).
 MAX_SPR = 2**31 - 1
 MAX_DURATION_S = 366 * 86400.0
+#: Seconds an EDF whose header says ``number of data records = -1`` (still recording) must have been
+#: unchanged before it is read (a writer that never closed it cleanly); younger ones are ``in_progress``.
+IN_PROGRESS_SETTLE_S = 300.0
 
 
 def sniff(head: bytes) -> str | None:
@@ -226,8 +230,16 @@ class EDFReader(Reader):
         self.offsets = np.concatenate([[0], np.cumsum(spr)[:-1]]).astype(int) * self.bps if ns else np.zeros(0, int)
         self.record_bytes = sum(spr) * self.bps
         data_bytes = size - header_bytes
-        if n_records == -1 and self.record_bytes and data_bytes % self.record_bytes == 0:
-            n_records = data_bytes // self.record_bytes
+        if n_records == -1:
+            # EDF spec: "-1 if unknown", allowed only while recording. A file that changed within
+            # IN_PROGRESS_SETTLE_S is still being written: refused now, retried by the next run.
+            age = time.time() - os.fstat(self._f.fileno()).st_mtime
+            if age < IN_PROGRESS_SETTLE_S:
+                raise InProgressError(f"the header's number of data records is -1 (recording in progress) and the file "
+                                      f"changed {max(age, 0):.0f} s ago; it is read once unchanged for "
+                                      f"{IN_PROGRESS_SETTLE_S:.0f} s", p)  # fmt: skip
+            if self.record_bytes and data_bytes % self.record_bytes == 0:
+                n_records = data_bytes // self.record_bytes
         if n_records < 0:
             raise CorruptFileError(f"number of data records is {n_records}", p)
         expected = header_bytes + n_records * self.record_bytes

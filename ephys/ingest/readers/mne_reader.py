@@ -3,10 +3,20 @@
 MNE reads these well; ephys takes channel names and types, sampling rate, and
 annotations from it, and converts MNE's volts to µV. MNE is told to skip
 memory maps (``preload=False``; data are read on demand with file reads).
+
+What MNE accepts silently is checked here: a BrainVision binary data file must hold a whole
+number of samples of ``NumberOfChannels`` channels, ``[Channel Infos]`` must not list more
+channels than declared, and no marker may lie past the end of the data (Brain Products,
+"BrainVision Core Data Format 1.0": multiplexed or vectorised samples, 2 or 4 bytes each);
+an error while reading data (a truncated FIF or EEGLAB ``.fdt``) is a ``corrupt`` file, not an
+internal error. MNE's own prints and warnings never reach the console (they can name files).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
 import warnings
 from pathlib import Path
 
@@ -33,9 +43,9 @@ class MNEReader(Reader):
         import mne
 
         self.path = Path(path)
+        self._p = str(path)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with _quiet():
                 self._raw = mne.io.read_raw(self.path, preload=False, verbose="error")
         except PermissionError as exc:
             raise UnreadableFileError(f"cannot open: {exc.strerror}", str(path)) from None
@@ -43,6 +53,8 @@ class MNEReader(Reader):
             msg = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             raise CorruptFileError(f"{fmt} file could not be parsed ({type(exc).__name__}: {msg})", str(path)) from None
         raw = self._raw
+        if fmt == "brainvision":
+            _check_brainvision(self.path, len(raw.ch_names), raw.n_times, self._p)
         sfreq = float(raw.info["sfreq"])
         types = raw.get_channel_types()
         channels = []
@@ -84,9 +96,67 @@ class MNEReader(Reader):
         self._check_range(start, stop, channels, self._raw.n_times)
         if not channels:
             return np.zeros((0, stop - start), np.float32)
-        data = self._raw.get_data(picks=channels, start=start, stop=stop)
+        try:
+            with _quiet():
+                data = self._raw.get_data(picks=channels, start=start, stop=stop)
+        except (OSError, MemoryError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - MNE raises many types for truncated data
+            raise CorruptFileError(f"{self.header.format} data could not be read, the file is truncated or damaged "
+                                   f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})", self._p) from None  # fmt: skip
         scale = np.array([self.header.channels[c].to_uv or 1.0 for c in channels])[:, None]
         return (data * scale).astype(np.float32)
 
     def close(self) -> None:
         self._raw = None
+
+
+@contextlib.contextmanager
+def _quiet():
+    """MNE's warnings, prints (some readers print to stdout) and log lines swallowed: they can
+    name the file, and a worker's stdout is the driver's (``ingest --json`` must stay JSON)."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+_BV_BYTES = {"INT_16": 2, "UINT_16": 2, "INT_32": 4, "IEEE_FLOAT_32": 4}
+
+
+def _ini_value(text: str, key: str) -> str | None:
+    m = re.search(rf"^\s*{key}\s*=\s*(.*?)\s*$", text, re.I | re.M)
+    return m[1] if m else None
+
+
+def _check_brainvision(vhdr: Path, n_channels: int, n_times: int, path: str) -> None:
+    """Raise CorruptFileError for a BrainVision set that MNE would read with a wrong duration or layout."""
+    try:
+        text = vhdr.read_text(encoding="latin-1")
+    except OSError:
+        return
+    declared = _ini_value(text, "NumberOfChannels")
+    listed = len(re.findall(r"^\s*Ch\d+\s*=", text.split("[Channel Infos]", 1)[-1].split("\n[", 1)[0], re.M))
+    if declared and declared.isdigit() and "[Channel Infos]" in text and listed != int(declared):
+        raise CorruptFileError(f"BrainVision header declares NumberOfChannels={declared} but lists {listed} channels", path)
+    if (_ini_value(text, "DataFormat") or "BINARY").upper() == "BINARY":
+        nbytes = _BV_BYTES.get((_ini_value(text, "BinaryFormat") or "").upper())
+        data = _ini_value(text, "DataFile")
+        if nbytes and data:
+            try:
+                size = (vhdr.parent / data).stat().st_size
+            except OSError:
+                size = None
+            frame = nbytes * max(n_channels, 1)
+            if size is not None and size % frame:
+                raise CorruptFileError(f"BrainVision data file of {size} bytes is not a whole number of {frame}-byte "
+                                       f"samples of {n_channels} channels: truncated, or NumberOfChannels is wrong", path)  # fmt: skip
+    marker = _ini_value(text, "MarkerFile")
+    if marker:
+        try:
+            mtext = (vhdr.parent / marker).read_text(encoding="latin-1")
+        except OSError:
+            return
+        positions = [int(m[1]) for m in re.finditer(r"^\s*Mk\d+\s*=[^,\n]*,[^,\n]*,\s*(\d+)", mtext, re.M)]
+        if positions and max(positions) > n_times + 1:
+            raise CorruptFileError(f"a BrainVision marker lies at sample {max(positions)}, past the end of the data "
+                                   f"({n_times} samples): the data file is truncated", path)  # fmt: skip

@@ -1,0 +1,235 @@
+"""A hostile archive (issue #15): identity in folder and file names, names that are not UTF-8,
+special files, a BrainVision header naming /dev/zero, truncated BrainVision and FIF data, a
+recording still being written, a file changed after hashing, a second ingest on one output.
+
+Nothing may reach the console, the catalog or the hash log by path; every bad file gets its
+typed code; ``ephys audit`` finds nothing in the output and does find a planted leak.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+
+import mne
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ephys.catalog.db import Catalog
+from ephys.cli import _register, app
+from ephys.errors import ChangedDuringReadError, OutputLockedError, SpecialFileError
+from ephys.ingest.discover import discover
+from ephys.ingest.hashing import check_unchanged, hash_recording
+from ephys.ingest.identity import path_hash, redact
+from ephys.pipeline.lock import OutputLock
+from ephys.pipeline.run import ingest
+from ephys.schemas import IngestConfig
+from tests.edf_writer import write_edf
+from tests.ingest_helpers import rows_by_sha, sha
+from tests.test_formats_ingest import write_brainvision
+
+RATE = 256
+LABELS = ["Fp1", "Fp2", "C3", "C4"]
+PERSON = "Zwetschgenbaum_Mechthild_1971"  # the folder, as hospitals name them
+TOKENS = ["Zwetschgenbaum", "Mechthild"]
+
+
+def _x(seconds: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, 20, (len(LABELS), RATE * seconds))
+
+
+def _edf(path, seconds=65, seed=0, patient="X X X X"):
+    write_edf(path, list(_x(seconds, seed)), [f"EEG {c}" for c in LABELS], [RATE] * len(LABELS), patient=patient)
+
+
+def _hostile(root):
+    person = root / PERSON
+    person.mkdir(parents=True)
+    _edf(person / "Zwetschgenbaum_Mechthild.edf", patient="PID4471982 F 17-MAR-1961 Zwetschgenbaum_Mechthild")
+    # BrainVision: data truncated mid-sample; a header whose data file is /dev/zero; a missing data file
+    write_brainvision(person, "Mechthild_trunc", _x(65, 1), LABELS, RATE, [])
+    eeg = person / "Mechthild_trunc.eeg"
+    eeg.write_bytes(eeg.read_bytes()[: eeg.stat().st_size // 2 + 3])
+    write_brainvision(person, "Mechthild_zero", _x(35, 2), LABELS, RATE, [])
+    vhdr = person / "Mechthild_zero.vhdr"
+    vhdr.write_text(vhdr.read_text(encoding="utf-8").replace("DataFile=Mechthild_zero.eeg", "DataFile=/dev/zero"), encoding="utf-8")
+    write_brainvision(person, "Mechthild_nodata", _x(35, 3), LABELS, RATE, [])
+    (person / "Mechthild_nodata.eeg").unlink()
+    # FIF truncated in its data
+    info = mne.create_info(LABELS, RATE, "eeg")
+    mne.io.RawArray(_x(65, 4) * 1e-6, info, verbose="error").save(person / "Mechthild_raw.fif", verbose="error")
+    fif = person / "Mechthild_raw.fif"
+    fif.write_bytes(fif.read_bytes()[: fif.stat().st_size // 2])
+    # a FIFO with an EEG extension, and a file name that is not valid UTF-8 (Latin-1 "ä")
+    os.mkfifo(person / "Mechthild_live.edf")
+    _edf(os.fsdecode(bytes(root / PERSON) + b"/Qu\xe4xelbr\xf6t.edf"), seed=5)
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hostile")
+    archive = _hostile(root / "archive")
+    out = root / "out"
+    _register()
+    r = CliRunner().invoke(app, ["ingest", str(archive), "--out", str(out), "--workers", "1", "--montage", "native",
+                                 "--min-epochs", "1", "--task-timeout", "120", "--show-paths"])  # fmt: skip
+    return archive, out, r
+
+
+def test_every_hostile_file_gets_its_code(run):
+    archive, out, r = run
+    assert r.exit_code == 0, r.output
+    rows = rows_by_sha(f"sqlite:///{out / 'catalog.sqlite'}")
+    codes = sorted((x.status, x.failure_code or "") for x in rows.values())
+    assert codes == sorted([("ok", ""), ("ok", ""), ("failed", "corrupt"), ("failed", "corrupt"), ("failed", "corrupt"),
+                            ("failed", "special_file"), ("failed", "special_file")]), codes  # fmt: skip
+    person = archive / PERSON
+    assert rows[sha(person / "Zwetschgenbaum_Mechthild.edf")].status == "ok"
+    assert rows[sha(os.fsdecode(bytes(person) + b"/Qu\xe4xelbr\xf6t.edf"))].status == "ok"  # the non-UTF-8 name is ingested
+    assert "1 special files" in r.stdout
+
+
+def test_no_path_in_console_catalog_or_hash_log(run):
+    archive, out, r = run
+    # --show-paths is refused off a terminal (CliRunner is not one): recordings are named by hash prefix.
+    assert "--show-paths ignored" in r.output
+    texts = {"console": r.output, "hash log": (out / "hashlog.csv").read_text()}
+    con = sqlite3.connect(out / "catalog.sqlite")
+    for table in ("recordings", "recording_paths", "runs", "annotations"):
+        texts[table] = repr(con.execute(f"SELECT * FROM {table}").fetchall())
+    con.close()
+    for where, text in texts.items():
+        for token in TOKENS + [str(archive)]:
+            assert token.lower() not in text.lower(), f"{token!r} in {where}"
+    good = sha(archive / PERSON / "Zwetschgenbaum_Mechthild.edf")
+    assert good[:12] in r.output  # named by its hash prefix instead
+    # Path hashes are keyed: the plain SHA-256 of the path confirms nothing.
+    rel = f"{PERSON}/Zwetschgenbaum_Mechthild.edf"
+    assert hashlib.sha256(rel.encode()).hexdigest() not in texts["recording_paths"] + texts["hash log"]
+    assert path_hash(os.environ["EPHYS_SITE_SECRET"].encode(), rel) in texts["recording_paths"]
+
+
+def test_audit_finds_nothing_then_finds_a_planted_leak(run, tmp_path):
+    archive, out, _ = run
+    runner = CliRunner()
+    r = runner.invoke(app, ["audit", str(out), "--archive", str(archive)])
+    assert r.exit_code == 0, r.output
+    assert "OK: no identity found" in r.stdout
+    leaky = tmp_path / "leaky"
+    shutil.copytree(out, leaky)
+    (leaky / "worker.log").write_text("2026-12-01 INFO processing Zwetschgenbaum_Mechthild.edf\n", encoding="utf-16-le")
+    r = runner.invoke(app, ["audit", str(leaky), "--archive", str(archive), "--json"])
+    assert r.exit_code == 1
+    hits = json.loads(r.stdout)["hits"]
+    assert set(hits) == {"name", "path"} and set(hits["name"]) == {"logs"}  # only the planted log, as names and path parts
+    assert all(t.lower() not in r.stdout.lower() for t in TOKENS)  # counts, never the tokens
+
+
+def test_locate_finds_the_file_behind_a_prefix(run):
+    archive, out, _ = run
+    good = sha(archive / PERSON / "Zwetschgenbaum_Mechthild.edf")
+    runner = CliRunner()
+    r = runner.invoke(app, ["catalog", "locate", good[:12], "--archive", str(archive), "--out", str(out)])
+    assert r.exit_code == 2 and "not a terminal" in r.output  # paths only to a terminal by default
+    r = runner.invoke(app, ["catalog", "locate", good[:12], "--archive", str(archive), "--out", str(out), "--to-pipe"])
+    assert r.exit_code == 0 and f"{PERSON}/Zwetschgenbaum_Mechthild.edf" in r.stdout
+
+
+def test_second_ingest_on_one_output_is_refused(tmp_path):
+    a = tmp_path / "a"
+    a.mkdir()
+    _edf(a / "r.edf")
+    out = tmp_path / "out"
+    out.mkdir()
+    with OutputLock(out):
+        with pytest.raises(OutputLockedError, match=f"pid {os.getpid()}"):
+            ingest(a, out, config=IngestConfig(montage="native", min_epochs=1), workers=1)
+        r = CliRunner().invoke(app, ["ingest", str(a), "--out", str(out), "--workers", "1"])
+        assert r.exit_code == 2 and "in use by another ephys ingest" in r.output
+    assert not list(out.glob("shards/*.tar"))
+    s = ingest(a, out, config=IngestConfig(montage="native", min_epochs=1), workers=1)  # released: runs
+    assert s.n_ok == 1
+
+
+def test_special_files_are_never_read(tmp_path):
+    fifo = tmp_path / "live.edf"
+    os.mkfifo(fifo)
+    for path in (str(fifo), "/dev/zero"):
+        with pytest.raises(SpecialFileError):
+            hash_recording([path])  # returns at once: neither blocks on the FIFO nor reads /dev/zero forever
+    found = discover(tmp_path)
+    assert (found.n_special, [r.failure[0] for r in found.recordings]) == (1, ["special_file"])
+
+
+def test_a_file_changed_after_hashing_is_not_ingested_under_the_old_hash(tmp_path):
+    p = tmp_path / "r.edf"
+    _edf(p, seed=1)
+    fps: list = []
+    sha_before, _ = hash_recording([str(p)], fingerprints=fps)
+    check_unchanged([str(p)], fps)  # unchanged: no error
+    data = bytearray(p.read_bytes())
+    data[-2:] = b"\x01\x02"  # same size, other content
+    p.write_bytes(bytes(data))
+    with pytest.raises(ChangedDuringReadError):
+        check_unchanged([str(p)], fps)
+    from ephys.pipeline.task import process_recording
+
+    r = process_recording(str(p), "edf", sha_before, p.stat().st_size, IngestConfig(montage="native", min_epochs=1),
+                          str(tmp_path), b"secret", files=[str(p)], fingerprints=fps)  # fmt: skip
+    assert (r.status.value, r.failure.code) == ("failed", "changed_during_read")
+    assert not list(tmp_path.glob("*.npy"))
+
+
+def test_a_recording_in_progress_waits_then_ingests_once(tmp_path):
+    a = tmp_path / "a"
+    a.mkdir()
+    p = a / "live.edf"
+    _edf(p)
+    b = bytearray(p.read_bytes())
+    b[236:244] = b"-1      "  # EDF: number of data records unknown while recording
+    p.write_bytes(bytes(b))
+    out, cfg = tmp_path / "out", IngestConfig(montage="native", min_epochs=1)
+    s = ingest(a, out, config=cfg, workers=1)
+    assert (s.n_ok, s.n_failed) == (0, 1) and s.outcomes[0][1] == "in_progress"
+    old = p.stat().st_mtime - 3600
+    os.utime(p, (old, old))  # the writer stopped an hour ago
+    s = ingest(a, out, config=cfg, workers=1)  # no --retry-failed: in_progress is retried by itself
+    assert (s.n_ok, s.n_failed, s.n_skipped) == (1, 0, 0)
+    s = ingest(a, out, config=cfg, workers=1)
+    assert (s.n_ok, s.n_skipped) == (0, 1)  # and only once
+    c = Catalog(f"sqlite:///{out / 'catalog.sqlite'}")
+    assert c.recording_states()[sha(p)][0] == "ok"
+    c.close()
+
+
+def test_unreadable_folder_is_recorded(tmp_path, monkeypatch):
+    a = tmp_path / "a"
+    (a / "Name_Locked").mkdir(parents=True)
+    _edf(a / "ok.edf")
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # the OS refusing to list one folder (root bypasses chmod 000)
+        if os.fspath(path).endswith("Name_Locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    found = discover(a)
+    monkeypatch.undo()
+    assert found.n_unreadable_folders == 1
+    assert sorted((r.format, r.failure[0] if r.failure else None) for r in found.recordings) == [
+        ("edf", None), ("folder", "unreadable_folder")]  # fmt: skip
+
+
+def test_redact_removes_paths_files_and_dates():
+    msg = "[Errno 2] No such file or directory: '/srv/eeg/Meier Hans/PX77.eeg' (time data '12-AUG-2009' at 10:11:12)"
+    out = redact(msg, ["Meier Hans/PX77.vhdr", "Meier Hans/PX77.eeg"])
+    assert "Meier" not in out and "Hans" not in out and "PX77" not in out and "2009" not in out and "10:11" not in out
+    assert out.startswith("[Errno 2] No such file or directory:")
+    assert redact("not an EDF/BDF file; 2/3 epochs; 12 µV/s") == "not an EDF/BDF file; 2/3 epochs; 12 µV/s"
+    assert "\n" not in redact("a\nforged log line")
