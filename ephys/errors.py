@@ -1,11 +1,14 @@
 """Typed errors shared by every stage.
 
 Every error carries a machine-readable ``code`` (stored in the catalog as
-``recordings.failure_code``) and a human-readable reason. The file is kept in
-``path``, apart from the message: ``str(exc)`` and ``repr(exc)`` are the reason
-alone, so an error that reaches a log, a Dask worker's "Compute Failed" line or
-a traceback names no file (archive file and folder names hold patient names and
-IDs in hospitals). Reasons never quote header fields that can hold identity.
+``recordings.failure_code``) and a human-readable reason, and the file in ``path``.
+Errors about the operator's own files (manifests, configs, checkpoints, shards)
+name the file in their message. Errors about an archive's recordings
+(:class:`ReadError`, :class:`RejectedError`) keep the path apart: their ``str``
+and ``repr`` are the reason alone, so one that reaches a log, a Dask worker's
+"Compute Failed" line or a traceback names no file (archive file and folder names
+hold patient names and IDs in hospitals). Reasons never quote header fields that
+can hold identity.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ class EphysError(Exception):
 
     code = "error"
     stage = "ingest"
+    #: Whether ``str(exc)`` names the file (not for archive recordings: their paths hold identity).
+    path_in_message = True
 
     def __init__(self, reason: str, path: str | None = None):
         self.reason = reason
         self.path = path
-        super().__init__(reason)
+        super().__init__(f"{path}: {reason}" if path and self.path_in_message else reason)
 
     def __reduce__(self):
         # Pickle (Dask returns a block task's error to its recording task) keeps reason and path apart.
@@ -57,6 +62,7 @@ class ReadError(EphysError):
 
     code = "read_error"
     stage = "read"
+    path_in_message = False
 
 
 class UnreadableFileError(ReadError):
@@ -125,6 +131,7 @@ class RejectedError(EphysError):
 
     code = "rejected"
     stage = "qc"
+    path_in_message = False
 
 
 class NoSignalError(RejectedError):

@@ -40,6 +40,7 @@ import numpy as np
 import pytest
 from sqlalchemy import MetaData, create_engine, select
 
+from ephys.catalog.audit import _needles  # byte forms of a token (UTF-8, cp1252, Latin-1, UTF-16, JSON escapes), lowercased
 from ephys.manifest.create import create_manifest
 from ephys.pipeline.run import ingest
 from ephys.schemas import IngestConfig
@@ -186,18 +187,6 @@ def write_archive(root: Path) -> Path:
 
 
 # -- sinks --------------------------------------------------------------------------------------------
-def _needles(token: str) -> set[bytes]:
-    """Byte forms of a token, ASCII-lowercased (compare against ``data.lower()``)."""
-    out = set()
-    for form in {token, token.lower(), token.upper(), token.casefold()}:
-        for enc in ("utf-8", "cp1252", "latin-1", "utf-16-le", "utf-16-be"):
-            try:
-                out.add(form.encode(enc).lower())
-            except UnicodeEncodeError:
-                pass
-    return out
-
-
 @dataclass
 class Sink:
     """Where tokens must not appear: ``(location, bytes or text)`` pairs."""
@@ -489,3 +478,15 @@ def test_scan_is_not_blind(world):
     # The byte scan sees UTF-16 and cp1252 forms: the archive files themselves hold the planted tokens.
     nic = Sink("x", blobs=[("nicolet", (w.archive / NIC).read_bytes()), ("trc", (w.archive / TRC).read_bytes())])
     assert nic.find("Hinterhubinger") and nic.find("hrabovsky") and nic.find("BRATWÜRSTOVÁ")
+
+
+def test_ephys_audit_finds_no_identity_in_either_output(world):
+    """The product's own audit (``ephys audit``) agrees with the scans above: it reads every identity
+    field of the five recordings itself and finds none in either output folder or the manifest."""
+    from ephys.catalog.audit import audit
+
+    w = world
+    for out in (w.out, w.out2):
+        r = audit(out, w.archive, [w.manifest])
+        assert r.ok, r.to_dict()
+        assert (r.n_recordings, r.n_unreadable) == (5, 0) and r.n_tokens >= 30 and r.n_files >= 4

@@ -250,8 +250,8 @@ def redact(text: str, known: list[str] = ()) -> str:
     """A message (a reader's exception, a failure reason) with paths, file names and dates removed.
 
     Anything shaped like a path (:data:`_PATH`) becomes ``<path>``; then ``known``, strings
-    that must go whatever their shape (the recording's paths, file names and stems), each
-    become ``<file>``; dates in the forms :func:`scrub_text` knows become ``[date]`` and clock
+    that must go whatever their shape (the recording's paths and file names, three characters or
+    more, where they stand as words), each become ``<file>``; dates in the forms :func:`scrub_text` knows become ``[date]`` and clock
     times ``[time]``. Control characters become spaces, so one reason is
     one line. Reasons stored in the catalog and printed in logs pass through this.
     """
@@ -261,14 +261,10 @@ def redact(text: str, known: list[str] = ()) -> str:
         if not k:
             continue
         k = str(k)
-        forms.update({k, printable_path(k)})
         name = k.replace("\\", "/").rsplit("/", 1)[-1]
-        forms.update({name, printable_path(name)})
-        stem = name.rsplit(".", 1)[0]
-        if len(stem) >= 3:
-            forms.add(stem)
-    for k in sorted((f for f in forms if f), key=len, reverse=True):
-        text = re.sub(re.escape(k), "<file>", text, flags=re.IGNORECASE)
+        forms.update(f for f in {k, printable_path(k), name, printable_path(name)} if len(f) >= 3)
+    for k in sorted(forms, key=len, reverse=True):
+        text = re.sub(rf"{_NOT_ALNUM_BEFORE}{re.escape(k)}{_NOT_ALNUM_AFTER}", "<file>", text, flags=re.IGNORECASE)
     text = _DATE.sub("[date]", text)
     text = _TIME.sub("[time]", text)
     return "".join(c if c.isprintable() else " " for c in text)

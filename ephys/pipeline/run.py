@@ -532,7 +532,7 @@ def _run(recordings: list[Discovered], client, catalog, hashlog, states, config,
     def record(sha: str, rec: Discovered, result: RecordingResult) -> None:
         ph, rp = meta[sha]
         if result.failure is not None:  # reader and library messages may quote paths and dates
-            known = [str(f) for f in rec.files] + [rec.relpath, str(rec.primary.parent)]
+            known = [str(f) for f in rec.files] + [rec.relpath]
             result.failure = result.failure.model_copy(update={"reason": redact(result.failure.reason, known)})
         catalog.record_result(result, run_id=run_id, path_hash=ph, relpath=rp, processing_hash=config.processing_hash())
         if result.status is RecordingStatus.ok:
