@@ -233,3 +233,15 @@ def test_redact_removes_paths_files_and_dates():
     assert out.startswith("[Errno 2] No such file or directory:")
     assert redact("not an EDF/BDF file; 2/3 epochs; 12 µV/s") == "not an EDF/BDF file; 2/3 epochs; 12 µV/s"
     assert "\n" not in redact("a\nforged log line")
+
+
+def test_a_manifest_naming_a_device_is_refused_not_hung(tmp_path):
+    from ephys.errors import ManifestError
+    from ephys.pretrain.data import verify_shards
+    from ephys.schemas import Manifest, ManifestShard
+
+    os.mkfifo(tmp_path / "shard-000000.tar")
+    for url in ("/dev/zero", str(tmp_path / "shard-000000.tar")):
+        m = Manifest.model_construct(shards=[ManifestShard(url=url, sha256="0" * 64, n_samples=1, keys=["k"])])
+        with pytest.raises(ManifestError, match="not a regular file"):
+            verify_shards(m, tmp_path / "m.json")

@@ -15,6 +15,7 @@ import io
 import itertools
 import json
 import logging
+import os
 import random
 import tarfile
 from collections import Counter
@@ -49,7 +50,24 @@ def _open_shard(url: str):
         import fsspec
 
         return fsspec.open(url, "rb").open()
-    return open(url.removeprefix("file://"), "rb")
+    return _open_regular(url.removeprefix("file://"))
+
+
+def _open_regular(path: str):
+    """A local shard, refused unless it is a regular file: a FIFO or a device named in a manifest
+    (``/dev/zero``) would block or never end (``OSError`` with ``EINVAL``)."""
+    import errno
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a FIFO, socket or device)")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _tar_samples(src: Iterator[dict]) -> Iterator[dict]:
