@@ -245,3 +245,27 @@ def test_a_manifest_naming_a_device_is_refused_not_hung(tmp_path):
         m = Manifest.model_construct(shards=[ManifestShard(url=url, sha256="0" * 64, n_samples=1, keys=["k"])])
         with pytest.raises(ManifestError, match="not a regular file"):
             verify_shards(m, tmp_path / "m.json")
+
+
+# The red-team cases of issue #15 (header: "PID4471982 M 17-MAR-1961 Quaexelbroet_Hieronymus") and
+# clinical text that must survive. The expected strings were written by hand.
+_HEADER_NAMES, _HEADER_IDS = ["Quaexelbroet_Hieronymus", "Bratwurstova"], ["PID4471982"]
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("Pat. Quäxelbröt Anfall", "Pat. [name] Anfall"),  # umlauts where the header wrote ae/oe
+    ("Quaexelbroets Mutter anwesend", "[name] Mutter anwesend"),  # genitive s
+    ("QUAEXELBROET, H. wach", "[name], H. wach"),
+    ("Bratwürstová schläft", "[name] schläft"),  # accents the header did not have
+    ("Fallnummer 4471982", "Fallnummer [id]"),  # the ID's digits without its prefix
+    ("Geburtsdatum 17031961", "Geburtsdatum [date]"),  # compact day-first date
+    ("Hieronymus' Anfall um 12:03", "[name]' Anfall um 12:03"),
+    ("Anfall links temporal, Augen zu", "Anfall links temporal, Augen zu"),
+    ("Fp1-F7 Artefakt, Levetiracetam 500 mg", "Fp1-F7 Artefakt, Levetiracetam 500 mg"),
+    ("HV 3 min, Photostimulation 14 Hz", "HV 3 min, Photostimulation 14 Hz"),
+    ("eyes closed, spike-wave 3 Hz, 44719 ms", "eyes closed, spike-wave 3 Hz, 44719 ms"),
+])  # fmt: skip
+def test_scrubbing_catches_the_spellings_people_type(text, expected):
+    from ephys.ingest.identity import scrub_text
+
+    assert scrub_text(text, _HEADER_NAMES, _HEADER_IDS)[0] == expected

@@ -174,6 +174,7 @@ _DATE = re.compile(
         r"\b\d{1,2}[./-]\d{1,2}[./-]\d{2,4}\b",  # 12.03.2019, 12/03/19, 12-3-2019
         r"\b\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b",  # 2019-03-12
         r"\b(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\b",  # 20190312
+        r"\b(?:0[1-9]|[12]\d|3[01])(?:0[1-9]|1[0-2])(?:19|20)\d{2}\b",  # 17031961 (German compact, day first)
         rf"\b\d{{1,2}}\.?[ -]?(?:{_MONTH_NAMES})\.?[ ,-]*(?:\d{{2,4}})?\b",  # 12 March 2019, 12. März 2019, 12-MAR-19
         rf"\b(?:{_MONTH_NAMES})\.? \d{{1,2}}(?:st|nd|rd|th)?,? \d{{4}}\b",  # March 12, 2019
         r"\b(?:0?[1-9]|[12]\d|3[01])\.(?:0?[1-9]|1[0-2])\.(?!\d)",  # 12.03. (German, year left out)
@@ -190,15 +191,62 @@ def _name_tokens(names: list[str]) -> list[str]:
     return sorted(tokens - _PLACEHOLDERS, key=len, reverse=True)
 
 
+_UMLAUTS = (("ä", "ae"), ("ö", "oe"), ("ü", "ue"), ("ß", "ss"), ("Ä", "Ae"), ("Ö", "Oe"), ("Ü", "Ue"))
+
+
+def _spellings(token: str) -> set[str]:
+    """The ways a German or accented name is typed: as written, umlauts as ``ae``/``oe``/``ue`` and
+    back (``Quäxelbröt`` and ``Quaexelbroet``), and without accents (``Bratwürstová`` → ``Bratwurstova``)."""
+    import unicodedata
+
+    out = {token}
+    folded, unfolded = token, token
+    for u, a in _UMLAUTS:
+        folded = folded.replace(u, a)
+        unfolded = re.sub(a, u, unfolded) if u != "ß" else unfolded
+    out |= {folded, unfolded}
+    out.add("".join(c for c in unicodedata.normalize("NFKD", token) if not unicodedata.combining(c)))
+    return {t for t in out if t}
+
+
+def _fold(text: str) -> str:
+    """``text`` with accents dropped, one character for one (``Bratwürstová`` → ``Bratwurstova``), so
+    match positions in the folded text are positions in the original."""
+    import unicodedata
+
+    return "".join((unicodedata.normalize("NFKD", c)[:1] or c) if ord(c) > 127 else c for c in text)
+
+
+def _sub_folded(pattern: str, repl: str, text: str) -> tuple[str, int]:
+    """``re.subn`` of an accent-folded pattern over the accent-folded ``text``, applied to ``text``:
+    a name matches however its accents were typed, in the header or in the annotation."""
+    folded = _fold(text)
+    out, pos, n = [], 0, 0
+    for m in re.finditer(pattern, folded, flags=re.IGNORECASE):
+        out += [text[pos : m.start()], repl]
+        pos, n = m.end(), n + 1
+    return "".join(out) + text[pos:], n
+
+
+def _id_parts(ids: list[str]) -> list[str]:
+    """Identifiers and their digit runs of five or more (``4471982`` of ``PID4471982``: a case number
+    typed without its prefix)."""
+    out = {i.strip() for i in ids if len(i.strip()) >= 3}
+    out |= {d for i in ids for d in re.findall(r"\d{5,}", i)}
+    return sorted(out, key=len, reverse=True)
+
+
 def scrub_text(text: str, names: list[str], ids: list[str] = ()) -> tuple[str, int]:
     """Replace person names, identifiers and dates in annotation free text.
 
     ``names``: the patient block's names, technicians, annotating users; each
     whole name and each of its parts (two letters or more) is replaced by
     ``[name]``, case-insensitively, wherever it is not part of a longer word
-    (underscores and hyphens separate words here). ``ids``: patient and
-    admission codes, replaced by ``[id]`` wherever they occur. Dates in the
-    numeric, ISO, compact (``20190312``) and written forms of English and
+    (underscores and hyphens separate words here), in the spellings people type
+    (umlauts as ``ae``/``oe``/``ue`` and back, accents dropped) and with a genitive
+    ``s``. ``ids``: patient and admission codes, replaced by ``[id]`` wherever they
+    occur, and their digit runs of five or more wherever they stand alone. Dates in the
+    numeric, ISO, compact (``20190312``, ``17031961``) and written forms of English and
     German (``12 March 2019``, ``12. März 2019``, ``March 12, 2019``,
     ``12.03.``) become ``[date]``.
 
@@ -208,15 +256,20 @@ def scrub_text(text: str, names: list[str], ids: list[str] = ()) -> tuple[str, i
         The scrubbed text and how many replacements were made.
     """
     n = 0
-    for ident in sorted({i.strip() for i in ids if len(i.strip()) >= 3}, key=len, reverse=True):
-        text, k = re.subn(re.escape(ident), "[id]", text, flags=re.IGNORECASE)
+    for ident in _id_parts(list(ids)):
+        pattern = rf"(?<!\d){re.escape(ident)}(?!\d)" if ident.isdigit() else re.escape(ident)
+        text, k = re.subn(pattern, "[id]", text, flags=re.IGNORECASE)
         n += k
     whole = sorted({w.strip() for w in names if len(w.strip()) >= 2}, key=len, reverse=True)
-    for t in whole + _name_tokens(names):
-        if t.lower() in _PLACEHOLDERS:
+    seen: set[str] = set()
+    for base in whole + _name_tokens(names):
+        if base.lower() in _PLACEHOLDERS:
             continue
-        text, k = re.subn(rf"{_NOT_ALNUM_BEFORE}{re.escape(t)}{_NOT_ALNUM_AFTER}", "[name]", text, flags=re.IGNORECASE)
-        n += k
+        for t in sorted(_spellings(base) - seen, key=len, reverse=True):
+            seen.add(t)
+            # a genitive or plural s ("Quaexelbroets Mutter") belongs to the name
+            text, k = _sub_folded(rf"{_NOT_ALNUM_BEFORE}{re.escape(_fold(t))}(?:['’]?s)?{_NOT_ALNUM_AFTER}", "[name]", text)
+            n += k
     text, k = _DATE.subn("[date]", text)
     return text, n + k
 
