@@ -118,3 +118,26 @@ def test_driver_killed_between_rename_commit_and_log_resumes_exactly(point, smal
     assert table_counts(_url(out)) == table_counts(_url(ref))
     shas = [line.split(",")[0] for line in (out / "hashlog.csv").read_text().splitlines()[1:]]
     assert sorted(shas) == sorted(set(shas)) and len(shas) == 5  # each recording logged exactly once
+
+
+@pytest.mark.parametrize("point", ["kill-driver:renamed:1", "kill-driver:committed:1"])
+def test_driver_killed_resumes_exactly_on_postgres(point, small_shards, tmp_path, catalog_url):
+    """The same SIGKILLs with the catalog on PostgreSQL: the shard and its rows commit together there too."""
+    import os
+    import subprocess
+    import sys
+
+    from ephys.schemas import IngestConfig
+
+    if catalog_url.startswith("sqlite"):
+        pytest.skip("the SQLite catalog is the test above")
+    archive, ref = small_shards
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "ephys", "ingest", str(archive), "--out", str(out), "--shard-size", "5", "--workers", "1",
+           "--catalog", catalog_url]  # fmt: skip
+    r = subprocess.run(cmd, env=dict(os.environ, EPHYS_TEST_FAILPOINTS=point), capture_output=True, timeout=300)
+    assert r.returncode == -9, r.stderr.decode()[-2000:]
+    s = ingest(archive, out, config=IngestConfig(shard_size=5), workers=1, catalog_url=catalog_url)
+    assert s.n_ok + s.n_skipped >= 3
+    assert shard_bytes(out) == shard_bytes(ref)
+    assert table_counts(catalog_url) == table_counts(_url(ref))
