@@ -77,6 +77,7 @@ class SpecialFileError(UnreadableFileError):
     since reading one can block forever or never end."""
 
     code = "special_file"
+    default_reason = "not a regular file (a FIFO, socket or device); never read"
 
 
 class UnreadableFolderError(UnreadableFileError):

@@ -163,7 +163,7 @@ def test_special_files_are_never_read(tmp_path):
         with pytest.raises(SpecialFileError):
             hash_recording([path])  # returns at once: neither blocks on the FIFO nor reads /dev/zero forever
     found = discover(tmp_path)
-    assert (found.n_special, [r.failure[0] for r in found.recordings]) == (1, ["special_file"])
+    assert (found.n_special, [r.failure.code for r in found.recordings]) == (1, ["special_file"])
 
 
 def test_a_file_changed_after_hashing_is_not_ingested_under_the_old_hash(tmp_path):
@@ -222,7 +222,7 @@ def test_unreadable_folder_is_recorded(tmp_path, monkeypatch):
     found = discover(a)
     monkeypatch.undo()
     assert found.n_unreadable_folders == 1
-    assert sorted((r.format, r.failure[0] if r.failure else None) for r in found.recordings) == [
+    assert sorted((r.format, r.failure.code if r.failure else None) for r in found.recordings) == [
         ("edf", None), ("folder", "unreadable_folder")]  # fmt: skip
 
 

@@ -24,7 +24,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ephys.errors import RunError
+from ephys.errors import ReadError, RunError, SpecialFileError, UnreadableFolderError
 from ephys.ingest.identity import HiddenPath
 from ephys.ingest.readers.edf import sniff as sniff_edf
 
@@ -39,15 +39,16 @@ _BV_MEMBER = re.compile(r"^\s*(DataFile|MarkerFile)\s*=\s*(.+?)\s*$", re.I | re.
 class Discovered:
     """One recording: its primary file, all member files, and the format sniffed.
 
-    ``failure``: ``(code, reason)`` when discovery already knows it cannot be read (an
-    unreadable folder, a special file); such a recording is recorded, never hashed.
+    ``failure``: the error when discovery already knows it cannot be read
+    (:class:`~ephys.errors.UnreadableFolderError`, :class:`~ephys.errors.SpecialFileError`);
+    such a recording is recorded, never hashed.
     """
 
     primary: Path
     files: list[Path]
     format: str
     relpath: str
-    failure: tuple[str, str] | None = None
+    failure: ReadError | None = None
 
     @property
     def file_strs(self) -> list[str]:
@@ -152,8 +153,9 @@ def discover(archive: str | os.PathLike) -> Discovery:
 
         def unlistable(err: OSError) -> None:
             folder = Path(err.filename) if err.filename else root
+            reason = f"folder cannot be listed: {err.strerror or type(err).__name__}"
             failed.append(Discovered(folder, [folder], "folder", _rel(folder, base) or ".",
-                                     ("unreadable_folder", f"folder cannot be listed: {err.strerror or type(err).__name__}")))  # fmt: skip
+                                     UnreadableFolderError(reason, str(folder))))  # fmt: skip
 
         for d, dirs, files in os.walk(root, followlinks=False, onerror=unlistable):
             dirs.sort()
@@ -169,12 +171,12 @@ def discover(archive: str | os.PathLike) -> Discovery:
                     n_special += 1
                     if p.suffix.lower() in EEG_EXTENSIONS:
                         failed.append(Discovered(p, [p], "special", _rel(p, base),
-                                                 ("special_file", "not a regular file (a FIFO, socket or device); never read")))  # fmt: skip
+                                                 SpecialFileError(SpecialFileError.default_reason, str(p))))  # fmt: skip
     else:
         raise RunError(f"archive {root} is not a folder or file")
 
     out = Discovery(n_files=len(paths), n_special=n_special,
-                    n_unreadable_folders=sum(r.failure[0] == "unreadable_folder" for r in failed))  # fmt: skip
+                    n_unreadable_folders=sum(isinstance(r.failure, UnreadableFolderError) for r in failed))  # fmt: skip
     sniffed = {p: sniff(p) for p in paths}
     claimed: set[Path] = set()
     grouped: set[Path] = set()

@@ -40,7 +40,7 @@ def _hash_member(path: str, buf: bytearray, view: memoryview) -> tuple[str, int,
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise SpecialFileError("not a regular file (a FIFO, socket or device); never read", path)
+            raise SpecialFileError(SpecialFileError.default_reason, path)
         h, left = hashlib.sha256(), st.st_size
         with open(fd, "rb", buffering=0, closefd=False) as f:
             while left > 0 and (n := f.readinto(view[: min(len(buf), left)])):

@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import secrets
+import unicodedata
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -195,25 +196,18 @@ _UMLAUTS = (("ä", "ae"), ("ö", "oe"), ("ü", "ue"), ("ß", "ss"), ("Ä", "Ae")
 
 
 def _spellings(token: str) -> set[str]:
-    """The ways a German or accented name is typed: as written, umlauts as ``ae``/``oe``/``ue`` and
-    back (``Quäxelbröt`` and ``Quaexelbroet``), and without accents (``Bratwürstová`` → ``Bratwurstova``)."""
-    import unicodedata
-
-    out = {token}
+    """The ways a German name is typed: as written and with umlauts as ``ae``/``oe``/``ue`` and back
+    (``Quäxelbröt`` and ``Quaexelbroet``). Accents are handled by matching folded text (:func:`_fold`)."""
     folded, unfolded = token, token
     for u, a in _UMLAUTS:
         folded = folded.replace(u, a)
         unfolded = re.sub(a, u, unfolded) if u != "ß" else unfolded
-    out |= {folded, unfolded}
-    out.add("".join(c for c in unicodedata.normalize("NFKD", token) if not unicodedata.combining(c)))
-    return {t for t in out if t}
+    return {t for t in (token, folded, unfolded) if t}
 
 
 def _fold(text: str) -> str:
     """``text`` with accents dropped, one character for one (``Bratwürstová`` → ``Bratwurstova``), so
     match positions in the folded text are positions in the original."""
-    import unicodedata
-
     return "".join((unicodedata.normalize("NFKD", c)[:1] or c) if ord(c) > 127 else c for c in text)
 
 
@@ -265,24 +259,25 @@ def scrub_text(text: str, names: list[str], ids: list[str] = ()) -> tuple[str, i
     for base in whole + _name_tokens(names):
         if base.lower() in _PLACEHOLDERS:
             continue
-        for t in sorted(_spellings(base) - seen, key=len, reverse=True):
+        for t in sorted({_fold(t).lower() for t in _spellings(base)} - seen, key=len, reverse=True):
             seen.add(t)
             # a genitive or plural s ("Quaexelbroets Mutter") belongs to the name
-            text, k = _sub_folded(rf"{_NOT_ALNUM_BEFORE}{re.escape(_fold(t))}(?:['’]?s)?{_NOT_ALNUM_AFTER}", "[name]", text)
+            text, k = _sub_folded(rf"{_NOT_ALNUM_BEFORE}{re.escape(t)}(?:['’]?s)?{_NOT_ALNUM_AFTER}", "[name]", text)
             n += k
     text, k = _DATE.subn("[date]", text)
     return text, n + k
 
 
-def path_hash(secret: bytes, relpath: str) -> str:
-    """Keyed hash of an archive-relative path: ``HMAC-SHA-256(secret, "path" NUL path bytes)``, hex.
+def path_hash(secret: bytes, relpath: str, domain: bytes = b"path") -> str:
+    """Keyed hash of an archive-relative path: ``HMAC-SHA-256(secret, domain NUL path bytes)``, hex.
 
     Keyed (RFC 2104) so that nobody without the site secret can confirm a guessed
     ``Name_ID/...`` path against the catalog or the hash log. The path is hashed as the bytes the
     file system holds (:func:`os.fsencode`), so names that are not valid UTF-8 hash too.
+    ``domain`` separates uses of one secret (``b"path"``: catalog and hash-log path hashes).
     """
     raw = os.fsencode(relpath) if isinstance(relpath, str) else bytes(relpath)
-    return hmac.new(secret, b"path\0" + raw, hashlib.sha256).hexdigest()
+    return hmac.new(secret, domain + b"\0" + raw, hashlib.sha256).hexdigest()
 
 
 def printable_path(relpath: str) -> str:

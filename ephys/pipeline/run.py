@@ -27,8 +27,6 @@ paths travel as :class:`~ephys.ingest.identity.HiddenPath`, reasons pass through
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import math
@@ -140,8 +138,8 @@ def _hash_task(files: list[str], buffer_bytes: int, timeout_s: float | None = No
 
 def _unhashed_sha(secret: bytes, relpath: str) -> str:
     """The catalog key of a recording whose content could not be hashed: keyed by the site secret,
-    so it confirms no guessed path."""
-    return hmac.new(secret, b"unhashed\0" + os.fsencode(relpath), hashlib.sha256).hexdigest()
+    so it confirms no guessed path (and in its own domain, so it never equals the path hash)."""
+    return path_hash(secret, relpath, domain=b"unhashed")
 
 
 #: A recording whose task kills this many workers is recorded as failed (``worker_crash``);
@@ -549,8 +547,7 @@ def _run(recordings: list[Discovered], client, catalog, hashlog, states, config,
 
     def hashed():
         for rec in known_failures:
-            code, reason = rec.failure
-            yield rec, (None, 0, Failure(stage="discover", code=code, reason=reason), None), None
+            yield rec, (None, 0, Failure.from_exception(rec.failure, stage="discover"), None), None
         for f in pending:
             rec = by_key.pop(f.key)
             try:

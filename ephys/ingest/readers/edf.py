@@ -188,7 +188,8 @@ class EDFReader(Reader):
     # -- header -----------------------------------------------------------------
     def _parse_header(self) -> None:
         p = self._p
-        size = os.fstat(self._f.fileno()).st_size
+        st = os.fstat(self._f.fileno())
+        size = st.st_size
         if size == 0:
             raise EmptyFileError("file is empty (0 bytes)", p)
         head = self._pread(0, 256)
@@ -233,7 +234,7 @@ class EDFReader(Reader):
         if n_records == -1:
             # EDF spec: "-1 if unknown", allowed only while recording. A file that changed within
             # IN_PROGRESS_SETTLE_S is still being written: refused now, retried by the next run.
-            age = time.time() - os.fstat(self._f.fileno()).st_mtime
+            age = time.time() - st.st_mtime
             if age < IN_PROGRESS_SETTLE_S:
                 raise InProgressError(f"the header's number of data records is -1 (recording in progress) and the file "
                                       f"changed {max(age, 0):.0f} s ago; it is read once unchanged for "
