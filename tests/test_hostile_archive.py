@@ -269,3 +269,17 @@ def test_scrubbing_catches_the_spellings_people_type(text, expected):
     from ephys.ingest.identity import scrub_text
 
     assert scrub_text(text, _HEADER_NAMES, _HEADER_IDS)[0] == expected
+
+
+def test_audit_ignores_the_placeholders_anonymised_files_carry(tmp_path):
+    """An anonymised EDF+ patient field ("X F X Name", as exported files often have) holds no identity:
+    "Name" is also a column of the catalog, so an audit that searched it would always fail."""
+    from ephys.catalog.audit import audit
+
+    a = tmp_path / "a"
+    a.mkdir()
+    _edf(a / "r.edf", patient="X F X Name")
+    out = tmp_path / "out"
+    ingest(a, out, config=IngestConfig(montage="native", min_epochs=1), workers=1)
+    assert b"name" in (out / "catalog.sqlite").read_bytes().lower()
+    assert audit(out, a).ok

@@ -25,7 +25,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from ephys.ingest.discover import discover
-from ephys.ingest.identity import parse_birthdate
+from ephys.ingest.identity import _PLACEHOLDERS, parse_birthdate
 
 #: Shortest token searched (characters).
 MIN_TOKEN = 4
@@ -106,9 +106,8 @@ def identity_tokens(archive: str | os.PathLike) -> tuple[dict[str, set[str]], in
             n_bad += 1
         finally:
             reader.close()
-    placeholders = {"anonymous", "unknown", "noname", "patient", "none", "test", "demo", "subject", "x", "xx", "xxx"}
-    for kind in tokens:
-        tokens[kind] = {t for t in tokens[kind] if len(t) >= MIN_TOKEN and t.lower() not in placeholders}
+    for kind in tokens:  # the placeholders anonymised files put where a name belongs ("X", "Name") are no identity
+        tokens[kind] = {t for t in tokens[kind] if len(t) >= MIN_TOKEN and t.lower() not in _PLACEHOLDERS}
     return tokens, len(found.recordings), n_bad
 
 
