@@ -265,7 +265,45 @@ def scrub_text(text: str, names: list[str], ids: list[str] = ()) -> tuple[str, i
             text, k = _sub_folded(rf"{_NOT_ALNUM_BEFORE}{re.escape(t)}(?:['’]?s)?{_NOT_ALNUM_AFTER}", "[name]", text)
             n += k
     text, k = _DATE.subn("[date]", text)
-    return text, n + k
+    text, k2 = _LONG_NUMBER.subn("[id]", text)
+    return text, n + k + k2
+
+
+#: A code of six digits or more, standing alone or after a short prefix (``PID4471982``,
+#: ``Fall-Nr 12345678``): no clinical EEG annotation writes such a number, case and patient numbers do.
+_LONG_NUMBER = re.compile(r"(?<!\w)(?<!\d[.,:/])(?:[A-Za-z]{1,4}[-_#]?)?\d{6,}(?!\w)(?![.,:/]\d)")
+
+
+def scrub_split(texts: list[str], names: list[str], ids: list[str] = ()) -> tuple[list[str], int]:
+    """Names and identifiers typed across two neighbouring annotations (``Pat. Quaexel`` then
+    ``broet Anfall``; ``PID44`` then ``71982``): where the end of one text and the start of the
+    next join into a name part (four letters or more, in the spellings :func:`scrub_text` knows) or
+    an identifier, both pieces become ``[name]`` or ``[id]``. ``texts`` in onset order.
+
+    Returns
+    -------
+    (list of str, int)
+        The texts, and how many split names or identifiers were removed.
+    """
+    targets = [(t, "[id]") for t in {_fold(i).lower() for i in _id_parts(list(ids))} if len(t) >= 4]
+    whole = {w.strip() for w in names if len(w.strip()) >= 4}
+    targets += [(t, "[name]") for base in whole | set(_name_tokens(names)) if base.lower() not in _PLACEHOLDERS
+                for t in {_fold(x).lower() for x in _spellings(base)} if len(t) >= 4]  # fmt: skip
+    out, n = list(texts), 0
+    for i in range(len(out) - 1):
+        a, b = out[i].rstrip(), out[i + 1].lstrip()
+        joined, cut = _fold(a + b).lower(), len(a)
+        for t, repl in sorted(targets, key=lambda x: -len(x[0])):
+            start = joined.find(t, max(0, cut - len(t) + 1))
+            if start == -1 or not (start < cut < start + len(t)):
+                continue
+            end = start + len(t)
+            if (start and joined[start - 1].isalnum()) or (end < len(joined) and joined[end].isalnum()):
+                continue  # inside a longer word
+            out[i], out[i + 1] = a[:start] + repl, repl + b[end - cut :]
+            n += 1
+            break
+    return out, n
 
 
 def path_hash(secret: bytes, relpath: str, domain: bytes = b"path") -> str:

@@ -46,6 +46,7 @@ from ephys.errors import TRANSIENT_CODES, ConfigMismatchError, OutputError, Read
 from ephys.ingest.discover import Discovered, discover
 from ephys.ingest.hashing import hash_recording
 from ephys.ingest.identity import HiddenPath, load_site_secret, path_hash, printable_path, redact, secret_fingerprint
+from ephys.ingest.names import build_table
 from ephys.pipeline.hashlog import HashLog
 from ephys.pipeline.lock import OutputLock
 from ephys.pipeline.task import BLOCK_PRIORITY, bounded, failpoints, run_recording
@@ -422,6 +423,7 @@ def ingest(
         if shards_url:
             _check_store(shards_url)
         _check_meta(catalog, config, secret_fingerprint(secret), shards_url or str(shards.resolve()))
+        build_table()  # the name detector's table, once per machine, before the workers need it
         client, cluster = _start_client(scheduler, workers, processes)
         run_id = catalog.begin_run(code_version=__version__, processing_hash=config.processing_hash(),
                                    config=config.model_dump())  # fmt: skip

@@ -31,10 +31,13 @@ import numpy as np
 from ephys.errors import (ChangedDuringReadError, EphysError, InsufficientCoverageError, NoEEGError, NoSignalError, NoUsableChannelsError,
                           OutputError, RejectedError, TooShortError)  # fmt: skip
 from ephys.annotate.attach import label_annotations
+from ephys.annotate.taxonomy import load_taxonomy
 from ephys.ingest.channels import TEN_TWENTY
 from ephys.ingest.condition import condition, fir_kernel, resample_ratio
 from ephys.ingest.hashing import check_unchanged
-from ephys.ingest.identity import age_years, author_pseudonym, normalise_sex, pseudonym, scrub_text, shifted_start
+from ephys.ingest.identity import (age_years, author_pseudonym, normalise_sex, pseudonym, scrub_split, scrub_text,
+                                   shifted_start)
+from ephys.ingest.names import NameDetector
 from ephys.ingest.montage import REGION_NAMES, region_coverage, regional8_weights
 from ephys.ingest.readers import open_recording
 from ephys.qc.epochs import rails_uv
@@ -878,20 +881,35 @@ def process_recording(
 
 
 def _scrubbed(annotations: list[Annotation], patient, secret: bytes) -> tuple[list[Annotation], int]:
-    """Remove patient, technician and author names, identifiers and dates from annotation text;
-    authors become pseudonyms. ``patient`` is the reader's :class:`PatientInfo`."""
+    """Remove patient, technician and author names, identifiers and dates from annotation text,
+    also where a name or code is split across two neighbouring annotations, then the names no
+    header gives (relatives, staff: :class:`~ephys.ingest.names.NameDetector`); authors become
+    pseudonyms. ``patient`` is the reader's :class:`PatientInfo`."""
     authors = sorted({a.author for a in annotations if a.author})
     names = patient.names + authors
     ids = [patient.patient_id, *patient.ids]
-    out, total = [], 0
-    for a in annotations:
-        text, n = scrub_text(a.text, names, ids)
-        total += n
-        update = {"text": text} if n else {}
+    order = sorted(range(len(annotations)), key=lambda i: annotations[i].onset_s)
+    joined, total = scrub_split([annotations[i].text for i in order], names, ids)
+    texts = dict(zip(order, joined))
+    detector = name_detector()
+    out = []
+    for i, a in enumerate(annotations):
+        text, n = scrub_text(texts[i], names, ids)
+        text, k = detector.scrub(text)
+        total += n + k
+        update = {"text": text} if text != a.text else {}
         if a.author:
             update["author"] = author_pseudonym(secret, a.author)
         out.append(a.model_copy(update=update) if update else a)
     return label_annotations(out), total
+
+
+@lru_cache(maxsize=1)
+def name_detector() -> NameDetector:
+    """The name detector of this process, with every keyword and label of the annotation taxonomy
+    protected (built once; the first call reads the cached name table, see :func:`build_table`)."""
+    tax = load_taxonomy()
+    return NameDetector(protected=[w for s in tax.subcategories for w in (*s.keywords, s.label)])
 
 
 def _add(work: dict[str, float], sec: dict[str, float]) -> None:

@@ -74,6 +74,8 @@ class MNEReader(Reader):
         )  # fmt: skip
         info = raw.info.get("subject_info") or {}
         names = [str(info[k]) for k in ("first_name", "middle_name", "last_name") if info.get(k)]
+        if raw.info.get("experimenter"):  # FIF: the person who recorded, also typed into annotations
+            names.append(str(raw.info["experimenter"]))
         self.patient = PatientInfo(
             patient_id=str(info.get("his_id") or info.get("id") or ""),
             names=names,
