@@ -1,7 +1,8 @@
-"""Generator of a damaged-file corpus (EDF, BDF, Micromed TRC, Nicolet .e) next to a few healthy files.
+"""Generator of a damaged-file corpus (EDF, BDF, Micromed TRC, Nicolet .e, Nihon Kohden .EEG) next to a few
+healthy files.
 
 Used by ``tests/test_damaged_corpus.py``. Every damaged file is derived from a small valid base
-file written by the independent test writers (``edf_writer``, ``trc_writer``, ``nicolet_writer``)
+file written by the independent test writers (``edf_writer``, ``trc_writer``, ``nicolet_writer``, ``nk_writer``)
 and then cut, patched or re-encoded; :func:`write_damaged` returns ``{case name: path}``. The
 expected outcome of each case lives in the test module's table, not here.
 
@@ -21,6 +22,7 @@ import numpy as np
 from tests.edf_writer import write_edf
 from tests.ingest_helpers import real
 from tests.nicolet_writer import ANNOTATION, TS, Event, Trace, write_nicolet
+from tests.nk_writer import write_nk
 from tests.trc_writer import Chan, write_trc
 
 RATE = 256
@@ -275,14 +277,33 @@ def _nicolet_cases(folder: Path) -> dict[str, bytes]:
     }
 
 
-EXTENSIONS = {"edf": ".edf", "bdf": ".bdf", "trc": ".TRC", "e": ".e"}
+def _nk_cases(folder: Path) -> dict[str, bytes]:
+    """Nihon Kohden native ``.EEG`` (alone: MNE then uses the device's default channel names)."""
+    base = folder / "_nk_base"
+    base.mkdir(exist_ok=True)
+    x = np.stack(_eeg(2, DAMAGED_S, 4))
+    d = write_nk(base / "base.EEG", x, RATE, start=START).read_bytes()
+    shutil.rmtree(base)
+    data_block = 0x1900  # where write_nk puts it
+    return {
+        "nk-cut-in-header": d[:0x1000],
+        "nk-cut-before-data": d[: data_block + 0x27 + 20],
+        "nk-cut-mid-data": d[: len(d) // 2 + 1],
+        "nk-waveform-sign-wrong": put(d, 0x17FE, b"\x00"),
+        "nk-control-block-past-eof": put(d, 0x92, struct.pack("<I", len(d) + 100)),
+        "nk-rate-zero": put(d, data_block + 0x1A, struct.pack("<H", 0)),
+        "nk-channels-zero": put(d, data_block + 0x26, b"\x00"),
+    }
+
+
+EXTENSIONS = {"edf": ".edf", "bdf": ".bdf", "trc": ".TRC", "e": ".e", "nk": ".EEG"}
 
 
 def write_damaged(folder: Path) -> dict[str, Path]:
     """Write every damaged case into ``folder``; ``{case name: path}`` (file name = case name + extension)."""
     folder.mkdir(parents=True, exist_ok=True)
     cases: dict[str, bytes] = {}
-    for make in (_edf_cases, _bdf_cases, _trc_cases, _nicolet_cases):
+    for make in (_edf_cases, _bdf_cases, _trc_cases, _nicolet_cases, _nk_cases):
         cases.update(make(folder))
     out = {}
     for name, data in cases.items():

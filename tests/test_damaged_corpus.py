@@ -1,4 +1,4 @@
-"""Fault tolerance over a corpus of damaged EDF, BDF, Micromed TRC and Nicolet .e files.
+"""Fault tolerance over a corpus of damaged EDF, BDF, Micromed TRC, Nicolet .e and Nihon Kohden .EEG files.
 
 A corpus of damaged files (written by ``tests/damaged_corpus.py``) lies next to four healthy
 recordings (EDF+, BDF+, TRC, .e). Covered, each case its own file:
@@ -6,10 +6,12 @@ recordings (EDF+, BDF+, TRC, .e). Covered, each case its own file:
 * zero bytes; truncation at every structural boundary (EDF: inside the 256-byte fixed header,
   right after it, inside the signal headers, right after the header, mid data record; TRC: inside
   the fixed header, inside the zones, right before the data, mid sample frame; .e: inside the magic,
-  the tag table, the main index, right before the first section, after and inside a section);
+  the tag table, the main index, right before the first section, after and inside a section; NK:
+  inside the header, right before the samples, mid samples);
 * wrong magic; header fields that lie (EDF header length, record count larger / negative / text,
   signal count 0 / 9999 / text; TRC channel count, bytes per sample, data offset, zone table,
-  header type; .e index pointer and entry count);
+  header type; .e index pointer and entry count; NK waveform sign, control-block address, rate and
+  channel count);
 * zero, negative, NaN and absurd sampling rates (EDF samples per record and record duration,
   TRC Rate_Min, .e TSInfo rate); NaN and empty physical / digital ranges;
 * EDF+ annotation channels with broken TALs; Latin-1 and non-UTF-8 annotation text (readable:
@@ -149,6 +151,14 @@ CASES = [
     _case("e-sampling-rate-negative", "failed", "corrupt", r"channel 0: sampling rate or resolution is invalid"),
     _case("e-sampling-rate-nan", "failed", "corrupt", r"channel 0: sampling rate or resolution is invalid"),
     _case("e-crlf", "failed", "corrupt", r"^corrupt \.e: "),
+    # -- Nihon Kohden native .EEG (read through MNE after ephys's own check of its block structure) --
+    _case("nk-cut-in-header", "failed", "corrupt", r"Nihon Kohden header truncated .*\(4096 bytes\)"),
+    _case("nk-cut-before-data", "failed", "corrupt", r"Nihon Kohden data block 0 needs \d+ bytes, the file has 6459"),
+    _case("nk-cut-mid-data", "failed", "corrupt", r"Nihon Kohden data block 0 needs \d+ bytes, .*truncated"),
+    _case("nk-waveform-sign-wrong", "failed", "corrupt", r"waveform-block sign is 0, expected 1"),
+    _case("nk-control-block-past-eof", "failed", "corrupt", r"block at byte \d+ lies past the end of the file"),
+    _case("nk-rate-zero", "failed", "corrupt", r"data block 0: sampling rate 0 Hz, 2 channels"),
+    _case("nk-channels-zero", "failed", "corrupt", r"data block 0: sampling rate 256 Hz, 0 channels"),
     # -- the file system ---------------------------------------------------------------------------
     _case(UNREADABLE, "failed", "unreadable", r"Permission denied"),
 ]

@@ -283,3 +283,63 @@ def test_audit_ignores_the_placeholders_anonymised_files_carry(tmp_path):
     ingest(a, out, config=IngestConfig(montage="native", min_epochs=1), workers=1)
     assert b"name" in (out / "catalog.sqlite").read_bytes().lower()
     assert audit(out, a).ok
+
+
+def test_nihon_kohden_native_is_discovered_and_ingested(tmp_path):
+    """A Nihon Kohden archive (.EEG with .21E/.PNT/.LOG) ingests: 19 channels at 500 Hz, its events as
+    annotations, the samples the writer put in; a truncated copy is 'corrupt', not ingested short."""
+    import datetime as dt
+
+    from ephys.ingest.readers import open_recording
+    from tests.nk_writer import CAL, OFFSET, to_units, write_nk
+
+    a = tmp_path / "a"
+    a.mkdir()
+    x = np.random.default_rng(7).normal(0, 30, (19, 500 * 65))
+    eeg = write_nk(a / "NK0001.EEG", x, 500, start=dt.datetime(2020, 1, 2, 3, 4, 5),
+                   events=[(10, "Augen zu"), (20, "Mutter Erika da")])  # fmt: skip
+    (a / "cut").mkdir()
+    for ext in (".EEG", ".21E", ".PNT", ".LOG"):
+        shutil.copyfile(eeg.with_suffix(ext), a / "cut" / ("NK0002" + ext))
+    cut = a / "cut" / "NK0002.EEG"
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size * 2 // 3])
+    with open_recording(eeg, "nihon_kohden") as r:  # the samples, against the writer's own units
+        assert np.allclose(r.read(0, 1000, [0, 18]), (to_units(x[[0, 18], :1000]) * CAL + OFFSET), atol=1e-3)
+    out = tmp_path / "out"
+    s = ingest(a, out, config=IngestConfig(montage="native", min_epochs=1), workers=1)
+    rows = {r.status: r for r in rows_by_sha(f"sqlite:///{out / 'catalog.sqlite'}").values()}  # sidecars hash with it
+    ok, bad = rows["ok"], rows["failed"]
+    assert (s.n_discovered, s.n_ok, s.n_failed) == (2, 1, 1)
+    assert (ok.format, ok.status, ok.sfreq, ok.n_eeg_channels, ok.n_epochs, ok.n_annotations) == (
+        "nihon_kohden", "ok", 500.0, 19, 2, 2)
+    assert (bad.status, bad.failure_code) == ("failed", "corrupt") and "truncated" in bad.failure_reason
+    c = Catalog(f"sqlite:///{out / 'catalog.sqlite'}")
+    with c.session() as sess:
+        from ephys.catalog import models as m
+
+        texts = sorted(t for t in sess.scalars(m.Annotation.__table__.select().with_only_columns(m.Annotation.text)))
+    c.close()
+    assert texts == ["Augen zu", "Mutter [name] da"]
+
+
+def test_eeglab_data_file_truncated_is_corrupt(tmp_path):
+    """An EEGLAB .set whose samples live in a .fdt cut short: 'corrupt' with MNE's count, no exception name."""
+    import scipy.io
+
+    a = tmp_path / "a"
+    a.mkdir()
+    raw = mne.io.RawArray(_x(65, 5) * 1e-6, mne.create_info(LABELS, float(RATE), "eeg"), verbose="error")
+    mne.export.export_raw(a / "r.set", raw, fmt="eeglab", verbose="error")
+    mat = scipy.io.loadmat(a / "r.set", appendmat=False)
+    fields = {k: v for k, v in mat.items() if not k.startswith("__")}
+    fields["data"].astype("<f4").T.tofile(a / "r.fdt")  # EEGLAB's .fdt: float32, channels per time point
+    fields["data"] = "r.fdt"
+    scipy.io.savemat(a / "r.set", fields, appendmat=False)
+    assert np.allclose(mne.io.read_raw_eeglab(a / "r.set", verbose="error").get_data(), raw.get_data(), atol=1e-9)
+    fdt = a / "r.fdt"
+    fdt.write_bytes(fdt.read_bytes()[: fdt.stat().st_size // 2 + 3])
+    out = tmp_path / "out"
+    ingest(a, out, config=IngestConfig(montage="native", min_epochs=1), workers=1)
+    (row,) = rows_by_sha(f"sqlite:///{out / 'catalog.sqlite'}").values()
+    assert (row.format, row.status, row.failure_code) == ("eeglab", "failed", "corrupt")
+    assert "truncated or damaged" in row.failure_reason and "Error" not in row.failure_reason

@@ -891,11 +891,11 @@ def _scrubbed(annotations: list[Annotation], patient, secret: bytes) -> tuple[li
     order = sorted(range(len(annotations)), key=lambda i: annotations[i].onset_s)
     joined, total = scrub_split([annotations[i].text for i in order], names, ids)
     texts = dict(zip(order, joined))
-    detector = name_detector()
+    detector = name_detector() if any(a.text.strip() for a in annotations) else None
     out = []
     for i, a in enumerate(annotations):
         text, n = scrub_text(texts[i], names, ids)
-        text, k = detector.scrub(text)
+        text, k = detector.scrub(text) if detector else (text, 0)
         total += n + k
         update = {"text": text} if text != a.text else {}
         if a.author:

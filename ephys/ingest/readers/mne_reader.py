@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import warnings
 from pathlib import Path
@@ -44,14 +45,15 @@ class MNEReader(Reader):
 
         self.path = Path(path)
         self._p = str(path)
+        if fmt == "nihon_kohden":
+            _check_nihon(self.path, self._p)
         try:
             with _quiet():
                 self._raw = mne.io.read_raw(self.path, preload=False, verbose="error")
         except PermissionError as exc:
             raise UnreadableFileError(f"cannot open: {exc.strerror}", str(path)) from None
         except Exception as exc:  # noqa: BLE001 - MNE raises many types for bad files
-            msg = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            raise CorruptFileError(f"{fmt} file could not be parsed ({type(exc).__name__}: {msg})", str(path)) from None
+            raise CorruptFileError(f"{fmt} file could not be parsed (MNE: {_first_line(exc)})", str(path)) from None
         raw = self._raw
         if fmt == "brainvision":
             _check_brainvision(self.path, len(raw.ch_names), raw.n_times, self._p)
@@ -105,7 +107,7 @@ class MNEReader(Reader):
             raise
         except Exception as exc:  # noqa: BLE001 - MNE raises many types for truncated data
             raise CorruptFileError(f"{self.header.format} data could not be read, the file is truncated or damaged "
-                                   f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})", self._p) from None  # fmt: skip
+                                   f"(MNE: {_first_line(exc)})", self._p) from None  # fmt: skip
         scale = np.array([self.header.channels[c].to_uv or 1.0 for c in channels])[:, None]
         return (data * scale).astype(np.float32)
 
@@ -128,6 +130,68 @@ _BV_BYTES = {"INT_16": 2, "UINT_16": 2, "INT_32": 4, "IEEE_FLOAT_32": 4}
 def _ini_value(text: str, key: str) -> str | None:
     m = re.search(rf"^\s*{key}\s*=\s*(.*?)\s*$", text, re.I | re.M)
     return m[1] if m else None
+
+
+def _first_line(exc: Exception) -> str:
+    """The first line of an MNE error message (at most 160 characters), or its kind when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__.removesuffix("Error").lower() + " error"
+
+
+#: Device strings a Nihon Kohden ``.EEG`` file opens with (and repeats at 0x81), as MNE accepts them.
+_NK_VERSIONS = (b"EEG-1100A V01.00", b"EEG-1100B V01.00", b"EEG-1100C V01.00", b"QI-403A   V01.00", b"QI-403A   V02.00",
+                b"EEG-2100  V01.00", b"EEG-2100  V02.00", b"DAE-2100D V01.30", b"DAE-2100D V02.00", b"EEG-1200A V01.00")  # fmt: skip
+
+
+def _check_nihon(eeg: Path, path: str) -> None:
+    """Raise CorruptFileError for a Nihon Kohden ``.EEG`` file whose block structure is broken.
+
+    Layout as MNE-Python reads it (``mne/io/nihon/nihon.py``, BSD-3-Clause): the device string at 0
+    and 0x81, the control-block count at 0x91 and addresses (uint32 LE) from 0x92, the waveform sign
+    1 at 0x17FE; per control block the data-block count at +17 and addresses from +18; per data block
+    the rate (uint16, low 14 bits) at +0x1A, the duration in 0.1 s (uint32) at +0x1C, the channel count
+    at +0x26, 10 bytes per channel from +0x27, then 2 bytes per channel and one marks word per sample.
+    MNE reads what the header promises without checking the file's size.
+    """
+    import struct
+
+    try:
+        with open(eeg, "rb", buffering=0) as f:
+            head = f.read(0x1800)
+            size = os.fstat(f.fileno()).st_size
+            if len(head) < 0x1800 or head[:16] not in _NK_VERSIONS or head[0x81:0x91] not in _NK_VERSIONS:
+                raise CorruptFileError(f"Nihon Kohden header truncated or not a known device string ({size} bytes)", path)
+            if head[0x17FE] != 1:
+                raise CorruptFileError(f"Nihon Kohden waveform-block sign is {head[0x17FE]}, expected 1", path)
+            n_ctl = head[0x91]
+            if n_ctl < 1:
+                raise CorruptFileError("Nihon Kohden file has no control block", path)
+            (ctl,) = struct.unpack_from("<I", head, 0x92)
+
+            def at(offset: int, n: int) -> bytes:
+                if offset + n > size:
+                    raise CorruptFileError(f"Nihon Kohden block at byte {offset} lies past the end of the file "
+                                           f"({size} bytes): truncated", path)  # fmt: skip
+                f.seek(offset)
+                return f.read(n)
+
+            n_data = at(ctl + 17, 1)[0]
+            if n_data < 1:
+                raise CorruptFileError("Nihon Kohden control block lists no data block", path)
+            for k in range(n_data):
+                (block,) = struct.unpack("<I", at(ctl + 18 + 20 * k, 4))
+                fields = at(block, 0x27)
+                rate = struct.unpack_from("<H", fields, 0x1A)[0] & 0x3FFF
+                (tenths,) = struct.unpack_from("<I", fields, 0x1C)
+                n_ch = fields[0x26]
+                if rate < 1 or n_ch < 1:
+                    raise CorruptFileError(f"Nihon Kohden data block {k}: sampling rate {rate} Hz, {n_ch} channels", path)
+                end = block + 0x27 + 10 * n_ch + tenths * rate // 10 * (n_ch + 1) * 2
+                if end > size:
+                    raise CorruptFileError(f"Nihon Kohden data block {k} needs {end} bytes, the file has {size}: "
+                                           "truncated", path)  # fmt: skip
+    except OSError:
+        return  # the read itself reports I/O errors
 
 
 def _check_brainvision(vhdr: Path, n_channels: int, n_times: int, path: str) -> None:
