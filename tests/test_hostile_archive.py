@@ -343,3 +343,53 @@ def test_eeglab_data_file_truncated_is_corrupt(tmp_path):
     (row,) = rows_by_sha(f"sqlite:///{out / 'catalog.sqlite'}").values()
     assert (row.format, row.status, row.failure_code) == ("eeglab", "failed", "corrupt")
     assert "truncated or damaged" in row.failure_reason and "Error" not in row.failure_reason
+
+
+def _as_unprivileged() -> list[str] | None:
+    """Command prefix under which file permissions apply even to root (``None``: none available)."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search"] if setpriv else None
+
+
+def test_a_read_only_corpus_can_be_queried_verified_and_curated(tmp_path):
+    """A finished corpus on read-only storage (a frozen, shared copy): query, stats, verify, manifest and
+    report read it without writing a byte; a write (verify --repair) is refused with exit 2, not a traceback."""
+    import subprocess
+    import sys
+
+    prefix = _as_unprivileged()
+    if prefix is None:
+        pytest.skip("running as root without util-linux setpriv: cannot make the corpus read-only")
+    a = tmp_path / "a"
+    a.mkdir()
+    for i in range(2):
+        _edf(a / f"r{i}.edf", seed=i)
+    out = tmp_path / "out"
+    ingest(a, out, config=IngestConfig(montage="native", min_epochs=1), workers=1)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    paths = [out, *out.rglob("*")]
+    for p in paths:
+        p.chmod(p.stat().st_mode & ~0o222)
+    try:
+        def ephys(*args):
+            return subprocess.run([*prefix, sys.executable, "-m", "ephys", *args], capture_output=True, text=True,
+                                  timeout=300, cwd=tmp_path)  # fmt: skip
+
+        q = ephys("catalog", "query", "--out", str(out), "--json")
+        assert q.returncode == 0, q.stderr
+        assert sorted(r["status"] for r in json.loads(q.stdout)["recordings"]) == ["ok", "ok"]
+        assert ephys("catalog", "stats", "--out", str(out)).returncode == 0
+        v = ephys("catalog", "verify", "--out", str(out))
+        assert v.returncode == 0 and "OK" in v.stdout, v.stdout + v.stderr
+        mf = ephys("manifest", "create", "--out", str(out), "-o", str(tmp_path / "m.json"))
+        assert mf.returncode == 0, mf.stderr
+        assert json.loads((tmp_path / "m.json").read_text())["shards"]
+        assert ephys("report", str(out), "-o", str(tmp_path / "r.html")).returncode == 0
+        repair = ephys("catalog", "verify", "--out", str(out), "--repair")
+        assert repair.returncode == 2 and "Traceback" not in repair.stderr, repair.stderr
+    finally:
+        for p in paths:
+            p.chmod(p.stat().st_mode | 0o200)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

@@ -9,6 +9,7 @@ Only the ingest driver writes; workers never touch the catalog.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -51,24 +52,62 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
-def make_engine(url: str) -> Engine:
-    """Create an engine; SQLite gets WAL, foreign keys and a busy timeout."""
+def make_engine(url: str, *, readonly: bool = False) -> Engine:
+    """Create an engine; SQLite gets WAL, foreign keys and a busy timeout.
+
+    ``readonly``: a SQLite file is opened with ``mode=ro`` and its journal mode is left as it is,
+    so a catalog on read-only storage (a frozen, shared corpus) can be queried; where its folder
+    cannot be written and no write-ahead log is left beside it, also ``immutable=1`` (SQLite could
+    not create the log's shared-memory index there; nothing can change such a file anyway). Source:
+    https://www.sqlite.org/uri.html (``mode``, ``immutable``), https://www.sqlite.org/wal.html#readonly.
+    """
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
-        if u.database and u.database != ":memory:":
-            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        db = u.database
+        if readonly and db and db != ":memory:" and not db.startswith("file:"):
+            import sqlite3
+            import urllib.parse
+
+            path = Path(db).resolve()
+            query = "mode=ro"
+            if not os.access(path.parent, os.W_OK) and not Path(f"{path}-wal").exists():
+                query += "&immutable=1"
+            target = f"file:{urllib.parse.quote(str(path))}?{query}"
+            engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(target, uri=True, timeout=30,
+                                                                                 check_same_thread=False))  # fmt: skip
+        else:
+            if db and db != ":memory:":
+                Path(db).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            if not readonly:
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA synchronous=FULL")
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, pool_pre_ping=True)
+    if readonly:
+        engine = engine.execution_options(postgresql_readonly=True) if engine.dialect.name == "postgresql" else engine
+    return engine
+
+
+def on_readonly_storage(url: str) -> bool:
+    """Whether ``url`` is a SQLite file that this process cannot write (the file or its folder):
+    readers then open it with ``readonly=True`` instead of failing on the first write."""
+    try:
+        u = make_url(url)
+    except Exception:  # noqa: BLE001 - a malformed URL is reported when it is opened
+        return False
+    db = u.database
+    if u.get_backend_name() != "sqlite" or not db or db == ":memory:" or db.startswith("file:"):
+        return False
+    path = Path(db)
+    return path.is_file() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
 
 
 def upgrade(engine: Engine) -> None:
@@ -85,11 +124,22 @@ def upgrade(engine: Engine) -> None:
 class Catalog:
     """A live catalog: ``Catalog(url).session()`` for queries, plus the driver's writes."""
 
-    def __init__(self, url: str, *, migrate: bool = True):
+    def __init__(self, url: str, *, migrate: bool = True, readonly: bool = False):
+        """Open the catalog at ``url``; ``migrate`` applies pending migrations; ``readonly`` opens it for
+        reading only (queries, stats, verify, manifests): nothing is migrated or written, so a catalog on
+        read-only storage works. Raises RunError when it is unreachable or, read-only, at an older schema
+        revision than this code needs."""
         self.url = url
         try:
-            self.engine = make_engine(url)
-            if migrate:
+            self.engine = make_engine(url, readonly=readonly)
+            if readonly:
+                with self.engine.connect() as conn:
+                    current = MigrationContext.configure(conn).get_current_revision()
+                if current != head_revision():
+                    raise RunError(f"catalog {redact_url(url)} is at schema revision {current}, this ephys needs "
+                                   f"{head_revision()}: open it once where it can be written (any ephys catalog command "
+                                   "that writes, or ingest) to upgrade it")  # fmt: skip
+            elif migrate:
                 upgrade(self.engine)
             else:
                 with self.engine.connect():

@@ -54,7 +54,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from ephys.catalog import models as m
-from ephys.catalog.db import Catalog, redact_url
+from ephys.catalog.db import Catalog, on_readonly_storage, redact_url
 from ephys.errors import RunError
 
 #: Default output sampling frequency (Hz) and epoch length (s) when no run recorded them.
@@ -343,7 +343,8 @@ def open_catalog(url: str, *, must_exist: bool = True) -> Catalog:
     Returns
     -------
     Catalog
-        The open catalog (migrated to the current schema); close it when done.
+        The open catalog (migrated to the current schema; on storage this process cannot write,
+        opened read-only instead, which needs the current schema); close it when done.
 
     Raises
     ------
@@ -361,7 +362,7 @@ def open_catalog(url: str, *, must_exist: bool = True) -> Catalog:
         if db and db != ":memory:" and not db.startswith("file:") and not Path(db).is_file():
             raise RunError(f"no catalog at {db} (run `ephys ingest` first, or give --catalog URL)")
     try:
-        return Catalog(url)
+        return Catalog(url, readonly=on_readonly_storage(url))
     except ImportError as exc:
         raise RunError(f"catalog {redact_url(url)}: database driver missing ({exc.name})") from None
 

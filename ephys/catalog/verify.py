@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from sqlalchemy import delete, func, select, update
 
 from ephys.catalog import models as m
-from ephys.catalog.db import Catalog
+from ephys.catalog.db import Catalog, on_readonly_storage
 from ephys.shard.store import filesystem, sha256_stream
 
 QUARANTINE = "quarantine"
@@ -144,7 +144,7 @@ def verify_catalog(catalog_url: str, shards_root: str | os.PathLike | None = Non
     """
     from ephys.errors import RunError
 
-    catalog = Catalog(catalog_url)
+    catalog = Catalog(catalog_url, readonly=not repair and on_readonly_storage(catalog_url))
     try:
         root = str(shards_root) if shards_root else catalog.get_meta("shards_root")
         if not root:
