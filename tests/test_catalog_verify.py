@@ -75,8 +75,8 @@ def test_damage_is_reported_then_repaired_by_a_rerun(built, tmp_path):
     r = runner.invoke(app, ["catalog", "verify", "--out", str(out), "--repair", "--json"])
     assert r.exit_code == 1, r.output  # it still differed when checked; the re-run rebuilds
     repaired = verify_catalog(url, shards)
-    assert [p.kind for p in repaired.problems] == ["orphan_file"] and repaired.ok
-    assert sorted(p.name for p in (shards / "quarantine").iterdir()) == ["shard-000001.tar"]
+    assert repaired.problems == [] and repaired.clean
+    assert sorted(p.name for p in (shards / "quarantine").iterdir()) == ["shard-000001.tar", "shard-000099.tar"]
     assert repaired.n_epochs == 33 - 10
 
     s = ingest(archive, out, config=CONFIG, workers=1)
@@ -108,3 +108,24 @@ def test_epoch_rows_that_disagree_with_their_shard_are_found(built, tmp_path):
     c.close()
     kinds = sorted({p.kind for p in verify_catalog(url, out / "shards").problems})
     assert kinds == ["extra_sample", "missing_sample", "packing_count"]
+
+
+def test_an_orphan_shard_file_is_not_ok_and_repair_quarantines_it(built, tmp_path):
+    """A shard file the catalog does not know (issue #15: verify said OK and exited 0): exit 1 naming it;
+    --repair refuses while an ingest holds the folder (exit 2), else moves it to quarantine/; then exit 0."""
+    from ephys.pipeline.lock import OutputLock
+
+    _, ref = built
+    out = tmp_path / "out"
+    shutil.copytree(ref, out)
+    shutil.copy(out / "shards" / "shard-000000.tar", out / "shards" / "shard-000099.tar")
+    r = runner.invoke(app, ["catalog", "verify", "--out", str(out)])
+    assert r.exit_code == 1 and "ORPHAN FILES: 1" in r.output and "shard-000099.tar" in r.output, r.output
+    with OutputLock(out):
+        r = runner.invoke(app, ["catalog", "verify", "--out", str(out), "--repair"])
+    assert r.exit_code == 2 and "in use by another ephys ingest" in r.output, r.output
+    assert (out / "shards" / "shard-000099.tar").exists()
+    r = runner.invoke(app, ["catalog", "verify", "--out", str(out), "--repair"])
+    assert r.exit_code == 1 and "moved 1 damaged or orphan shard files to quarantine/: shard-000099.tar" in r.output, r.output
+    r = runner.invoke(app, ["catalog", "verify", "--out", str(out)])
+    assert r.exit_code == 0 and r.output.rstrip().endswith("OK"), r.output

@@ -60,11 +60,18 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        """No difference other than orphan files (which a re-run rewrites)."""
+        """No difference other than orphan files (the catalog's shards and epochs are all intact;
+        a running ingest shows its shard between rename and commit as one)."""
         return not [p for p in self.problems if p.kind != "orphan_file"]
 
+    @property
+    def clean(self) -> bool:
+        """No difference at all: also no shard file the catalog does not know (an interrupted run's,
+        or one whose catalog rows were lost: ``repair`` moves them to ``quarantine/``)."""
+        return not self.problems
+
     def to_dict(self) -> dict:
-        return {**asdict(self), "ok": self.ok}
+        return {**asdict(self), "ok": self.ok, "clean": self.clean}
 
 
 def _samples(fs, path: str) -> dict[str, dict]:
@@ -190,17 +197,19 @@ def verify_catalog(catalog_url: str, shards_root: str | os.PathLike | None = Non
 
 
 def _repair(catalog: Catalog, fs, root: str, bad: list[m.Shard], report: VerifyReport) -> None:
-    """Quarantine bad shards; delete their rows; lower the affected recordings' packing counts."""
+    """Quarantine bad shards and orphan files; delete the bad shards' rows; lower the affected
+    recordings' packing counts."""
     affected = sorted({sha for p in report.problems if p.kind == "packing_count" for sha in p.recordings})
-    if not bad and not affected:
+    orphans = [p.shard for p in report.problems if p.kind == "orphan_file"]
+    if not bad and not affected and not orphans:
         return
     quarantine = f"{root.rstrip('/')}/{QUARANTINE}"
-    for row in bad:
-        src = f"{root.rstrip('/')}/{row.name}"
+    for name in [row.name for row in bad] + orphans:  # orphans: no catalog row names them, so moving loses nothing
+        src = f"{root.rstrip('/')}/{name}"
         if fs.exists(src):
             fs.makedirs(quarantine, exist_ok=True)
-            fs.mv(src, f"{quarantine}/{row.name}")  # a rename locally; copy + delete on object stores
-            report.quarantined.append(row.name)
+            fs.mv(src, f"{quarantine}/{name}")  # a rename locally; copy + delete on object stores
+            report.quarantined.append(name)
     with catalog.session.begin() as s:
         ids = [r.id for r in bad]
         rec_ids = set(s.scalars(select(m.Epoch.recording_id).where(m.Epoch.shard_id.in_(ids))).all()) if ids else set()

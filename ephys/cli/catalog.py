@@ -149,17 +149,24 @@ def verify(
 ) -> None:
     """Re-check every shard's SHA-256, size and samples, and every epoch row, against the catalog.
 
-    Exit code 0 when everything matches (orphan tar files are only reported), 1 when
-    something differs (after --repair too: run `ephys ingest` again to rebuild), 2 when
-    the check could not run.
+    Exit code 0 when everything matches, 1 when something differs, also a shard file the catalog
+    does not know (an interrupted run's; after --repair too: run `ephys ingest` again to rebuild),
+    2 when the check could not run or, with --repair, an ingest holds the output folder.
     """
     from ephys.catalog.verify import verify_catalog
+    from ephys.pipeline.lock import OutputLock
 
     url = catalog_url(catalog, out)
+    lock = None
     try:
+        if repair and out is not None:  # no repair under a running ingest's feet
+            lock = OutputLock(out).acquire()
         report = verify_catalog(url, shards or (out / "shards" if out else None), repair=repair)
     except EphysError as exc:
         fail(str(exc))
+    finally:
+        if lock is not None:
+            lock.release()
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -169,12 +176,18 @@ def verify(
         for p in report.problems:
             c.print(f"  [{p.kind}] {p.detail}", markup=False)
         if report.quarantined:
-            c.print(f"moved {len(report.quarantined)} damaged shards to quarantine/: {', '.join(report.quarantined)}")
+            c.print(f"moved {len(report.quarantined)} damaged or orphan shard files to quarantine/: {', '.join(report.quarantined)}")
         if report.requeued:
             c.print(f"re-queued {len(report.requeued)} recordings: run the same `ephys ingest ARCHIVE --out ...` "
                     "again to rebuild their missing epochs")  # fmt: skip
-        c.print("OK" if report.ok else "DIFFERENCES FOUND")
-    raise typer.Exit(0 if report.ok else 1)
+        if report.clean:
+            c.print("OK")
+        elif report.ok:
+            n = sum(p.kind == "orphan_file" for p in report.problems)
+            c.print(f"ORPHAN FILES: {n} shard files the catalog does not know; `--repair` moves them to quarantine/")
+        else:
+            c.print("DIFFERENCES FOUND")
+    raise typer.Exit(0 if report.clean else 1)
 
 
 @catalog_app.command("locate")
