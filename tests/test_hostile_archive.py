@@ -393,3 +393,22 @@ def test_a_read_only_corpus_can_be_queried_verified_and_curated(tmp_path):
         for p in paths:
             p.chmod(p.stat().st_mode | 0o200)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_ingest_json_stdout_stays_json_when_a_reader_prints(tmp_path):
+    """MNE's Persyst reader prints to stdout when it cannot parse a birth date (as in this file);
+    ``ingest --json`` from a real worker process must still print one JSON document and nothing else."""
+    import subprocess
+    import sys
+
+    from tests.test_discovery_and_damaged import _persyst
+
+    a = tmp_path / "a"
+    a.mkdir()
+    _persyst(a, "routine", np.random.default_rng(0).normal(0, 20, (19, 256 * 65)), 256.0)
+    r = subprocess.run([sys.executable, "-m", "ephys", "ingest", str(a), "--out", str(tmp_path / "out"), "--json",
+                        "--workers", "1", "--min-epochs", "1"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout)
+    assert summary["ok"] == 1
+    assert "birthdate" not in (r.stdout + r.stderr).lower() and "1961" not in r.stdout + r.stderr
