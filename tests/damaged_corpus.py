@@ -1,5 +1,5 @@
-"""Generator of a damaged-file corpus (EDF, BDF, Micromed TRC, Nicolet .e, Nihon Kohden .EEG) next to a few
-healthy files.
+"""Generator of a damaged-file corpus (EDF, BDF, Micromed TRC, Nicolet .e, Nihon Kohden .EEG, FIF, EEGLAB,
+BrainVision) next to a few healthy files.
 
 Used by ``tests/test_damaged_corpus.py``. Every damaged file is derived from a small valid base
 file written by the independent test writers (``edf_writer``, ``trc_writer``, ``nicolet_writer``, ``nk_writer``)
@@ -12,6 +12,7 @@ File names carry the case name, so a failing assertion names the damage.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 import struct
 from dataclasses import dataclass
@@ -296,20 +297,83 @@ def _nk_cases(folder: Path) -> dict[str, bytes]:
     }
 
 
-EXTENSIONS = {"edf": ".edf", "bdf": ".bdf", "trc": ".TRC", "e": ".e", "nk": ".EEG"}
+def _fif_tag_end(data: bytes, at: int) -> int:
+    """The end of the last whole FIF tag (16-byte big-endian header: kind, type, size, next) before ``at``."""
+    pos = 0
+    while True:
+        size = struct.unpack(">i", data[pos + 8 : pos + 12])[0]
+        if pos + 16 + size > at:
+            return pos
+        pos += 16 + size
+
+
+def _mne_cases(folder: Path) -> dict[str, bytes]:
+    """FIF and EEGLAB (data inside the .set), written by MNE, then cut."""
+    import mne
+
+    base = folder / "_mne_base"
+    base.mkdir(exist_ok=True)
+    raw = mne.io.RawArray(np.stack(_eeg(2, DAMAGED_S, 5)) * 1e-6, mne.create_info(DAMAGED_LABELS, float(RATE), "eeg"),
+                          verbose="error")  # fmt: skip
+    raw.save(base / "b_raw.fif", verbose="error")
+    mne.export.export_raw(base / "b.set", raw, fmt="eeglab", verbose="error")
+    fif, eeglab = (base / "b_raw.fif").read_bytes(), (base / "b.set").read_bytes()
+    shutil.rmtree(base)
+    return {
+        "fif-cut-in-header": fif[:200],
+        "fif-cut-mid-data": fif[: len(fif) // 2],
+        "fif-cut-at-a-tag": fif[: _fif_tag_end(fif, len(fif) // 2)],  # MNE reads this as a shorter recording
+        "set-cut-in-header": eeglab[:100],
+        "set-cut-mid": eeglab[: len(eeglab) // 2],
+        "set-cut-near-end": eeglab[:-500],
+    }
+
+
+def _brainvision_cases(folder: Path) -> dict[str, dict[str, bytes]]:
+    """BrainVision triplets (``{extension: bytes}``; the header and marker file name their own set)."""
+    from tests.test_formats_ingest import write_brainvision
+
+    base = folder / "_bv_base"
+    base.mkdir(exist_ok=True)
+    write_brainvision(base, "base", np.stack(_eeg(2, DAMAGED_S, 6)), DAMAGED_LABELS, RATE, [("Comment", "eyes closed", 35.0)])
+    vhdr, vmrk, eeg = ((base / f"base.{e}").read_text(encoding="utf-8") if e != "eeg" else (base / "base.eeg").read_bytes()
+                       for e in ("vhdr", "vmrk", "eeg"))  # fmt: skip
+    shutil.rmtree(base)
+    frame = 4 * len(DAMAGED_LABELS)
+
+    def triplet(name, header=vhdr, data=eeg):
+        files = {".vhdr": header.replace("base.", f"{name}.").encode(), ".vmrk": vmrk.replace("base.", f"{name}.").encode()}
+        return {**files, ".eeg": data} if data is not None else files
+
+    return {
+        "bv-cut-mid-sample": triplet("bv-cut-mid-sample", data=eeg[: len(eeg) // 2 + 3]),
+        "bv-cut-at-sample-marker-beyond": triplet("bv-cut-at-sample-marker-beyond", data=eeg[: frame * RATE * 20]),
+        "bv-data-empty": triplet("bv-data-empty", data=b""),
+        "bv-channel-count-wrong": triplet("bv-channel-count-wrong", header=vhdr.replace("NumberOfChannels=2", "NumberOfChannels=3")),
+        "bv-binary-format-unknown": triplet("bv-binary-format-unknown", header=vhdr.replace("IEEE_FLOAT_32", "IEEE_FLOAT_80")),
+        "bv-sampling-interval-zero": triplet("bv-sampling-interval-zero",
+                                             header=re.sub(r"SamplingInterval=\S+", "SamplingInterval=0", vhdr)),
+    }  # fmt: skip
+
+
+EXTENSIONS = {"edf": ".edf", "bdf": ".bdf", "trc": ".TRC", "e": ".e", "nk": ".EEG", "fif": "_raw.fif", "set": ".set"}
 
 
 def write_damaged(folder: Path) -> dict[str, Path]:
     """Write every damaged case into ``folder``; ``{case name: path}`` (file name = case name + extension)."""
     folder.mkdir(parents=True, exist_ok=True)
     cases: dict[str, bytes] = {}
-    for make in (_edf_cases, _bdf_cases, _trc_cases, _nicolet_cases, _nk_cases):
+    for make in (_edf_cases, _bdf_cases, _trc_cases, _nicolet_cases, _nk_cases, _mne_cases):
         cases.update(make(folder))
     out = {}
     for name, data in cases.items():
         p = folder / (name + EXTENSIONS[name.split("-")[0]])
         p.write_bytes(data)
         out[name] = p
+    for name, files in _brainvision_cases(folder).items():  # multi-file: the header is the recording's path
+        for ext, data in files.items():
+            (folder / (name + ext)).write_bytes(data)
+        out[name] = folder / (name + ".vhdr")
     # The CRLF-damaged recording found in the wild (see ../shared/data/real/README.md).
     src = real("eegmmidb/S001R03_damaged-crlf.edf")
     if src.exists():

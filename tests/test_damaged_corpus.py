@@ -1,4 +1,5 @@
-"""Fault tolerance over a corpus of damaged EDF, BDF, Micromed TRC, Nicolet .e and Nihon Kohden .EEG files.
+"""Fault tolerance over a corpus of damaged EDF, BDF, Micromed TRC, Nicolet .e, Nihon Kohden .EEG, FIF, EEGLAB
+and BrainVision files.
 
 A corpus of damaged files (written by ``tests/damaged_corpus.py``) lies next to four healthy
 recordings (EDF+, BDF+, TRC, .e). Covered, each case its own file:
@@ -47,6 +48,8 @@ from sqlalchemy import select
 
 from ephys.catalog import models as m
 from ephys.catalog.db import Catalog
+from ephys.ingest.discover import discover
+from ephys.ingest.hashing import hash_recording
 from ephys.pipeline.run import ingest
 from ephys.pipeline.task import process_recording
 from ephys.schemas import IngestConfig
@@ -159,6 +162,20 @@ CASES = [
     _case("nk-control-block-past-eof", "failed", "corrupt", r"block at byte \d+ lies past the end of the file"),
     _case("nk-rate-zero", "failed", "corrupt", r"data block 0: sampling rate 0 Hz, 2 channels"),
     _case("nk-channels-zero", "failed", "corrupt", r"data block 0: sampling rate 256 Hz, 0 channels"),
+    # -- FIF and EEGLAB (through MNE): MNE's message, no exception name -------------------------------
+    _case("fif-cut-in-header", "failed", "corrupt", r"FIF tag at byte \d+ (needs|is cut off)"),
+    _case("fif-cut-mid-data", "failed", "corrupt", r"FIF tag at byte \d+ needs \d+ bytes, the file ends at 41\d+: truncated"),
+    _case("fif-cut-at-a-tag", "failed", "corrupt", r"FIF file ends inside \d open blocks \(\d+ bytes\): truncated"),
+    _case("set-cut-in-header", "failed", "corrupt", r"^eeglab file could not be parsed \(MNE: .+\)$"),
+    _case("set-cut-mid", "failed", "corrupt", r"^eeglab file could not be parsed \(MNE: .+\)$"),
+    _case("set-cut-near-end", "failed", "corrupt", r"^eeglab file could not be parsed \(MNE: .+\)$"),
+    # -- BrainVision triplets: what MNE would read with a wrong duration is caught before -------------
+    _case("bv-cut-mid-sample", "failed", "corrupt", r"data file of \d+ bytes is not a whole number of 8-byte samples"),
+    _case("bv-cut-at-sample-marker-beyond", "failed", "corrupt", r"marker lies at sample 8961, past the end of the data \(5120"),
+    _case("bv-data-empty", "failed", "corrupt", r"marker lies at sample 8961, past the end of the data \(0 samples\)"),
+    _case("bv-channel-count-wrong", "failed", "corrupt", r"declares NumberOfChannels=3 but lists 2 channels"),
+    _case("bv-binary-format-unknown", "failed", "corrupt", r"\(MNE: Datatype IEEE_FLOAT_80 is not supported\)"),
+    _case("bv-sampling-interval-zero", "failed", "corrupt", r"^brainvision file could not be parsed \(MNE: .+\)$"),
     # -- the file system ---------------------------------------------------------------------------
     _case(UNREADABLE, "failed", "unreadable", r"Permission denied"),
 ]
@@ -233,6 +250,9 @@ def _row(runs, case: str):
             pytest.skip("running as root without util-linux setpriv: cannot make a file unreadable")
         rel = os.fsencode(str(runs.locked.relative_to(runs.archive)))  # keyed with the site secret: confirms no guessed path
         key = hmac.new(os.environ["EPHYS_SITE_SECRET"].encode(), b"unhashed\0" + rel, hashlib.sha256).hexdigest()
+    elif case.startswith("bv-"):  # a multi-file recording hashes over its members' hashes
+        (rec,) = [r for r in discover(runs.damaged[case].parent).recordings if r.files[0] == runs.damaged[case]]
+        key = hash_recording([str(f) for f in rec.files])[0]
     else:
         key = sha(runs.damaged[case])
     assert key in runs.rows, f"{case}: no catalog row"

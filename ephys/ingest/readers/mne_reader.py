@@ -47,6 +47,10 @@ class MNEReader(Reader):
         self._p = str(path)
         if fmt == "nihon_kohden":
             _check_nihon(self.path, self._p)
+        elif fmt == "fif":
+            _check_fif(self.path, self._p)
+        elif fmt == "brainvision":
+            _check_brainvision_header(self.path, self._p)
         try:
             with _quiet():
                 self._raw = mne.io.read_raw(self.path, preload=False, verbose="error")
@@ -194,8 +198,46 @@ def _check_nihon(eeg: Path, path: str) -> None:
         return  # the read itself reports I/O errors
 
 
-def _check_brainvision(vhdr: Path, n_channels: int, n_times: int, path: str) -> None:
-    """Raise CorruptFileError for a BrainVision set that MNE would read with a wrong duration or layout."""
+def _check_fif(fif: Path, path: str) -> None:
+    """Raise CorruptFileError for a FIF file cut short: MNE scans a file without a tag directory
+    (MNE itself writes none) tag by tag and reads a truncated one as a shorter recording.
+
+    FIF is a chain of tags, each a big-endian header ``kind, type, size, next`` (int32) and ``size``
+    data bytes; ``next`` 0 means the next tag follows, -1 that none does, a positive value its
+    position. Blocks open with a FIFF_BLOCK_START tag (kind 104) and close with FIFF_BLOCK_END (105).
+    A complete file closes every block it opens and no tag runs past its end. Source: the FIF format
+    as MNE-Python reads it (``mne/_fiff/tag.py``, ``mne/_fiff/open.py``, ``mne/_fiff/constants.py``).
+    """
+    import struct
+
+    try:
+        with open(fif, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            pos, depth, seen = 0, 0, set()
+            while pos is not None and pos < size:
+                if pos in seen:
+                    raise CorruptFileError(f"FIF tag chain loops at byte {pos}", path)
+                seen.add(pos)
+                f.seek(pos)
+                head = f.read(16)
+                if len(head) < 16:
+                    raise CorruptFileError(f"FIF tag at byte {pos} is cut off by the end of the file ({size} bytes): "
+                                           "truncated", path)  # fmt: skip
+                kind, _, n, nxt = struct.unpack(">iiii", head)
+                if n < 0 or pos + 16 + n > size:
+                    raise CorruptFileError(f"FIF tag at byte {pos} needs {16 + n} bytes, the file ends at {size}: "
+                                           "truncated", path)  # fmt: skip
+                depth += (kind == 104) - (kind == 105)
+                pos = pos + 16 + n if nxt == 0 else (nxt if nxt > 0 else None)
+            if depth > 0:
+                raise CorruptFileError(f"FIF file ends inside {depth} open blocks ({size} bytes): truncated", path)
+    except OSError:
+        return  # the read itself reports I/O errors
+
+
+def _check_brainvision_header(vhdr: Path, path: str) -> None:
+    """Raise CorruptFileError for a BrainVision header whose channel count disagrees with its channel list
+    (checked before MNE, whose own message for it is about units)."""
     try:
         text = vhdr.read_text(encoding="latin-1")
     except OSError:
@@ -204,6 +246,14 @@ def _check_brainvision(vhdr: Path, n_channels: int, n_times: int, path: str) -> 
     listed = len(re.findall(r"^\s*Ch\d+\s*=", text.split("[Channel Infos]", 1)[-1].split("\n[", 1)[0], re.M))
     if declared and declared.isdigit() and "[Channel Infos]" in text and listed != int(declared):
         raise CorruptFileError(f"BrainVision header declares NumberOfChannels={declared} but lists {listed} channels", path)
+
+
+def _check_brainvision(vhdr: Path, n_channels: int, n_times: int, path: str) -> None:
+    """Raise CorruptFileError for a BrainVision set that MNE would read with a wrong duration or layout."""
+    try:
+        text = vhdr.read_text(encoding="latin-1")
+    except OSError:
+        return
     if (_ini_value(text, "DataFormat") or "BINARY").upper() == "BINARY":
         nbytes = _BV_BYTES.get((_ini_value(text, "BinaryFormat") or "").upper())
         data = _ini_value(text, "DataFile")
