@@ -302,6 +302,8 @@ def test_hiera_run_resumes_exactly_with_both_optimisers(data, tmp_path):
 
 
 def test_missing_or_changed_shard_is_refused(tmp_path):
+    """Shards are hashed as they are first streamed, not all at start-up: a missing or changed shard
+    is an error naming it when it is drawn, and no step is taken on the changed shard's samples."""
     ds = write_dataset(tmp_path / "data", n_shards=2, per_shard=4, unlisted=())
     shard = tmp_path / "data" / "shard-000001.tar"
     raw = shard.read_bytes()
@@ -310,8 +312,34 @@ def test_missing_or_changed_shard_is_refused(tmp_path):
         pretrain(ds.manifest, tmp_path / "run", MAE_RUN)
     shard.write_bytes(raw[:600] + bytes([raw[600] ^ 1]) + raw[601:])
     with pytest.raises(ManifestError, match=r"shard-000001\.tar: shard bytes changed"):
-        pretrain(ds.manifest, tmp_path / "run", MAE_RUN)
-    assert not (tmp_path / "run").exists()
+        pretrain(ds.manifest, tmp_path / "run2", MAE_RUN)
+    assert not (tmp_path / "run2" / "checkpoint.pt").exists()
+
+
+def test_a_changed_shard_yields_no_sample_and_a_verified_one_is_not_hashed_again(tmp_path, monkeypatch):
+    """The loader's own check: the changed shard raises before any of its samples is yielded (the other
+    shard's samples may come first); a shard verified once in this process is not hashed again."""
+    from ephys.pretrain import data as d
+
+    ds = write_dataset(tmp_path / "data", n_shards=2, per_shard=4, unlisted=())
+    m = Manifest.load(ds.manifest)
+    d._VERIFIED.clear()
+    hashed = []
+    monkeypatch.setattr(d._HashingReader, "finish", lambda self, f=d._HashingReader.finish: hashed.append(1) or f(self))
+    batches = iter(d.make_loader(m, ds.manifest, batch_size=1, seed=0, shuffle_buffer=1))
+    for _ in range(40):  # 10 passes over the 8 selected epochs: each shard hashed once
+        next(batches)
+    assert len(hashed) == 2
+    shard = tmp_path / "data" / "shard-000001.tar"
+    raw = shard.read_bytes()
+    shard.write_bytes(raw[:600] + bytes([raw[600] ^ 1]) + raw[601:])
+    d._VERIFIED.clear()
+    seen = []
+    src = [{"url": str(shard)}]
+    with pytest.raises(ManifestError, match=r"shard-000001\.tar: shard bytes changed"):
+        for x in d._tar_samples(iter(src), expected={str(shard): m.shards[1].sha256}):
+            seen.append(x)
+    assert seen == []
 
 
 def test_mixed_channel_counts_are_refused(tmp_path):

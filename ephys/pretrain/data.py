@@ -70,16 +70,90 @@ def _open_regular(path: str):
         raise
 
 
-def _tar_samples(src: Iterator[dict]) -> Iterator[dict]:
+class _HashingReader:
+    """A read-only stream that SHA-256s every byte read through it (:meth:`finish` reads the rest)."""
+
+    def __init__(self, stream):
+        self._stream, self.digest = stream, hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(n)
+        self.digest.update(data)
+        return data
+
+    def finish(self) -> str:
+        """Read to the end (a tar's closing blocks and padding) and return the hex digest."""
+        while self.read(READ_CHUNK):
+            pass
+        return self.digest.hexdigest()
+
+
+#: ``(url, sha256)`` of the shards this process has hashed while streaming them, and found intact.
+_VERIFIED: set[tuple[str, str]] = set()
+
+
+def _check_shape(samples: list[dict], shape: tuple[int, int], url: str) -> None:
+    """ManifestError unless the first readable ``eeg.npy`` among ``samples`` has ``shape``."""
+    for x in samples:
+        try:
+            got = _npy_shape(io.BytesIO(x[EEG_MEMBER]))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if tuple(got) != tuple(shape):
+            raise ManifestError(f"epochs have shape {tuple(got)}, the manifest says {tuple(shape)} (channels, samples)", url)
+        return
+
+
+def _open_or_raise(url: str):
+    try:
+        return _open_shard(url)
+    except FileNotFoundError:
+        raise ManifestError("shard is missing", url) from None
+    except OSError as exc:
+        raise ManifestError(f"shard cannot be read ({exc.strerror or exc})", url) from None
+
+
+def _tar_samples(src: Iterator[dict], expected: dict[str, str] | None = None,
+                 wanted: dict[str, frozenset[str]] | None = None, shape: tuple[int, int] | None = None) -> Iterator[dict]:  # fmt: skip
     """webdataset's ``tarfile_to_samples`` with our opener (:func:`_open_shard`), so fsspec URLs
-    (``s3://``...) stream like local paths."""
+    (``s3://``...) stream like local paths.
+
+    ``expected`` (url → SHA-256): the first time this process streams a shard, its bytes are hashed
+    as they are read and its selected samples (``wanted``) held back until the end of the shard; a
+    shard whose hash differs raises :class:`ManifestError` naming it before any of its samples is
+    yielded, and so does one whose first selected epoch is not of ``shape`` ``(n_channels,
+    n_samples)`` (the manifest's layout; :func:`shard_layout` checks only a sample of shards). Later passes over a verified shard stream it directly. A shard that is missing or
+    cannot be read (also mid-stream) raises :class:`ManifestError` naming it.
+    """
     from webdataset.tariterators import group_by_keys, tar_file_expander
 
-    def streams():
-        for sample in src:
-            yield {**sample, "stream": _open_shard(sample["url"])}
-
-    return group_by_keys(tar_file_expander(streams()))
+    for source in src:
+        url = source["url"]
+        sha = (expected or {}).get(url)
+        stream = _open_or_raise(url)
+        try:
+            if sha is None or (url, sha) in _VERIFIED:
+                yield from group_by_keys(tar_file_expander([{**source, "stream": stream}]))
+                continue
+            reader = _HashingReader(stream)
+            keep = wanted.get(url, frozenset()) if wanted is not None else None
+            try:
+                held = [x for x in group_by_keys(tar_file_expander([{**source, "stream": reader}]))
+                        if keep is None or x["__key__"] in keep]  # fmt: skip
+                digest = reader.finish()
+            except OSError as exc:
+                raise ManifestError(f"shard cannot be read ({exc.strerror or exc})", url) from None
+            except tarfile.TarError as exc:
+                raise ManifestError(f"shard is not a readable tar ({exc})", url) from None
+            if digest != sha:
+                raise ManifestError(f"shard bytes changed since the manifest was made: sha256 {digest[:16]}... "
+                                    f"!= {sha[:16]}...", url)  # fmt: skip
+            if shape is not None:
+                _check_shape(held, shape, url)
+            _VERIFIED.add((url, sha))
+            yield from held
+        finally:
+            stream.close()
 
 
 def verify_shards(manifest: Manifest, manifest_path: str | Path) -> list[str]:
@@ -142,8 +216,10 @@ def _first_shape(url: str, keys: frozenset[str]) -> tuple[int, ...] | None:
     return None
 
 
-def shard_layout(manifest: Manifest, manifest_path: str | Path) -> tuple[int, int]:
-    """``(n_channels, n_samples)`` of the selected epochs, read from one npy header per shard.
+def shard_layout(manifest: Manifest, manifest_path: str | Path, max_shards: int | None = None) -> tuple[int, int]:
+    """``(n_channels, n_samples)`` of the selected epochs, read from one npy header per shard, of every
+    shard or, with ``max_shards`` (at least 2), of that many spread evenly over the manifest (training
+    start-up: the loader checks each other shard's layout when it first streams it).
 
     Raises
     ------
@@ -152,8 +228,18 @@ def shard_layout(manifest: Manifest, manifest_path: str | Path) -> tuple[int, in
         manifest's ``channel_names`` / ``n_samples``, or no selected sample is readable.
     """
     shapes: dict[str, tuple[int, ...]] = {}
-    for shard, url in zip(manifest.shards, manifest.resolve_urls(manifest_path)):
-        if shard.keys and (shape := _first_shape(url, frozenset(shard.keys))) is not None:
+    selected = [(shard, url) for shard, url in zip(manifest.shards, manifest.resolve_urls(manifest_path)) if shard.keys]
+    if max_shards is not None and len(selected) > max_shards:  # evenly spread, first and last included
+        picks = sorted({round(i * (len(selected) - 1) / (max_shards - 1)) for i in range(max_shards)})
+        selected = [selected[i] for i in picks]
+    for shard, url in selected:
+        try:
+            shape = _first_shape(url, frozenset(shard.keys))
+        except FileNotFoundError:
+            raise ManifestError("shard is missing", url) from None
+        except (OSError, tarfile.TarError) as exc:
+            raise ManifestError(f"shard cannot be read ({exc})", url) from None
+        if shape is not None:
             shapes[shard.url] = shape
     if not shapes:
         raise ManifestError("no selected sample has a readable eeg.npy", str(manifest_path))
@@ -332,8 +418,13 @@ def make_loader(
     Every rank gets its own endless stream, so all ranks can take the same
     number of steps (no end-of-epoch hang under DDP).  With ``num_workers=0``
     the batch sequence is a pure function of the manifest, ``batch_size``,
-    ``seed`` and the rank.  Call :func:`shard_layout` first to know the shards
-    agree with the manifest's layout.
+    ``seed`` and the rank.
+
+    Each shard is SHA-256-checked against the manifest the first time this
+    process streams it, and its epochs' layout checked, before any of its
+    samples is yielded (:func:`_tar_samples`); so start-up costs nothing per
+    shard. A shard that is missing, unreadable, changed or of another layout
+    raises :class:`~ephys.errors.ManifestError` naming it, when it is drawn.
     """
     urls = manifest.resolve_urls(manifest_path)
     wanted = {url: frozenset(s.keys) for url, s in zip(urls, manifest.shards) if s.keys}
@@ -345,7 +436,8 @@ def make_loader(
         wds.ResampledShards(list(wanted), seed=seed, deterministic=True),
         wds.split_by_node,
         wds.split_by_worker,
-        _tar_samples,
+        functools.partial(_tar_samples, expected={url: s.sha256 for url, s in zip(urls, manifest.shards)},
+                          wanted=wanted, shape=(len(manifest.channel_names), manifest.n_samples)),
         wds.select(functools.partial(_is_wanted, wanted=wanted)),
     ]
     if sample_filter is not None and sample_filter.active:

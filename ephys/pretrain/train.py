@@ -75,7 +75,7 @@ from torch import nn
 from ephys import __version__
 from ephys.errors import EphysError, ManifestError
 from ephys.pretrain.config import RunConfig
-from ephys.pretrain.data import SampleFilter, StepBatches, shard_layout, verify_shards
+from ephys.pretrain.data import SampleFilter, StepBatches, shard_layout
 from ephys.pretrain.hiera import HieraConfig, HieraMAE, encoder_parameter_count, param_groups
 from ephys.pretrain.model import MAEConfig, MaskedAutoencoder, count_parameters
 from ephys.pretrain.views import make_view
@@ -85,6 +85,9 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT, METRICS, CONFIG, RUN_INFO = "checkpoint.pt", "metrics.jsonl", "config.toml", "run.json"
 CHECKPOINT_FORMAT = "ephys-pretrain-checkpoint/2"
+#: Shards whose epoch layout rank 0 checks before the first step (spread over the manifest); the loader
+#: checks every other shard's layout, and every shard's SHA-256, when it first streams it.
+LAYOUT_SHARDS = 8
 CHECKPOINT_KEYS = frozenset({"step", "arch", "model_config", "model", "optimizers", "schedulers", "rng", "config",
                              "manifest_hash", "data", "world_size"})
 
@@ -458,8 +461,9 @@ def _train(manifest_path: Path, out_dir: Path, c: RunConfig, d: _Dist, dev: torc
         log.info("checkpoint %s is at step %d >= %d steps: nothing to do", ckpt_path, start, c.run.steps)
         return summary
 
-    # ---- the shards: hashed once (rank 0) before any step; every rank then streams its own share
-    _on_rank0(d, lambda: (verify_shards(manifest, manifest_path), shard_layout(manifest, manifest_path)))
+    # ---- the shards: rank 0 checks the layout of a few; every rank then streams its own share, hashing
+    # each shard the first time it reads it (no full re-hash of the corpus on every start or resume)
+    _on_rank0(d, lambda: shard_layout(manifest, manifest_path, max_shards=LAYOUT_SHARDS))
 
     # ---- model, optimisers, schedules (the same initial weights on every rank)
     torch.manual_seed(c.run.seed)
@@ -538,8 +542,8 @@ def _train(manifest_path: Path, out_dir: Path, c: RunConfig, d: _Dist, dev: torc
                 t0 = time.perf_counter()
                 try:
                     x = next(batch_iter)
-                except ManifestError as exc:
-                    raise ManifestError(exc.reason, str(manifest_path)) from None
+                except ManifestError as exc:  # a shard's own error names the shard, the filters' the manifest
+                    raise ManifestError(exc.reason, exc.path or str(manifest_path)) from None
                 x = x.to(dev, non_blocking=True)
                 t_data = time.perf_counter() - t0
                 inputs = view(x)
