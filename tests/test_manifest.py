@@ -228,7 +228,11 @@ def test_edited_manifest_fails_to_load(cat, tmp_path):
     out = tmp_path / "m.json"
     create_manifest(cat, [], out)
     data = json.loads(out.read_text())
-    data["shards"][0]["keys"] = data["shards"][0]["keys"][:1]
+    runs = data["shards"][0]["runs"]  # drop the shard's last selected key
+    if runs[-1][3] > runs[-1][2]:
+        runs[-1][3] -= 1
+    else:
+        runs.pop()
     out.write_text(json.dumps(data))
     with pytest.raises(ManifestError, match="content hash does not match: the manifest was edited"):
         Manifest.load(out)
@@ -360,3 +364,38 @@ def test_cli_manifest_errors(cat, cli, tmp_path):
     assert res.stdout == ""
     assert res.stderr == f"error: {out}: content hash does not match: the manifest was edited\n"
     assert "Traceback" not in res.output
+
+
+def test_keys_and_runs_round_trip_and_membership():
+    from ephys.schemas.manifest import KeySet, key_runs, run_keys
+
+    keys = [f"{'a' * 16}_{i:06d}" for i in (0, 1, 2, 5, 6)] + [f"{'b' * 16}_{i:06d}" for i in (9, 10)] + ["x", "y9", "y10"]
+    runs = key_runs(keys)
+    assert runs == [("a" * 16 + "_", 6, 0, 2), ("a" * 16 + "_", 6, 5, 6), ("b" * 16 + "_", 6, 9, 10), ("x", 0, 0, 0),
+                    ("y", 1, 9, 9), ("y", 2, 10, 10)]  # fmt: skip
+    assert list(run_keys(runs)) == keys
+    ks = KeySet(runs)
+    assert len(ks) == len(keys) and all(k in ks for k in keys)
+    assert not any(k in ks for k in [f"{'a' * 16}_000003", f"{'a' * 16}_00001", "x1", "y09", "z", 7])
+
+
+def test_a_format_1_manifest_still_loads_with_its_own_hash(cat, tmp_path):
+    """A manifest written by earlier ephys (keys listed one by one, ``ephys-manifest/1``) loads, verifies
+    against the hash those versions computed, and selects the same keys; saving it writes format 2."""
+    import hashlib
+
+    new = create_manifest(cat, [], tmp_path / "m2.json")
+    v1 = json.loads((tmp_path / "m2.json").read_text())
+    v1["format"] = "ephys-manifest/1"
+    for sh in v1["shards"]:
+        sh["keys"] = list(ManifestShard(**{k: v for k, v in sh.items()}).keys)
+        del sh["runs"]
+    body = {k: v1[k] for k in ("format", "query", "montage", "channel_names", "sfreq", "n_samples")}
+    body["shards"] = [(sh["sha256"], sh["keys"]) for sh in v1["shards"]]  # the hash earlier versions computed
+    v1["content_hash"] = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    (tmp_path / "m1.json").write_text(json.dumps(v1, indent=2))
+    old = Manifest.load(tmp_path / "m1.json")
+    assert old.format == "ephys-manifest/1" and [s.keys for s in old.shards] == [s.keys for s in new.shards]
+    assert old.n_epochs == new.n_epochs
+    old.save(tmp_path / "m3.json")
+    assert Manifest.load(tmp_path / "m3.json").content_hash == new.content_hash

@@ -13,7 +13,7 @@ from ephys.annotate.staging import STAGES, accuracy_kappa, hypnogram_from_rk
 from ephys.catalog.queries import query_recordings, select_epochs
 from ephys.errors import RunError
 from ephys.pipeline.run import ingest
-from ephys.schemas import IngestConfig
+from ephys.schemas import IngestConfig, Manifest
 from tests.ingest_helpers import REAL, rows_by_sha, sha
 from tests.test_staging import MARGIN, MEASURED_DREAMS
 
@@ -83,7 +83,7 @@ def test_manifest_selects_by_stage_and_probability(staged, tmp_path):
     man = create_manifest(url, where, tmp_path / "n2.json")
     keys = sorted(e.key for e in select_epochs(url, where))
     assert man.counts["epochs"] == len(keys) > 0 and man.counts["recordings"] == 1
-    assert sorted(k for sh in json.loads((tmp_path / "n2.json").read_text())["shards"] for k in sh["keys"]) == keys
+    assert sorted(k for sh in Manifest.load(tmp_path / "n2.json").shards for k in sh.keys) == keys
 
 
 def test_load_time_filters_select_what_the_manifest_clauses_select(staged, tmp_path):

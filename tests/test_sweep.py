@@ -13,7 +13,7 @@ from ephys.pretrain.config import load_config
 from ephys.pretrain.data import shard_layout, verify_shards
 from ephys.pretrain.sweep import PowerLawFit, SweepPoint, fit_power_law, run_sweep, subset_manifest
 from ephys.pretrain.train import train_flops_per_sample
-from ephys.schemas.manifest import Manifest
+from ephys.schemas.manifest import Manifest, key_runs
 from tests.test_pretrain import N_CH, N_T, write_dataset
 
 PER_SHARD, UNLISTED = 10, (3,)  # 9 listed keys per shard
@@ -112,7 +112,7 @@ def test_subset_keeps_a_seeded_fraction_per_shard(data, tmp_path):
 def test_subset_drops_empty_shards_and_keeps_absolute_urls(data, tmp_path):
     parent = Manifest.load(data.manifest)
     root = data.manifest.parent
-    shards = [parent.shards[0].model_copy(update={"keys": parent.shards[0].keys[:1]}),
+    shards = [parent.shards[0].model_copy(update={"runs": key_runs(parent.shards[0].keys[:1])}),
               parent.shards[1].model_copy(update={"url": str((root / parent.shards[1].url).resolve())}),
               parent.shards[2]]
     edited = parent.model_copy(update={"shards": shards})

@@ -10,7 +10,7 @@ import numpy as np
 
 from ephys.catalog.queries import catalog_stats, select_epochs
 from ephys.pipeline.run import ingest
-from ephys.schemas import IngestConfig
+from ephys.schemas import IngestConfig, Manifest
 from tests.edf_writer import write_edf
 
 TEXTS = [
@@ -60,7 +60,7 @@ def test_annotations_are_labelled_in_catalog_and_shards(tmp_path):
     man = create_manifest(url, ["category = seizure", "score >= 0.5", "valid = true"], tmp_path / "sz.json")
     keys = [e.key for e in select_epochs(url, ["category = seizure", "score >= 0.5", "valid = true"])]
     assert man.counts["epochs"] == len(keys) == 2
-    assert sorted(json.loads((tmp_path / "sz.json").read_text())["shards"][0]["keys"]) == sorted(keys)
+    assert sorted(Manifest.load(tmp_path / "sz.json").shards[0].keys) == sorted(keys)
     import pytest
 
     from ephys.errors import ManifestError

@@ -654,9 +654,36 @@ def select_epochs(catalog: Catalog | str, where: Sequence[str] | None = None) ->
 
 @_reading
 def _select_epochs(cat: Catalog, clauses: list[Clause]) -> list[EpochRow]:
+    return list(_epoch_rows(cat, clauses))
+
+
+#: Rows fetched from the database at a time while streaming a selection.
+STREAM_ROWS = 20_000
+
+
+def iter_epochs(cat: Catalog, where: Sequence[str] | None = None) -> Iterator[EpochRow]:
+    """:func:`select_epochs` as a stream: rows come from the database :data:`STREAM_ROWS` at a time
+    (a server-side cursor on PostgreSQL), in one snapshot, so memory does not grow with the selection.
+    ``cat`` is an open :class:`Catalog`; consume the iterator while it is open.
+
+    Raises
+    ------
+    ValueError
+        If a clause does not parse.
+    RunError
+        If the catalog cannot be read.
+    """
+    clauses = parse_all(where)
+    try:
+        yield from _epoch_rows(cat, clauses)
+    except SQLAlchemyError as exc:
+        raise RunError(f"catalog {redact_url(cat.url)} query failed: {exc.__class__.__name__}: "
+                       f"{str(exc).splitlines()[0][:200]}") from None  # fmt: skip
+
+
+def _epoch_rows(cat: Catalog, clauses: list[Clause]) -> Iterator[EpochRow]:
     R, E, S = m.Recording, m.Epoch, m.Shard
     channels: dict[str, tuple[str, ...]] = {}
-    out: list[EpochRow] = []
     with cat.snapshot() as s:
         _, epoch_s = _layout_in(s)  # the annotation-overlap clauses need the epoch length
         stmt = (
@@ -666,10 +693,10 @@ def _select_epochs(cat: Catalog, clauses: list[Clause]) -> list[EpochRow]:
             .join(S, S.id == E.shard_id)
             .where(and_(R.status == "ok", *epoch_conditions(clauses, epoch_s)))
             .order_by(S.index, R.sha256, E.index)
+            .execution_options(yield_per=STREAM_ROWS)
         )  # fmt: skip
         for key, sname, ssha, sn, sidx, rsha, subject, montage, chans_json in s.execute(stmt):
             chans = channels.get(chans_json)
             if chans is None:
                 chans = channels[chans_json] = tuple(str(c) for c in json_or(chans_json, list))
-            out.append(EpochRow(key, sname, ssha, sn, sidx, rsha, subject, montage, chans))
-    return out
+            yield EpochRow(key, sname, ssha, sn, sidx, rsha, subject, montage, chans)

@@ -1,7 +1,8 @@
 """Freezing a catalog selection into a manifest, and summarising a manifest.
 
 A manifest lists, shard by shard, the keys of the selected epochs in shard
-order, with each shard's SHA-256. Its content hash covers the query, the
+order (as runs of consecutive keys: a few per shard, whatever the selection's
+size), with each shard's SHA-256. Its content hash covers the query, the
 signal layout and every (shard hash, keys) pair, not the shard locations: the
 same catalog and clauses always give the same hash, wherever the shards live.
 """
@@ -15,9 +16,9 @@ from pathlib import Path
 
 import ephys
 from ephys.catalog.db import Catalog
-from ephys.catalog.queries import corpus_layout, opened_catalog, parse_all, select_epochs
+from ephys.catalog.queries import corpus_layout, iter_epochs, opened_catalog, parse_all
 from ephys.errors import ManifestError
-from ephys.schemas.manifest import Manifest, ManifestShard
+from ephys.schemas.manifest import Manifest, ManifestShard, key_runs
 from ephys.shard.store import is_url, join, local_path
 
 
@@ -67,22 +68,46 @@ def create_manifest(
     query = [c.strip() for c in ([where] if isinstance(where, str) else where or [])]
     parse_all(query)  # fail on a bad clause before touching the catalog
     output = Path(output).resolve()
-    with opened_catalog(catalog) as cat:
-        rows = select_epochs(cat, query)
-        if not rows:
-            shown = " AND ".join(query) if query else "(no clauses)"
-            raise ManifestError(
-                f"the selection is empty: no epoch of an 'ok' recording matches {shown}; "
-                "check the clauses with `ephys catalog query`"
-            )
-        shards_root = cat.get_meta("shards_root")
-        if not shards_root:
-            raise ManifestError("the catalog does not record its shard folder (meta 'shards_root'); re-run the ingest")
-        sfreq, epoch_s = corpus_layout(cat)
-
     layouts: dict[tuple[str | None, tuple[str, ...]], set[str]] = {}
-    for r in rows:
-        layouts.setdefault((r.montage, r.channel_names), set()).add(r.recording)
+    recordings: set[str] = set()
+    subjects: set[str] = set()
+    shards: list[ManifestShard] = []
+    n_epochs = 0
+    with opened_catalog(catalog) as cat:
+        shards_root = cat.get_meta("shards_root")
+        sfreq, epoch_s = corpus_layout(cat)
+        root = str(shards_root) if shards_root else ""
+        current, keys = None, []
+
+        def close_shard() -> None:
+            if current is not None:
+                shards[-1] = shards[-1].model_copy(update={"runs": key_runs(keys)})
+
+        # One pass over the rows as the database streams them, in shard order: a shard's keys become
+        # runs when the next shard starts, so memory holds the runs, never the whole selection.
+        for r in iter_epochs(cat, query):
+            if r.shard_index != current:
+                close_shard()
+                current, keys = r.shard_index, []
+                shards.append(ManifestShard(url=_shard_url(root, r.shard_name, output, relative_urls) if root else "",
+                                            sha256=r.shard_sha256, n_samples=r.shard_n_samples, runs=[]))  # fmt: skip
+            keys.append(r.key)
+            n_epochs += 1
+            if r.recording not in recordings:
+                recordings.add(r.recording)
+                layouts.setdefault((r.montage, r.channel_names), set()).add(r.recording)
+                if r.subject is not None:
+                    subjects.add(r.subject)
+        close_shard()
+    if not n_epochs:
+        shown = " AND ".join(query) if query else "(no clauses)"
+        raise ManifestError(
+            f"the selection is empty: no epoch of an 'ok' recording matches {shown}; "
+            "check the clauses with `ephys catalog query`"
+        )
+    if not shards_root:
+        raise ManifestError("the catalog does not record its shard folder (meta 'shards_root'); re-run the ingest")
+
     if len(layouts) > 1:
         montages = Counter()
         for (montage, _), recs in layouts.items():
@@ -105,22 +130,6 @@ def create_manifest(
     if not montage or not channel_names:
         raise ManifestError("the selected recordings have no montage or output channel list in the catalog")
 
-    shards: list[ManifestShard] = []
-    root = str(shards_root)
-    current = None
-    for r in rows:
-        if r.shard_index != current:
-            current = r.shard_index
-            shards.append(
-                ManifestShard(
-                    url=_shard_url(root, r.shard_name, output, relative_urls),
-                    sha256=r.shard_sha256,
-                    n_samples=r.shard_n_samples,
-                    keys=[],
-                )
-            )
-        shards[-1].keys.append(r.key)
-
     manifest = Manifest(
         ephys_version=ephys.__version__,
         created_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -129,12 +138,7 @@ def create_manifest(
         channel_names=list(channel_names),
         sfreq=sfreq,
         n_samples=int(round(sfreq * epoch_s)),
-        counts={
-            "epochs": len(rows),
-            "recordings": len({r.recording for r in rows}),
-            "subjects": len({r.subject for r in rows if r.subject is not None}),
-            "shards": len(shards),
-        },
+        counts={"epochs": n_epochs, "recordings": len(recordings), "subjects": len(subjects), "shards": len(shards)},
         shards=shards,
     )
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -175,7 +179,7 @@ def show_manifest(path: str | Path) -> dict:
                 "exists": exists,
                 "sha256": s.sha256,
                 "n_samples": s.n_samples,
-                "n_selected": len(s.keys),
+                "n_selected": s.n_selected,
             }
         )
     return {

@@ -114,7 +114,7 @@ def _open_or_raise(url: str):
 
 
 def _tar_samples(src: Iterator[dict], expected: dict[str, str] | None = None,
-                 wanted: dict[str, frozenset[str]] | None = None, shape: tuple[int, int] | None = None) -> Iterator[dict]:  # fmt: skip
+                 wanted: dict | None = None, shape: tuple[int, int] | None = None) -> Iterator[dict]:  # fmt: skip
     """webdataset's ``tarfile_to_samples`` with our opener (:func:`_open_shard`), so fsspec URLs
     (``s3://``...) stream like local paths.
 
@@ -136,7 +136,7 @@ def _tar_samples(src: Iterator[dict], expected: dict[str, str] | None = None,
                 yield from group_by_keys(tar_file_expander([{**source, "stream": stream}]))
                 continue
             reader = _HashingReader(stream)
-            keep = wanted.get(url, frozenset()) if wanted is not None else None
+            keep = wanted.get(url, ()) if wanted is not None else None
             try:
                 held = [x for x in group_by_keys(tar_file_expander([{**source, "stream": reader}]))
                         if keep is None or x["__key__"] in keep]  # fmt: skip
@@ -202,7 +202,7 @@ def _npy_shape(f) -> tuple[int, ...]:
     return shape
 
 
-def _first_shape(url: str, keys: frozenset[str]) -> tuple[int, ...] | None:
+def _first_shape(url: str, keys) -> tuple[int, ...] | None:
     """Shape of the first readable selected ``eeg.npy`` of a shard, from its header only."""
     with _open_shard(url) as f, tarfile.open(fileobj=f, mode="r|") as tar:
         for member in tar:
@@ -228,13 +228,13 @@ def shard_layout(manifest: Manifest, manifest_path: str | Path, max_shards: int 
         manifest's ``channel_names`` / ``n_samples``, or no selected sample is readable.
     """
     shapes: dict[str, tuple[int, ...]] = {}
-    selected = [(shard, url) for shard, url in zip(manifest.shards, manifest.resolve_urls(manifest_path)) if shard.keys]
+    selected = [(shard, url) for shard, url in zip(manifest.shards, manifest.resolve_urls(manifest_path)) if shard.runs]
     if max_shards is not None and len(selected) > max_shards:  # evenly spread, first and last included
         picks = sorted({round(i * (len(selected) - 1) / (max_shards - 1)) for i in range(max_shards)})
         selected = [selected[i] for i in picks]
     for shard, url in selected:
         try:
-            shape = _first_shape(url, frozenset(shard.keys))
+            shape = _first_shape(url, shard.selection())
         except FileNotFoundError:
             raise ManifestError("shard is missing", url) from None
         except (OSError, tarfile.TarError) as exc:
@@ -255,7 +255,7 @@ def shard_layout(manifest: Manifest, manifest_path: str | Path, max_shards: int 
     return expected
 
 
-def _is_wanted(sample: dict, wanted: dict[str, frozenset[str]]) -> bool:
+def _is_wanted(sample: dict, wanted: dict) -> bool:
     return sample["__key__"] in wanted.get(sample["__url__"], ())
 
 
@@ -427,7 +427,7 @@ def make_loader(
     raises :class:`~ephys.errors.ManifestError` naming it, when it is drawn.
     """
     urls = manifest.resolve_urls(manifest_path)
-    wanted = {url: frozenset(s.keys) for url, s in zip(urls, manifest.shards) if s.keys}
+    wanted = {url: s.selection() for url, s in zip(urls, manifest.shards) if s.runs}  # runs, not key sets
     if not wanted:
         raise ManifestError("the manifest selects no epochs", str(manifest_path))
     shape = (len(manifest.channel_names), manifest.n_samples)

@@ -49,7 +49,7 @@ import numpy as np
 from ephys import __version__
 from ephys.pretrain.config import RunConfig, dotted, load_config, parse_overrides
 from ephys.pretrain.train import METRICS, RUN_INFO, atomic_write, pretrain, train_flops_per_sample
-from ephys.schemas.manifest import Manifest
+from ephys.schemas.manifest import MANIFEST_FORMAT, Manifest, ManifestShard
 
 log = logging.getLogger(__name__)
 
@@ -170,11 +170,13 @@ def _make_subset(parent: Manifest, manifest_path: Path, fraction: float, seed: i
     for i, (shard, resolved) in enumerate(zip(parent.shards, parent.resolve_urls(manifest_path))):
         keys = _subset_keys(shard.keys, fraction, seed, i)
         if keys:
-            shards.append(shard.model_copy(update=dict(url=_relocated_url(shard.url, resolved, out_dir), keys=keys)))
-    n_epochs = sum(len(s.keys) for s in shards)
+            shards.append(ManifestShard(url=_relocated_url(shard.url, resolved, out_dir), sha256=shard.sha256,
+                                        n_samples=shard.n_samples, keys=keys))  # fmt: skip
+    n_epochs = sum(s.n_selected for s in shards)
     if n_epochs == 0:
         raise ValueError(f"fraction {fraction} keeps no epoch of the {parent.n_epochs} of {manifest_path}")
     subset = parent.model_copy(update=dict(
+        format=MANIFEST_FORMAT,
         ephys_version=__version__,
         created_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         query=[*parent.query, f"subset fraction={_fraction_text(fraction)} seed={seed}"],
