@@ -369,14 +369,18 @@ def test_cli_manifest_errors(cat, cli, tmp_path):
 def test_keys_and_runs_round_trip_and_membership():
     from ephys.schemas.manifest import KeySet, key_runs, run_keys
 
-    keys = [f"{'a' * 16}_{i:06d}" for i in (0, 1, 2, 5, 6)] + [f"{'b' * 16}_{i:06d}" for i in (9, 10)] + ["x", "y9", "y10"]
+    a, b = "a" * 16 + "_", "b" * 16 + "_"
+    keys = [f"{a}{i:06d}" for i in (0, 1, 2, 5, 6, 9)] + [f"{b}{i:06d}" for i in (9, 10)] + [f"{a}{i:06d}" for i in (3, 4)]
+    keys += ["x", "y9", "y10"]
     runs = key_runs(keys)
-    assert runs == [("a" * 16 + "_", 6, 0, 2), ("a" * 16 + "_", 6, 5, 6), ("b" * 16 + "_", 6, 9, 10), ("x", 0, 0, 0),
-                    ("y", 1, 9, 9), ("y", 2, 10, 10)]  # fmt: skip
+    # 0,1,2,5,6,9 of a: one run over 0..9, bits 0,1,2,5,6,9 = 0b1001100111 little-endian -> bytes 0x67 0x02
+    assert runs == [(a, 6, 0, 9, "ZwI="), (b, 6, 9, 10, ""), (a, 6, 3, 4, ""), ("x", 0, 0, 0, ""), ("y", 1, 9, 9, ""),
+                    ("y", 2, 10, 10, "")]  # fmt: skip
     assert list(run_keys(runs)) == keys
+    assert ManifestShard(url="u", sha256="s", n_samples=20, keys=keys).n_selected == len(keys)
     ks = KeySet(runs)
     assert len(ks) == len(keys) and all(k in ks for k in keys)
-    assert not any(k in ks for k in [f"{'a' * 16}_000003", f"{'a' * 16}_00001", "x1", "y09", "z", 7])
+    assert not any(k in ks for k in [f"{a}000007", f"{a}000010", f"{a}00001", f"{b}000008", "x1", "y09", "z", 7])
 
 
 def test_a_format_1_manifest_still_loads_with_its_own_hash(cat, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import bisect
 import hashlib
 import json
@@ -9,6 +10,7 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
 from ephys.errors import ManifestError
@@ -27,50 +29,96 @@ def _split_key(key: str) -> tuple[str, int, int]:
     return prefix, len(digits), int(digits) if digits else 0
 
 
-def key_runs(keys: Iterable[str]) -> list[tuple[str, int, int, int]]:
-    """``keys`` (in order) as runs ``(prefix, width, first, last)``: consecutive keys that share a prefix and
-    digit count and whose numbers follow each other form one run. Exact: :func:`run_keys` gives ``keys`` back."""
-    runs: list[list] = []
+def key_runs(keys: Iterable[str]) -> list[tuple[str, int, int, int, str]]:
+    """``keys`` (in order) as runs ``(prefix, width, first, last, mask)``: keys that follow each other,
+    share a prefix and digit count and have increasing numbers form one run over ``first..last``;
+    ``mask`` is ``""`` when every number in between is selected, else the selected ones as a bitmap
+    (bit ``n - first``, little-endian bit order, base64). A shard holds one stretch of each recording's
+    epochs, so a shard's selection is a few runs whatever its size or pattern. Exact: :func:`run_keys`
+    gives ``keys`` back."""
+    runs: list[tuple[str, int, int, int, str]] = []
+    group: list[int] = []
+    head: tuple[str, int] | None = None
+
+    def close() -> None:
+        if head is None:
+            return
+        first, last = group[0], group[-1]
+        mask = ""
+        if last - first + 1 != len(group):
+            bits = np.zeros(last - first + 1, dtype=bool)
+            bits[np.asarray(group) - first] = True
+            mask = base64.b64encode(np.packbits(bits, bitorder="little").tobytes()).decode()
+        runs.append((head[0], head[1], first, last, mask))
+
     for key in keys:
         prefix, width, n = _split_key(key)
-        last = runs[-1] if runs else None
-        if last is not None and width and last[0] == prefix and last[1] == width and last[3] + 1 == n:
-            last[3] = n
-        else:
-            runs.append([prefix, width, n, n])
-    return [tuple(r) for r in runs]
+        if head == (prefix, width) and width and n > group[-1]:
+            group.append(n)
+            continue
+        close()
+        head, group = (prefix, width), [n]
+    close()
+    return runs
+
+
+def _run_numbers(first: int, last: int, mask: str) -> Iterator[int]:
+    if not mask:
+        yield from range(first, last + 1)
+        return
+    bits = np.unpackbits(np.frombuffer(base64.b64decode(mask), np.uint8), count=last - first + 1, bitorder="little")
+    yield from (first + int(i) for i in np.flatnonzero(bits))
 
 
 def run_keys(runs) -> Iterator[str]:
     """The keys of ``runs``, in order (see :func:`key_runs`)."""
-    for prefix, width, first, last in runs:
+    for prefix, width, first, last, mask in runs:
         if not width:
             yield prefix
             continue
-        for n in range(first, last + 1):
+        for n in _run_numbers(first, last, mask):
             yield f"{prefix}{n:0{width}d}"
+
+
+def _run_size(first: int, last: int, mask: str) -> int:
+    if not mask:
+        return last - first + 1
+    return int(np.unpackbits(np.frombuffer(base64.b64decode(mask), np.uint8), count=last - first + 1,
+                             bitorder="little").sum())
 
 
 class KeySet:
     """Membership of keys in a shard's runs without listing them: memory per run, not per key."""
 
     def __init__(self, runs):
-        groups: dict[tuple[str, int], list[tuple[int, int]]] = {}
-        for prefix, width, first, last in runs:
-            groups.setdefault((prefix, width), []).append((first, last))
-        self._groups = {g: (tuple(a for a, _ in sorted(v)), tuple(b for _, b in sorted(v))) for g, v in groups.items()}
-        self._n = sum(last - first + 1 for _, _, first, last in runs)
+        groups: dict[tuple[str, int], list[tuple[int, int, bytes]]] = {}
+        self._n = 0
+        for prefix, width, first, last, mask in runs:
+            bits = np.unpackbits(np.frombuffer(base64.b64decode(mask), np.uint8), count=last - first + 1,
+                                 bitorder="little").tobytes() if mask else b""  # fmt: skip
+            groups.setdefault((prefix, width), []).append((first, last, bits))
+            self._n += _run_size(first, last, mask)
+        self._groups = {g: sorted(v) for g, v in groups.items()}
+        self._starts = {g: [r[0] for r in v] for g, v in self._groups.items()}
+        # A prefix whose runs overlap (not written by ephys: a shard holds one stretch per recording)
+        # is held as a set of its numbers instead.
+        self._sets = {g: {n for first, last, bits in v for n in range(first, last + 1) if not bits or bits[n - first]}
+                      for g, v in self._groups.items() if any(b[0] <= a[1] for a, b in zip(v, v[1:]))}  # fmt: skip
 
     def __contains__(self, key) -> bool:
         if not isinstance(key, str):
             return False
         prefix, width, n = _split_key(key)
-        found = self._groups.get((prefix, width))
-        if found is None:
+        runs = self._groups.get((prefix, width))
+        if runs is None:
             return False
-        starts, ends = found
-        i = bisect.bisect_right(starts, n) - 1
-        return i >= 0 and n <= ends[i]
+        if (prefix, width) in self._sets:
+            return n in self._sets[(prefix, width)]
+        i = bisect.bisect_right(self._starts[(prefix, width)], n) - 1
+        if i < 0:
+            return False
+        first, last, bits = runs[i]
+        return n <= last and (not bits or bits[n - first] == 1)
 
     def __len__(self) -> int:
         return self._n
@@ -88,9 +136,9 @@ class ManifestShard(BaseModel):
     url: str = Field(description="path or URL of the tar shard; relative paths are relative to the manifest")
     sha256: str
     n_samples: int = Field(ge=0, description="samples in the whole shard")
-    runs: list[tuple[str, int, int, int]] = Field(
-        description="selected sample keys in this shard, in shard order, as runs (prefix, digits, first, last) "
-                    "of consecutive keys prefix + number written with that many digits")  # fmt: skip
+    runs: list[tuple[str, int, int, int, str]] = Field(
+        description="selected sample keys in this shard, in shard order, as runs (prefix, digits, first, last, "
+                    "mask) of keys prefix + number written with that many digits; see key_runs")  # fmt: skip
 
     @model_validator(mode="before")
     @classmethod
@@ -106,7 +154,7 @@ class ManifestShard(BaseModel):
 
     @property
     def n_selected(self) -> int:
-        return sum(last - first + 1 for _, _, first, last in self.runs)
+        return sum(_run_size(first, last, mask) for _, _, first, last, mask in self.runs)
 
     def selection(self) -> KeySet:
         """The selected keys as a set (``key in shard.selection()``), held as runs."""
