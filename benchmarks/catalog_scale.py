@@ -5,7 +5,7 @@ script fills a catalog with a synthetic corpus of that shape at ``--fraction`` o
 90 % ok with lognormal lengths around 5.3 h, 10 % rejected or failed; epochs with QC figures,
 scores and sleep stages; ~1,264 epochs per shard; a few annotations per recording), through the
 project's schema (``Catalog`` applies the migrations) with bulk inserts, then times, each in a
-fresh process (wall seconds and peak RSS from ``wait4``):
+fresh process (wall seconds, and peak RSS from GNU ``time``):
 
 * ``ephys catalog stats`` and ``ephys catalog query --status ok --min-valid-epochs 100``;
 * ``ephys manifest create --where "score >= 0.8"`` (about 60 % of the epochs) and ``--where
@@ -64,7 +64,7 @@ def fill(url: str, fraction: float, seed: int = 0) -> dict:
         s.add(run)
         s.flush()
         run_id = run.id
-        s.add(m.Meta(key="shards_root", value="/nonexistent/shards"))
+    cat.set_meta("shards_root", "/nonexistent/shards")
     ok = rng.random(n_rec) < 0.9
     lengths = np.maximum(10, rng.lognormal(np.log(n_ep_target / ok.sum()), 0.9, n_rec)).astype(int)
     lengths = np.where(ok, lengths, 0)
@@ -133,13 +133,15 @@ def fill(url: str, fraction: float, seed: int = 0) -> dict:
 
 
 def timed(cmd: list[str]) -> dict:
-    """Run ``cmd``; wall seconds and the child's peak RSS (MiB)."""
+    """Run ``cmd`` under GNU time; wall seconds and the command's own peak RSS (MiB). (``wait4`` of a
+    child forked from this process would report at least this process's RSS at the fork.)"""
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    err = proc.stderr.read().decode()[-500:]
-    return {"wall_s": round(time.perf_counter() - t, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
-            "rc": os.waitstatus_to_exitcode(status), **({"stderr": err} if os.waitstatus_to_exitcode(status) else {})}
+    r = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - t
+    lines = r.stderr.strip().splitlines()
+    rss_kib = int(lines[-1]) if lines and lines[-1].isdigit() else 0
+    out = {"wall_s": round(wall, 2), "peak_rss_mib": round(rss_kib / 1024, 1), "rc": r.returncode}
+    return out | ({"stderr": "\n".join(lines[-6:-1])} if r.returncode else {})
 
 
 def _real_shards(folder: Path, n: int, per_shard: int) -> Path:

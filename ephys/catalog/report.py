@@ -93,18 +93,33 @@ def report_data(catalog: Catalog | str) -> dict:
     return _report_data(catalog)
 
 
-def _histogram(s, col, edges, where) -> list[int]:
-    """Counts of ``col`` in ``[edges[i], edges[i+1])`` (last bin closed; values outside the
-    edges go to the end bins), one scan with one ``SUM(CASE ...)`` per bin (portable SQL)."""
+def _bins(col, edges) -> list:
+    """One ``SUM(CASE ...)`` per bin of ``col`` in ``[edges[i], edges[i+1])`` (last bin closed; values
+    outside the edges go to the end bins): portable SQL, evaluated in the scan that holds them."""
     n = len(edges) - 1
     cols = []
     for i in range(n):
         lo_ok = col >= edges[i] if i > 0 else col.is_not(None)
         hi_ok = col < edges[i + 1] if i < n - 1 else col.is_not(None)
         cols.append(func.coalesce(func.sum(case((and_(lo_ok, hi_ok), 1), else_=0)), 0))
-    row = s.execute(select(*cols).select_from(m.Epoch).join(m.Recording, m.Recording.id == m.Epoch.recording_id)
-                    .where(*where)).one()  # fmt: skip
-    return [int(v) for v in row]
+    return cols
+
+
+def _epoch_figures(s, where) -> tuple[dict[str, list[int]], tuple[int, int, int]]:
+    """The score and ratio histograms and the valid / invalid / unscored counts of the epochs of
+    ``where``, in one scan of the epochs (every figure a column of one aggregate row)."""
+    E = m.Epoch
+    named = [("score", SCORE_EDGES)] + [(name, RATIO_EDGES) for name in ("line_ratio", "emg_ratio", "drift_ratio")]
+    cols = [c for name, edges in named for c in _bins(getattr(E, name), edges)]
+    cols += [func.coalesce(func.sum(case((E.valid, 1), else_=0)), 0),
+             func.coalesce(func.sum(case((E.valid, 0), else_=1)), 0),
+             func.coalesce(func.sum(case((E.score.is_(None), 1), else_=0)), 0)]  # fmt: skip
+    row = [int(v) for v in s.execute(select(*cols).select_from(E).join(m.Recording, m.Recording.id == E.recording_id)
+                                     .where(*where)).one()]  # fmt: skip
+    hists, pos = {}, 0
+    for name, edges in named:
+        hists[name], pos = row[pos : pos + len(edges) - 1], pos + len(edges) - 1
+    return hists, (row[pos], row[pos + 1], row[pos + 2])
 
 
 @_reading
@@ -130,16 +145,10 @@ def _report_data(cat: Catalog) -> dict:
                                            .group_by(R.format, R.status).order_by(R.format, R.status)):  # fmt: skip
             hours_by_format.setdefault(fmt, {})[status] = float(secs) / 3600.0
 
-        score_hist = {"edges": list(SCORE_EDGES), "counts": _histogram(s, E.score, SCORE_EDGES, in_corpus)}
-        ratio_hists = {
-            name: {"edges": list(RATIO_EDGES), "counts": _histogram(s, getattr(E, name), RATIO_EDGES, in_corpus)}
-            for name in ("line_ratio", "emg_ratio", "drift_ratio")
-        }
-        valid, invalid, unscored = s.execute(
-            select(func.coalesce(func.sum(case((E.valid, 1), else_=0)), 0),
-                   func.coalesce(func.sum(case((E.valid, 0), else_=1)), 0),
-                   func.coalesce(func.sum(case((E.score.is_(None), 1), else_=0)), 0))
-            .join(R, R.id == E.recording_id).where(*in_corpus)).one()  # fmt: skip
+        hists, (valid, invalid, unscored) = _epoch_figures(s, in_corpus)
+        score_hist = {"edges": list(SCORE_EDGES), "counts": hists["score"]}
+        ratio_hists = {name: {"edges": list(RATIO_EDGES), "counts": hists[name]}
+                       for name in ("line_ratio", "emg_ratio", "drift_ratio")}  # fmt: skip
 
         by_reason: Counter[str] = Counter()
         by_channel: Counter[str] = Counter()
