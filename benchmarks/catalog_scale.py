@@ -132,6 +132,19 @@ def fill(url: str, fraction: float, seed: int = 0) -> dict:
     return {"recordings": n_rec, "epochs": n_epochs, "shards": n_shards}
 
 
+def _analyze(url: str) -> None:
+    """Table statistics for the planner, as autovacuum (PostgreSQL) or a long-lived catalog would have
+    them; a bulk-filled, never-analysed table gives the planner row estimates of 1."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url, isolation_level="AUTOCOMMIT") if url.startswith("postgresql") else create_engine(url)
+    with engine.connect() as conn:
+        conn.execute(text("ANALYZE"))
+        if not url.startswith("postgresql"):
+            conn.commit()
+    engine.dispose()
+
+
 def timed(cmd: list[str]) -> dict:
     """Run ``cmd`` under GNU time; wall seconds and the command's own peak RSS (MiB). (``wait4`` of a
     child forked from this process would report at least this process's RSS at the fork.)"""
@@ -202,6 +215,7 @@ def main() -> None:
         t = time.perf_counter()
         sizes = fill(a.catalog, a.fraction)
         print(json.dumps({"step": "fill", **sizes, "wall_s": round(time.perf_counter() - t, 1)}), flush=True)
+    _analyze(a.catalog)
     ephys = [sys.executable, "-m", "ephys"]
     steps = {
         "catalog stats": [*ephys, "catalog", "stats", "--catalog", a.catalog, "--json"],

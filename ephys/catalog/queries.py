@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, select
+from sqlalchemy import ColumnElement, and_, case, func, literal, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -683,20 +683,30 @@ def iter_epochs(cat: Catalog, where: Sequence[str] | None = None) -> Iterator[Ep
 
 def _epoch_rows(cat: Catalog, clauses: list[Clause]) -> Iterator[EpochRow]:
     R, E, S = m.Recording, m.Epoch, m.Shard
-    channels: dict[str, tuple[str, ...]] = {}
     with cat.snapshot() as s:
+        if cat.engine.dialect.name == "postgresql":  # every row is read: plan for the whole result, not the first
+            s.execute(text("SET LOCAL cursor_tuple_fraction = 1.0"))  # rows of the server-side cursor
         _, epoch_s = _layout_in(s)  # the annotation-overlap clauses need the epoch length
+        # Shards and recordings are few (25,000 and 100,000 at EPI-250k scale): read once, in the same
+        # snapshot; the epoch rows carry only their key and the two ids.
+        shards = {sid: (name, sha, n, idx) for sid, name, sha, n, idx in s.execute(
+            select(S.id, S.name, S.sha256, S.n_samples, S.index))}  # fmt: skip
+        channels: dict[str, tuple[str, ...]] = {}
+        recordings = {}
+        for rid, sha, subject, montage, chans_json in s.execute(
+                select(R.id, R.sha256, R.subject, R.montage, R.output_channels_json).where(R.status == "ok")):
+            chans = channels.get(chans_json)
+            if chans is None:
+                chans = channels[chans_json] = tuple(str(c) for c in json_or(chans_json, list))
+            recordings[rid] = (sha, subject, montage, chans)
         stmt = (
-            select(E.key, S.name, S.sha256, S.n_samples, S.index, R.sha256, R.subject, R.montage,
-                   R.output_channels_json)
+            select(E.key, E.shard_id, E.recording_id)
             .join(R, R.id == E.recording_id)
             .join(S, S.id == E.shard_id)
             .where(and_(R.status == "ok", *epoch_conditions(clauses, epoch_s)))
             .order_by(S.index, R.sha256, E.index)
             .execution_options(yield_per=STREAM_ROWS)
         )  # fmt: skip
-        for key, sname, ssha, sn, sidx, rsha, subject, montage, chans_json in s.execute(stmt):
-            chans = channels.get(chans_json)
-            if chans is None:
-                chans = channels[chans_json] = tuple(str(c) for c in json_or(chans_json, list))
-            yield EpochRow(key, sname, ssha, sn, sidx, rsha, subject, montage, chans)
+        for key, sid, rid in s.execute(stmt):
+            sname, ssha, sn, sidx = shards[sid]
+            yield EpochRow(key, sname, ssha, sn, sidx, *recordings[rid])

@@ -25,6 +25,8 @@ _KEY = re.compile(r"^(.*?)(\d*)$", re.S)
 def _split_key(key: str) -> tuple[str, int, int]:
     """``(prefix, width, number)`` of a key: its trailing digits as a number of that many digits
     (``"3f9a..._000041"`` → ``("3f9a..._", 6, 41)``); a key without trailing digits has width 0."""
+    if len(key) > 7 and key[-7] == "_" and key[-6:].isdigit() and not key[-8].isdigit():  # ephys's own keys
+        return key[:-6], 6, int(key[-6:])
     prefix, digits = _KEY.match(key).groups()
     return prefix, len(digits), int(digits) if digits else 0
 
