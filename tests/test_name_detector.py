@@ -92,6 +92,8 @@ def test_clinical_texts_lose_at_most_one_percent_of_their_words():
     ("Fp1 Artefakt, Pat. wach, Midazolam IV", "Fp1 Artefakt, Pat. wach, Midazolam IV"),
     ("Anfall links temporal, Augen zu", "Anfall links temporal, Augen zu"),
     ("Meier_Hans", "[name]_[name]"),
+    ("ca. Mitte der Ableitung Anfall", "ca. Mitte der Ableitung Anfall"),  # abbreviations that are not titles
+    ("HV 3 m Erholung", "HV 3 m Erholung"),
 ])  # fmt: skip
 def test_name_detector_cases(text, expected):
     assert name_detector().scrub(text)[0] == expected

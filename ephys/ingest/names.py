@@ -58,9 +58,11 @@ RARE_ZIPF = 3.0
 TABLE_RANK = 20000
 _TABLE_VERSION = "1"
 
-#: Titles and relations after which a capitalised word is a name (lower case, without dots).
+#: Titles and relations after which a capitalised word is a name (lower case, without dots). Not the
+#: abbreviations that also stand for words in clinical notes: ``m`` (metres, minutes), ``ca`` (circa),
+#: ``la`` (the French article).
 CUES = frozenset("""
-frau herr hr fr dr drs prof pd oa la ca med dipl mr mrs ms miss mme mlle m sig sig.ra signora signor sr sra
+frau herr hr fr dr drs prof pd oa med dipl mr mrs ms miss mme mlle sig signora signor sr sra
 mutter vater sohn tochter bruder schwester ehemann ehefrau mann gatte gattin partner partnerin freund freundin
 oma opa grossmutter großmutter grossvater großvater tante onkel cousin cousine nichte neffe enkel enkelin
 schwager schwägerin pflege pfleger pflegerin pflegefachfrau pflegefachmann technikerin techniker mta mtra
