@@ -15,13 +15,13 @@ people no header knows: ``Mutter Erika anwesend``, ``Dr. Bernasconi informiert``
 * **cues**: a title or a relation (``Frau``, ``Herr``, ``Dr.``, ``Mutter``, ``nurse``,
   ``Mme``, ``Signora``) makes the capitalised word after it a name;
 * **neighbours**: a capitalised list name next to a found name is a name too
-  (``Fatma Yilmaz``), and so is one inside ``(...)`` right after it;
+  (``Fatma Yilmaz``), and so is a rare capitalised word right after one (``Hans Quaexelbroet``);
 * a **protected vocabulary** (electrodes, drugs and the clinical words the caller gives,
   e.g. every keyword of the annotation taxonomy) that is never removed.
 
 The lists are reduced once per machine to a small table (given-name rank, surname rank,
 word frequency per name), cached under ``$XDG_CACHE_HOME/ephys`` (``~/.cache/ephys``) or
-``$EPHYS_CACHE_DIR``; building it reads the whole names-dataset (about 15 s, 1.2 GB of
+``$EPHYS_CACHE_DIR``; building it reads the whole names-dataset (about 35 s, 1.2 GB of
 memory, once). Measured on the labelled German/English/French/Italian sets written for
 this purpose (``tests/data/names``): see ``tests/test_name_detector.py`` and the README.
 """
@@ -32,10 +32,11 @@ import fcntl
 import gzip
 import os
 import re
-import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+from ephys.ingest.identity import _fold
 
 #: Countries whose names are looked for (ISO 3166 alpha-2), for a Swiss or Central European
 #: hospital: its own and its neighbours', and those of the larger immigrant groups.
@@ -56,7 +57,9 @@ COMMON_FIRST_ZIPF = 4.5
 RARE_ZIPF = 3.0
 #: Names kept in the cached table: any rank up to this, for the neighbour and cue rules.
 TABLE_RANK = 20000
-_TABLE_VERSION = "1"
+_TABLE_VERSION = "2"
+#: Languages whose word frequencies tell a common word from a name.
+LANGUAGES = ("de", "en", "fr", "it")
 
 #: Titles and relations after which a capitalised word is a name (lower case, without dots). Not the
 #: abbreviations that also stand for words in clinical notes: ``m`` (metres, minutes), ``ca`` (circa),
@@ -94,9 +97,16 @@ _WORD = re.compile(r"(?<![^\W_])[^\W\d_]+(?:[-'’][^\W\d_]+)*(?![^\W_])")
 
 
 def _key(token: str) -> str:
-    """Lower case, accents dropped, umlauts as a/o/u (``Müller``, ``Mueller`` and ``Muller`` meet
-    only where the list has them; the table holds every spelling it lists)."""
-    return "".join(c for c in unicodedata.normalize("NFKD", token.lower()) if not unicodedata.combining(c))
+    """Lower case, accents dropped as the header scrubber drops them (:func:`~ephys.ingest.identity._fold`):
+    ``Müller`` → ``muller``; ``Mueller`` stays itself (the table holds every spelling the lists hold)."""
+    return _fold(token).lower()
+
+
+def _zipf(key: str) -> float:
+    """The word's highest Zipf frequency (wordfreq) in :data:`LANGUAGES`."""
+    import wordfreq
+
+    return max(wordfreq.zipf_frequency(key, lang) for lang in LANGUAGES)
 
 
 def cache_dir() -> Path:
@@ -107,11 +117,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ephys"
 
 
-def _table_path(countries: tuple[str, ...]) -> Path:
+def _table_path(countries: tuple[str, ...], folder: Path) -> Path:
     from importlib.metadata import version
 
     tag = f"v{_TABLE_VERSION}-nd{version('names-dataset')}-wf{version('wordfreq')}-{'-'.join(sorted(countries))}"
-    return cache_dir() / f"names-{tag}.tsv.gz"
+    return folder / f"names-{tag}.tsv.gz"
 
 
 def _best_ranks(path: Path, countries: set[str]) -> dict[str, int]:
@@ -128,8 +138,9 @@ def _best_ranks(path: Path, countries: set[str]) -> dict[str, int]:
     return out
 
 
-def build_table(countries: tuple[str, ...] = DEFAULT_COUNTRIES) -> Path:
-    """Reduce names-dataset and wordfreq to the table :class:`NameDetector` reads, once per machine.
+def build_table(countries: tuple[str, ...] = DEFAULT_COUNTRIES, folder: Path | None = None) -> Path:
+    """Reduce names-dataset and wordfreq to the table :class:`NameDetector` reads, once per machine,
+    in ``folder`` (default :func:`cache_dir`).
 
     Returns the table's path (a gzip TSV: key, given-name rank, surname rank, Zipf frequency;
     rank 0 = not listed). Safe to call from many processes at once: one builds, under a file
@@ -140,7 +151,7 @@ def build_table(countries: tuple[str, ...] = DEFAULT_COUNTRIES) -> Path:
     OSError
         The cache folder cannot be written.
     """
-    path = _table_path(tuple(countries))
+    path = _table_path(tuple(countries), folder or cache_dir())
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,7 +160,6 @@ def build_table(countries: tuple[str, ...] = DEFAULT_COUNTRIES) -> Path:
         if path.exists():
             return path
         import names_dataset
-        import wordfreq
 
         data = Path(names_dataset.__file__).parent / "v3"
         wanted = set(countries)
@@ -158,7 +168,7 @@ def build_table(countries: tuple[str, ...] = DEFAULT_COUNTRIES) -> Path:
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         with gzip.open(tmp, "wt", encoding="utf-8") as out:
             for k in sorted(first.keys() | last.keys()):
-                z = max(wordfreq.zipf_frequency(k, lang) for lang in ("de", "en", "fr", "it"))
+                z = _zipf(k)
                 out.write(f"{k}\t{first.get(k, 0)}\t{last.get(k, 0)}\t{z:.2f}\n")
         os.replace(tmp, path)
     return path
@@ -171,8 +181,7 @@ def _load_table(countries: tuple[str, ...]) -> dict[str, tuple[int, int, float]]
     except OSError:  # a cache folder that cannot be written: build in a private temporary one
         import tempfile
 
-        os.environ["EPHYS_CACHE_DIR"] = tempfile.mkdtemp(prefix="ephys-names-")
-        path = build_table(countries)
+        path = build_table(countries, Path(tempfile.mkdtemp(prefix="ephys-names-")))
     with gzip.open(path, "rt", encoding="utf-8") as f:
         rows = (line.rstrip("\n").split("\t") for line in f)
         return {k: (int(a), int(b), float(z)) for k, a, b, z in rows}
@@ -182,9 +191,7 @@ def _load_table(countries: tuple[str, ...]) -> dict[str, tuple[int, int, float]]
 def _rare(key: str) -> bool:
     """A word no name list holds and no German, English, French or Italian text uses often: after a
     given name, a surname (``Hans Quaexelbroet``)."""
-    import wordfreq
-
-    return max(wordfreq.zipf_frequency(key, lang) for lang in ("de", "en", "fr", "it")) < RARE_ZIPF
+    return _zipf(key) < RARE_ZIPF
 
 
 @dataclass(frozen=True)
@@ -238,9 +245,8 @@ class NameDetector:
         toks = [_Token(m.start(), m.end(), m.group(), _key(m.group())) for m in _WORD.finditer(text)]
         cand = [len(t.text) >= 2 and (t.text[0].isupper() or caps) and t.key not in self._protected for t in toks]
         name = [c and self._strong(t) for c, t in zip(cand, toks)]
-        for i, t in enumerate(toks):
-            prev = toks[i - 1].key if i else ""
-            if cand[i] and prev in CUES and i and text[toks[i - 1].end : t.start].strip(" .:") == "":
+        for i in range(1, len(toks)):  # the word right after a cue ("Dr. X", "Mutter X")
+            if cand[i] and toks[i - 1].key in CUES and text[toks[i - 1].end : toks[i].start].strip(" .:") == "":
                 name[i] = True
         changed = True
         while changed:  # a capitalised word next to a name is part of it ("Fatma Yilmaz", "Hans Quaexelbroet")
