@@ -104,13 +104,18 @@ def _check_shape(samples: list[dict], shape: tuple[int, int], url: str) -> None:
         return
 
 
+def _shard_error(exc: OSError, url: str) -> ManifestError:
+    """The typed error naming a shard that is missing or cannot be read."""
+    if isinstance(exc, FileNotFoundError):
+        return ManifestError("shard is missing", url)
+    return ManifestError(f"shard cannot be read ({exc.strerror or exc})", url)
+
+
 def _open_or_raise(url: str):
     try:
         return _open_shard(url)
-    except FileNotFoundError:
-        raise ManifestError("shard is missing", url) from None
     except OSError as exc:
-        raise ManifestError(f"shard cannot be read ({exc.strerror or exc})", url) from None
+        raise _shard_error(exc, url) from None
 
 
 def _tar_samples(src: Iterator[dict], expected: dict[str, str] | None = None,
@@ -122,8 +127,9 @@ def _tar_samples(src: Iterator[dict], expected: dict[str, str] | None = None,
     as they are read and its selected samples (``wanted``) held back until the end of the shard; a
     shard whose hash differs raises :class:`ManifestError` naming it before any of its samples is
     yielded, and so does one whose first selected epoch is not of ``shape`` ``(n_channels,
-    n_samples)`` (the manifest's layout; :func:`shard_layout` checks only a sample of shards). Later passes over a verified shard stream it directly. A shard that is missing or
-    cannot be read (also mid-stream) raises :class:`ManifestError` naming it.
+    n_samples)`` (the manifest's layout; :func:`shard_layout` checks only a sample of shards).
+    Later passes over a verified shard stream it directly. A shard that is missing or cannot be
+    read (also mid-stream) raises :class:`ManifestError` naming it.
     """
     from webdataset.tariterators import group_by_keys, tar_file_expander
 
@@ -142,7 +148,7 @@ def _tar_samples(src: Iterator[dict], expected: dict[str, str] | None = None,
                         if keep is None or x["__key__"] in keep]  # fmt: skip
                 digest = reader.finish()
             except OSError as exc:
-                raise ManifestError(f"shard cannot be read ({exc.strerror or exc})", url) from None
+                raise _shard_error(exc, url) from None
             except tarfile.TarError as exc:
                 raise ManifestError(f"shard is not a readable tar ({exc})", url) from None
             if digest != sha:
@@ -173,10 +179,8 @@ def verify_shards(manifest: Manifest, manifest_path: str | Path) -> list[str]:
             with _open_shard(url) as f:
                 while chunk := f.read(READ_CHUNK):
                     digest.update(chunk)
-        except FileNotFoundError:
-            raise ManifestError("shard is missing", url) from None
         except OSError as exc:
-            raise ManifestError(f"shard cannot be read ({exc.strerror or exc})", url) from None
+            raise _shard_error(exc, url) from None
         if digest.hexdigest() != shard.sha256:
             raise ManifestError(
                 f"shard bytes changed since the manifest was made: sha256 {digest.hexdigest()[:16]}... "
@@ -235,10 +239,10 @@ def shard_layout(manifest: Manifest, manifest_path: str | Path, max_shards: int 
     for shard, url in selected:
         try:
             shape = _first_shape(url, shard.selection())
-        except FileNotFoundError:
-            raise ManifestError("shard is missing", url) from None
-        except (OSError, tarfile.TarError) as exc:
-            raise ManifestError(f"shard cannot be read ({exc})", url) from None
+        except OSError as exc:
+            raise _shard_error(exc, url) from None
+        except tarfile.TarError as exc:
+            raise ManifestError(f"shard is not a readable tar ({exc})", url) from None
         if shape is not None:
             shapes[shard.url] = shape
     if not shapes:
@@ -437,7 +441,7 @@ def make_loader(
         wds.split_by_node,
         wds.split_by_worker,
         functools.partial(_tar_samples, expected={url: s.sha256 for url, s in zip(urls, manifest.shards)},
-                          wanted=wanted, shape=(len(manifest.channel_names), manifest.n_samples)),
+                          wanted=wanted, shape=shape),
         wds.select(functools.partial(_is_wanted, wanted=wanted)),
     ]
     if sample_filter is not None and sample_filter.active:
