@@ -381,6 +381,12 @@ def opened_catalog(catalog: Catalog | str) -> Iterator[Catalog]:
         cat.close()
 
 
+def _query_failed(cat: Catalog, exc: SQLAlchemyError) -> RunError:
+    """The RunError for a database error during a query (the CLI reports it without a traceback)."""
+    return RunError(f"catalog {redact_url(cat.url)} query failed: {exc.__class__.__name__}: "
+                    f"{str(exc).splitlines()[0][:200]}")  # fmt: skip
+
+
 def _reading(fn):
     """Turn database errors during a query into RunError (the CLI reports them without a traceback)."""
 
@@ -389,10 +395,7 @@ def _reading(fn):
             try:
                 return fn(cat, *args, **kwargs)
             except SQLAlchemyError as exc:
-                raise RunError(
-                    f"catalog {redact_url(cat.url)} query failed: {exc.__class__.__name__}: "
-                    f"{str(exc).splitlines()[0][:200]}"
-                ) from None
+                raise _query_failed(cat, exc) from None
 
     wrapper.__name__ = fn.__name__
     wrapper.__qualname__ = fn.__qualname__
@@ -677,8 +680,7 @@ def iter_epochs(cat: Catalog, where: Sequence[str] | None = None) -> Iterator[Ep
     try:
         yield from _epoch_rows(cat, clauses)
     except SQLAlchemyError as exc:
-        raise RunError(f"catalog {redact_url(cat.url)} query failed: {exc.__class__.__name__}: "
-                       f"{str(exc).splitlines()[0][:200]}") from None  # fmt: skip
+        raise _query_failed(cat, exc) from None
 
 
 def _epoch_rows(cat: Catalog, clauses: list[Clause]) -> Iterator[EpochRow]:

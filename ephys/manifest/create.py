@@ -77,20 +77,20 @@ def create_manifest(
         shards_root = cat.get_meta("shards_root")
         sfreq, epoch_s = corpus_layout(cat)
         root = str(shards_root) if shards_root else ""
-        current, keys = None, []
+        first, keys = None, []  # the current shard's first row, and its keys
 
         def close_shard() -> None:
-            if current is not None:
-                shards[-1] = shards[-1].model_copy(update={"runs": key_runs(keys)})
+            if first is not None:
+                shards.append(ManifestShard(url=_shard_url(root, first.shard_name, output, relative_urls) if root else "",
+                                            sha256=first.shard_sha256, n_samples=first.shard_n_samples,
+                                            runs=key_runs(keys)))  # fmt: skip
 
         # One pass over the rows as the database streams them, in shard order: a shard's keys become
         # runs when the next shard starts, so memory holds the runs, never the whole selection.
         for r in iter_epochs(cat, query):
-            if r.shard_index != current:
+            if first is None or r.shard_index != first.shard_index:
                 close_shard()
-                current, keys = r.shard_index, []
-                shards.append(ManifestShard(url=_shard_url(root, r.shard_name, output, relative_urls) if root else "",
-                                            sha256=r.shard_sha256, n_samples=r.shard_n_samples, runs=[]))  # fmt: skip
+                first, keys = r, []
             keys.append(r.key)
             n_epochs += 1
             if r.recording not in recordings:
