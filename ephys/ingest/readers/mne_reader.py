@@ -49,8 +49,7 @@ class MNEReader(Reader):
             _check_nihon(self.path, self._p)
         elif fmt == "fif":
             _check_fif(self.path, self._p)
-        elif fmt == "brainvision":
-            _check_brainvision_header(self.path, self._p)
+        vhdr = _check_brainvision_header(self.path, self._p) if fmt == "brainvision" else None
         try:
             with _quiet():
                 self._raw = mne.io.read_raw(self.path, preload=False, verbose="error")
@@ -59,8 +58,8 @@ class MNEReader(Reader):
         except Exception as exc:  # noqa: BLE001 - MNE raises many types for bad files
             raise CorruptFileError(f"{fmt} file could not be parsed (MNE: {_first_line(exc)})", str(path)) from None
         raw = self._raw
-        if fmt == "brainvision":
-            _check_brainvision(self.path, len(raw.ch_names), raw.n_times, self._p)
+        if vhdr is not None:
+            _check_brainvision(self.path, vhdr, len(raw.ch_names), raw.n_times, self._p)
         sfreq = float(raw.info["sfreq"])
         types = raw.get_channel_types()
         channels = []
@@ -235,25 +234,24 @@ def _check_fif(fif: Path, path: str) -> None:
         return  # the read itself reports I/O errors
 
 
-def _check_brainvision_header(vhdr: Path, path: str) -> None:
-    """Raise CorruptFileError for a BrainVision header whose channel count disagrees with its channel list
-    (checked before MNE, whose own message for it is about units)."""
+def _check_brainvision_header(vhdr: Path, path: str) -> str | None:
+    """The header's text (``None`` when it cannot be read: MNE then reports it). Raises CorruptFileError
+    for a header whose channel count disagrees with its channel list (checked before MNE, whose own
+    message for it is about units)."""
     try:
         text = vhdr.read_text(encoding="latin-1")
     except OSError:
-        return
+        return None
     declared = _ini_value(text, "NumberOfChannels")
     listed = len(re.findall(r"^\s*Ch\d+\s*=", text.split("[Channel Infos]", 1)[-1].split("\n[", 1)[0], re.M))
     if declared and declared.isdigit() and "[Channel Infos]" in text and listed != int(declared):
         raise CorruptFileError(f"BrainVision header declares NumberOfChannels={declared} but lists {listed} channels", path)
+    return text
 
 
-def _check_brainvision(vhdr: Path, n_channels: int, n_times: int, path: str) -> None:
-    """Raise CorruptFileError for a BrainVision set that MNE would read with a wrong duration or layout."""
-    try:
-        text = vhdr.read_text(encoding="latin-1")
-    except OSError:
-        return
+def _check_brainvision(vhdr: Path, text: str, n_channels: int, n_times: int, path: str) -> None:
+    """Raise CorruptFileError for a BrainVision set that MNE would read with a wrong duration or layout
+    (``text``: the header, as :func:`_check_brainvision_header` read it)."""
     if (_ini_value(text, "DataFormat") or "BINARY").upper() == "BINARY":
         nbytes = _BV_BYTES.get((_ini_value(text, "BinaryFormat") or "").upper())
         data = _ini_value(text, "DataFile")
