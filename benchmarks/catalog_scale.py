@@ -50,6 +50,7 @@ def fill(url: str, fraction: float, seed: int = 0) -> dict:
 
     from ephys.catalog import models as m
     from ephys.catalog.db import Catalog
+    from ephys.catalog.summary import rebuild as rebuild_summaries
 
     rng = np.random.default_rng(seed)
     n_rec = max(1, round(FULL["recordings"] * fraction))
@@ -128,6 +129,8 @@ def fill(url: str, fraction: float, seed: int = 0) -> dict:
     flush()
     with cat.engine.begin() as conn:
         conn.execute(insert(m.Annotation), ann)
+    with cat.engine.begin() as conn:  # the epochs went in as rows, not through commit_shard
+        rebuild_summaries(conn)
     cat.close()
     return {"recordings": n_rec, "epochs": n_epochs, "shards": n_shards}
 

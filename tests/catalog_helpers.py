@@ -22,15 +22,19 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import tarfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import select, text
 
 from ephys.catalog import models as m
 from ephys.catalog.db import Catalog
+from ephys.catalog.summary import HISTOGRAMS
+from ephys.catalog.summary import rebuild as rebuild_summaries
 
 REGIONS = ["LF", "RF", "LT", "RT", "LC", "RC", "LO", "RO"]
 SFREQ = 250.0
@@ -251,6 +255,8 @@ def populate(catalog: Catalog, tmp_path: Path) -> Populated:
         for rec, onset, duration, text in ANNOTATIONS:
             s.add(m.Annotation(recording_id=recs[rec].id, onset_s=onset, duration_s=duration, text=text, source="edf+"))
         s.add(m.Meta(key="shards_root", value=str(shards_root)))
+        s.flush()
+        rebuild_summaries(s)  # the epochs went in as rows, not through commit_shard
         run_id = run.id
 
     return Populated(
@@ -261,3 +267,52 @@ def populate(catalog: Catalog, tmp_path: Path) -> Populated:
         shard_bytes=shard_bytes,
         shard_keys=shard_keys,
     )
+
+
+# ---------------------------------------------------------------------------
+# Epoch summaries (ephys.catalog.summary) against an oracle over the raw epoch rows
+# ---------------------------------------------------------------------------
+
+
+def _oracle(conn) -> dict:
+    """``{(shard_id, recording_id): (n, n_valid, n_scored, n_staged, figures)}`` from the raw epoch
+    rows, histograms by ``np.histogram`` of the values clipped into the edge range."""
+    rows: dict[tuple[int, int], list] = {}
+    for r in conn.execute(text("SELECT shard_id, recording_id, valid, score, line_ratio, emg_ratio, drift_ratio, stage "
+                               "FROM epochs")).mappings():  # fmt: skip
+        rows.setdefault((r["shard_id"], r["recording_id"]), []).append(r)
+    out = {}
+    for k, eps in rows.items():
+        figures = {}
+        for name, edges in HISTOGRAMS.items():
+            v = np.array([e[name] for e in eps if e[name] is not None and not math.isnan(e[name])], float)
+            figures[name] = np.histogram(np.clip(v, edges[0], edges[-1]), bins=edges)[0].tolist()
+        stages = sorted(e["stage"] for e in eps if e["stage"] is not None)
+        figures["stage"] = {st: stages.count(st) for st in sorted(set(stages))}
+        n_scored = sum(e["score"] is not None and not math.isnan(e["score"]) for e in eps)
+        out[k] = (len(eps), sum(bool(e["valid"]) for e in eps), n_scored, len(stages), figures)
+    return out
+
+
+def _stored(conn) -> dict:
+    return {(r.shard_id, r.recording_id): (r.n_epochs, r.n_valid, r.n_scored, r.n_staged, json.loads(r.figures_json))
+            for r in conn.execute(select(m.EpochSummary))}  # fmt: skip
+
+
+def _rebuilt(cat: Catalog) -> dict:
+    with cat.engine.connect() as conn:
+        trans = conn.begin()
+        try:
+            rebuild_summaries(conn)
+            return _stored(conn)
+        finally:
+            trans.rollback()
+
+
+def assert_summaries_match(cat: Catalog) -> dict:
+    """The stored summaries equal the NumPy oracle and the SQL rebuild; returns them."""
+    with cat.engine.connect() as conn:
+        stored, oracle = _stored(conn), _oracle(conn)
+    assert stored == oracle
+    assert _rebuilt(cat) == oracle
+    return stored

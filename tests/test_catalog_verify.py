@@ -10,11 +10,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from ephys.catalog.db import Catalog
+from ephys.catalog.queries import catalog_stats
 from ephys.catalog.verify import verify_catalog
 from ephys.cli import _register, app
 from ephys.ingest.demo import write_demo_archive
 from ephys.pipeline.run import ingest
 from ephys.schemas import IngestConfig
+from tests.catalog_helpers import assert_summaries_match
 from tests.ingest_helpers import table_counts
 
 _register()
@@ -78,11 +81,17 @@ def test_damage_is_reported_then_repaired_by_a_rerun(built, tmp_path):
     assert repaired.problems == [] and repaired.clean
     assert sorted(p.name for p in (shards / "quarantine").iterdir()) == ["shard-000001.tar", "shard-000099.tar"]
     assert repaired.n_epochs == 33 - 10
+    cat = Catalog(url)  # the quarantined shards' epoch summaries went with their epochs
+    assert sum(v[0] for v in assert_summaries_match(cat).values()) == catalog_stats(cat)["epochs"]["total"] == 23
+    cat.close()
 
     s = ingest(archive, out, config=CONFIG, workers=1)
     assert s.n_epochs == 10 and s.n_ok == len(affected) and s.n_skipped == 5 - len(affected)
     final = verify_catalog(url)
     assert final.ok and final.n_epochs == 33
+    cat = Catalog(url)
+    assert sum(v[0] for v in assert_summaries_match(cat).values()) == catalog_stats(cat)["epochs"]["total"] == 33
+    cat.close()
     # Every epoch is back, bit for bit, and the catalog has the undisturbed run's rows.
     want, got = _samples(ref), _samples(out)
     assert set(got) == set(want) and all(np.array_equal(np.load(io.BytesIO(got[k])), np.load(io.BytesIO(want[k]))) for k in want)
@@ -92,8 +101,6 @@ def test_damage_is_reported_then_repaired_by_a_rerun(built, tmp_path):
 
 def test_epoch_rows_that_disagree_with_their_shard_are_found(built, tmp_path):
     from sqlalchemy import text
-
-    from ephys.catalog.db import Catalog
 
     _, ref = built
     out = tmp_path / "out"

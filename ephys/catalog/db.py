@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ephys.catalog import models as m
+from ephys.catalog.summary import summary_rows
 from ephys.errors import RunError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -310,6 +311,7 @@ class Catalog:
                 s.flush()
             else:
                 if result.status.value != "ok":
+                    s.execute(delete(m.EpochSummary).where(m.EpochSummary.recording_id == rec.id))
                     s.execute(delete(m.Epoch).where(m.Epoch.recording_id == rec.id))
                     values["n_packed"] = 0
                 for k, v in values.items():
@@ -324,7 +326,8 @@ class Catalog:
             )
 
     def commit_shard(self, info, *, run_id: int, epochs: list[dict], packed: dict[str, int]) -> None:
-        """Record a finished shard, its epoch rows and the recordings' packing progress atomically.
+        """Record a finished shard, its epoch rows, their summaries (:mod:`ephys.catalog.summary`)
+        and the recordings' packing progress atomically.
 
         ``epochs``: dicts with ``recording`` (sha256) and the :class:`~ephys.catalog.models.Epoch`
         columns except ids; ``packed``: ``{sha256: n_packed}`` after this shard.
@@ -339,6 +342,7 @@ class Catalog:
             rows = [{k: e.get(k) for k in cols} | {"recording_id": ids[e["recording"]], "shard_id": shard.id} for e in epochs]
             if rows:
                 s.execute(insert(m.Epoch), rows)  # one executemany, not 1,000 ORM objects
+                s.execute(insert(m.EpochSummary), summary_rows(shard.id, rows))
             for sha, n in packed.items():
                 s.execute(update(m.Recording).where(m.Recording.sha256 == sha).values(n_packed=n))
 
@@ -346,6 +350,6 @@ class Catalog:
         """Delete every recording, epoch, annotation and shard row and the processing
         settings (``ingest --force``); runs and the secret fingerprint stay."""
         with self.session.begin() as s:
-            for table in (m.Epoch, m.Annotation, m.RecordingPath, m.Shard, m.Recording):
+            for table in (m.EpochSummary, m.Epoch, m.Annotation, m.RecordingPath, m.Shard, m.Recording):
                 s.execute(delete(table))
             s.execute(delete(m.Meta).where(m.Meta.key.in_(["processing_hash", "processing_config"])))

@@ -1,7 +1,8 @@
 """SQLAlchemy 2.0 ORM models of the catalog.
 
 One row per ingest run, recording (keyed by SHA-256 of its content), 30-s
-epoch, annotation and shard. Schema changes go through Alembic migrations in
+epoch, annotation and shard, and a summary of each recording's epochs in each
+shard. Schema changes go through Alembic migrations in
 ``ephys/catalog/migrations``; never edit a released migration.
 
 Patient identity never enters these tables: ``subject`` is a keyed pseudonym,
@@ -161,6 +162,23 @@ class Epoch(Base):
     p_n2: Mapped[float | None] = mapped_column(Float, nullable=True)
     p_n3: Mapped[float | None] = mapped_column(Float, nullable=True)
     p_rem: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class EpochSummary(Base):
+    """Counts and histograms of the epochs of one recording in one shard (see
+    :mod:`ephys.catalog.summary`), written and deleted with those epochs."""
+
+    __tablename__ = "epoch_summaries"
+    __table_args__ = (UniqueConstraint("shard_id", "recording_id", name="uq_epoch_summary_shard_recording"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shard_id: Mapped[int] = mapped_column(ForeignKey("shards.id"), index=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id"), index=True)
+    n_epochs: Mapped[int] = mapped_column(Integer)
+    n_valid: Mapped[int] = mapped_column(Integer)
+    n_scored: Mapped[int] = mapped_column(Integer, doc="epochs with a quality score")
+    n_staged: Mapped[int] = mapped_column(Integer, doc="epochs with a sleep stage")
+    figures_json: Mapped[str] = mapped_column(Text, doc="score and ratio histograms, epochs per stage")
 
 
 class Annotation(Base):

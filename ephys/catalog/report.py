@@ -1,7 +1,9 @@
 """A self-contained HTML report of a catalog: what was ingested, how clean it is, what it contains.
 
 :func:`report_data` gathers every figure the page shows with aggregate SQL in one
-consistent snapshot (a plain, JSON-serialisable dict, useful on its own);
+consistent snapshot (a plain, JSON-serialisable dict, useful on its own); the epoch
+figures add up the per-(shard, recording) summaries of :mod:`ephys.catalog.summary`
+instead of scanning every epoch, so the report's cost grows with recordings and shards;
 :func:`render_report` turns it into one HTML page whose plots are matplotlib PNGs
 embedded as ``data:`` URIs, so the file can be mailed or archived with nothing
 beside it; :func:`write_report` does both and writes the page atomically.
@@ -28,19 +30,16 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import func, select
 
 from ephys import __version__
 from ephys.catalog import models as m
 from ephys.catalog.db import Catalog, redact_url
 from ephys.catalog.queries import _layout_in, _reading, _stats_in, json_or
+from ephys.catalog.summary import RATIO_EDGES, SCORE_EDGES, corpus_figures
 
 #: Sleep stages in display order.
 STAGES = ("W", "N1", "N2", "N3", "REM")
-#: Edges of the quality-score histogram (20 bins of 0.05 over [0, 1]).
-SCORE_EDGES = tuple(round(i * 0.05, 2) for i in range(21))
-#: Edges (log-spaced, dimensionless power ratios) of the line/EMG/drift ratio histograms.
-RATIO_EDGES = tuple(10.0 ** (k / 4) for k in range(-16, 5))  # 1e-4 ... 10
 #: Pipeline stages timed per recording (keys of ``recordings.seconds_json``) and their labels.
 TIMED_STAGES = {
     "open": "open + header",
@@ -93,35 +92,6 @@ def report_data(catalog: Catalog | str) -> dict:
     return _report_data(catalog)
 
 
-def _bins(col, edges) -> list:
-    """One ``SUM(CASE ...)`` per bin of ``col`` in ``[edges[i], edges[i+1])`` (last bin closed; values
-    outside the edges go to the end bins): portable SQL, evaluated in the scan that holds them."""
-    n = len(edges) - 1
-    cols = []
-    for i in range(n):
-        lo_ok = col >= edges[i] if i > 0 else col.is_not(None)
-        hi_ok = col < edges[i + 1] if i < n - 1 else col.is_not(None)
-        cols.append(func.coalesce(func.sum(case((and_(lo_ok, hi_ok), 1), else_=0)), 0))
-    return cols
-
-
-def _epoch_figures(s, where) -> tuple[dict[str, list[int]], tuple[int, int, int]]:
-    """The score and ratio histograms and the valid / invalid / unscored counts of the epochs of
-    ``where``, in one scan of the epochs (every figure a column of one aggregate row)."""
-    E = m.Epoch
-    named = [("score", SCORE_EDGES)] + [(name, RATIO_EDGES) for name in ("line_ratio", "emg_ratio", "drift_ratio")]
-    cols = [c for name, edges in named for c in _bins(getattr(E, name), edges)]
-    cols += [func.coalesce(func.sum(case((E.valid, 1), else_=0)), 0),
-             func.coalesce(func.sum(case((E.valid, 0), else_=1)), 0),
-             func.coalesce(func.sum(case((E.score.is_(None), 1), else_=0)), 0)]  # fmt: skip
-    row = [int(v) for v in s.execute(select(*cols).select_from(E).join(m.Recording, m.Recording.id == E.recording_id)
-                                     .where(*where)).one()]  # fmt: skip
-    hists, pos = {}, 0
-    for name, edges in named:
-        hists[name], pos = row[pos : pos + len(edges) - 1], pos + len(edges) - 1
-    return hists, (row[pos], row[pos + 1], row[pos + 2])
-
-
 @_reading
 def _report_data(cat: Catalog) -> dict:
     R, E, A = m.Recording, m.Epoch, m.Annotation
@@ -145,7 +115,11 @@ def _report_data(cat: Catalog) -> dict:
                                            .group_by(R.format, R.status).order_by(R.format, R.status)):  # fmt: skip
             hours_by_format.setdefault(fmt, {})[status] = float(secs) / 3600.0
 
-        hists, (valid, invalid, unscored) = _epoch_figures(s, in_corpus)
+        # Epoch figures from the per-(shard, recording) summaries: ~10^5 rows at EPI-250k, not 3·10^7.
+        fig = corpus_figures(s, in_corpus)
+        hists = fig["figures"]
+        valid, unscored = fig["n_valid"], fig["n_epochs"] - fig["n_scored"]
+        invalid = fig["n_epochs"] - valid
         score_hist = {"edges": list(SCORE_EDGES), "counts": hists["score"]}
         ratio_hists = {name: {"edges": list(RATIO_EDGES), "counts": hists[name]}
                        for name in ("line_ratio", "emg_ratio", "drift_ratio")}  # fmt: skip
@@ -159,17 +133,19 @@ def _report_data(cat: Catalog) -> dict:
             by_channel.update(str(k) for k in bad)
             by_reason.update(str(v) for v in bad.values())
 
-        stage_counts = {k or "unstaged": int(n) for k, n in s.execute(
-            select(E.stage, func.count()).join(R, R.id == E.recording_id).where(*in_corpus).group_by(E.stage))}  # fmt: skip
+        stage_counts = dict(hists["stage"])
+        if fig["n_epochs"] > fig["n_staged"]:
+            stage_counts["unstaged"] = fig["n_epochs"] - fig["n_staged"]
         stages = {st: int(stage_counts.pop(st, 0)) for st in STAGES}
         stages.update({k: int(v) for k, v in sorted(stage_counts.items())})
         stagers = {k or "none": int(n) for k, n in s.execute(select(R.stager, func.count()).where(*in_corpus)
                                                              .group_by(R.stager).order_by(R.stager))}  # fmt: skip
 
         hypnograms = []
-        top = s.execute(select(R.id, R.sha256).join(E, E.recording_id == R.id)
-                        .where(*in_corpus, E.stage.is_not(None)).group_by(R.id, R.sha256)
-                        .order_by(func.count().desc(), R.sha256).limit(N_HYPNOGRAMS)).all()  # fmt: skip
+        ES = m.EpochSummary
+        top = s.execute(select(R.id, R.sha256).join(ES, ES.recording_id == R.id)
+                        .where(*in_corpus).group_by(R.id, R.sha256).having(func.sum(ES.n_staged) > 0)
+                        .order_by(func.sum(ES.n_staged).desc(), R.sha256).limit(N_HYPNOGRAMS)).all()  # fmt: skip
         for rid, sha in top:
             pts = s.execute(select(E.start_s, E.stage).where(E.recording_id == rid, E.stage.is_not(None))
                             .order_by(E.index)).all()  # fmt: skip
@@ -269,7 +245,9 @@ def _png(fig) -> str:
 
 
 def _figure(width: float = 5.2, height: float = 3.0):
-    from matplotlib.figure import Figure  # no pyplot: no global state, safe off the main thread
+    from matplotlib.figure import (
+        Figure,  # no pyplot: no global state, safe off the main thread
+    )
 
     fig = Figure(figsize=(width, height))
     return fig, fig.add_subplot()

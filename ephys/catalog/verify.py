@@ -215,6 +215,7 @@ def _repair(catalog: Catalog, fs, root: str, bad: list[m.Shard], report: VerifyR
         rec_ids = set(s.scalars(select(m.Epoch.recording_id).where(m.Epoch.shard_id.in_(ids))).all()) if ids else set()
         rec_ids |= set(s.scalars(select(m.Recording.id).where(m.Recording.sha256.in_(affected))).all()) if affected else set()
         if ids:
+            s.execute(delete(m.EpochSummary).where(m.EpochSummary.shard_id.in_(ids)))
             s.execute(delete(m.Epoch).where(m.Epoch.shard_id.in_(ids)))
             s.execute(delete(m.Shard).where(m.Shard.id.in_(ids)))
         for rid in sorted(rec_ids):
