@@ -10,6 +10,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import ephys
@@ -403,3 +405,46 @@ def test_a_format_1_manifest_still_loads_with_its_own_hash(cat, tmp_path):
     assert old.n_epochs == new.n_epochs
     old.save(tmp_path / "m3.json")
     assert Manifest.load(tmp_path / "m3.json").content_hash == new.content_hash
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_joined_key_runs_equal_key_runs_of_the_ordered_keys(data):
+    """The vectorised runs of a database's unordered (shard, recording) aggregate equal key_runs of the
+    keys in epoch order: ephys's own keys (one prefix, six digits, any subset, any order) and others
+    (mixed prefixes and widths, no digits, non-ASCII, numbers out of order)."""
+    from ephys.schemas.manifest import joined_key_runs, key_runs
+
+    if data.draw(st.booleans()):  # one recording's epochs in a shard, as ephys writes them
+        prefix = data.draw(st.sampled_from(["3f9a0c2b4d6e8f10_", "ab_", "x"]))
+        numbers = sorted(data.draw(st.sets(st.integers(0, 3000), min_size=1, max_size=60)))
+        keys = [f"{prefix}{n:06d}" for n in numbers]
+        order = list(range(len(keys)))
+        if data.draw(st.booleans()):  # key numbers not following epoch order (not ephys's, but exact)
+            order = data.draw(st.permutations(order))
+    else:
+        alphabet = st.sampled_from(list("ab_9012é"))
+        keys = data.draw(st.lists(st.text(alphabet, min_size=1, max_size=6), min_size=1, max_size=30, unique=True))
+        order = data.draw(st.permutations(range(len(keys))))
+    perm = data.draw(st.permutations(range(len(keys))))  # the aggregate's row order is arbitrary
+    joined = ",".join(keys[i] for i in perm)
+    ranks = ",".join(str(order[i]) for i in perm)
+    by_order = [kk for _, kk in sorted(zip(order, keys))]
+    assert joined_key_runs(joined, ranks) == key_runs(by_order)
+
+
+@pytest.mark.parametrize("where", [[], ["valid = true"], ["subject = S02"], ["max_abs_uv < 100"], ["annotation ~ anfall"]])
+def test_manifest_runs_equal_the_runs_of_the_selected_rows(cat, tmp_path, where):
+    """The manifest built from database aggregates holds, shard by shard, key_runs of the rows
+    select_epochs returns one by one (shard order, recording SHA-256, epoch index)."""
+    from ephys.catalog.queries import select_epochs
+    from ephys.schemas.manifest import key_runs
+
+    rows = select_epochs(cat, where)
+    by_shard: dict[str, list[str]] = {}
+    for r in rows:
+        by_shard.setdefault(r.shard_name, []).append(r.key)
+    man = create_manifest(cat, where, tmp_path / "m.json")
+    assert [Path(s.url).name for s in man.shards] == list(by_shard)
+    assert [s.runs for s in man.shards] == [[tuple(r) for r in key_runs(v)] for v in by_shard.values()]
+    assert man.n_epochs == len(rows) == man.counts["epochs"]

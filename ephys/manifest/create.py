@@ -16,9 +16,9 @@ from pathlib import Path
 
 import ephys
 from ephys.catalog.db import Catalog
-from ephys.catalog.queries import corpus_layout, iter_epochs, opened_catalog, parse_all
+from ephys.catalog.queries import GROUP_SEP, corpus_layout, iter_epoch_groups, opened_catalog, parse_all
 from ephys.errors import ManifestError
-from ephys.schemas.manifest import Manifest, ManifestShard, key_runs
+from ephys.schemas.manifest import Manifest, ManifestShard, joined_key_runs, key_runs, run_keys
 from ephys.shard.store import is_url, join, local_path
 
 
@@ -34,6 +34,15 @@ def _shard_url(shards_root: str, name: str, output: Path, relative: bool) -> str
 def _preview(names: tuple[str, ...], n: int = 4) -> str:
     shown = ",".join(names[:n])
     return shown + (",..." if len(names) > n else "")
+
+
+def _extend_runs(runs: list, more: list) -> None:
+    """Append ``more`` (the runs of the next group of a shard) to ``runs`` as :func:`key_runs` of the
+    shard's whole key sequence would have them: a run continuing the last one's prefix and digits
+    with higher numbers joins it (recordings whose keys share a prefix; not written by ephys)."""
+    if runs and more and runs[-1][:2] == more[0][:2] and more[0][2] > runs[-1][3]:
+        more = key_runs([*run_keys([runs.pop()]), *run_keys([more[0]])]) + more[1:]
+    runs.extend(more)
 
 
 def create_manifest(
@@ -77,27 +86,27 @@ def create_manifest(
         shards_root = cat.get_meta("shards_root")
         sfreq, epoch_s = corpus_layout(cat)
         root = str(shards_root) if shards_root else ""
-        first, keys = None, []  # the current shard's first row, and its keys
+        first, runs = None, []  # the current shard's first group, and its runs
 
         def close_shard() -> None:
             if first is not None:
                 shards.append(ManifestShard(url=_shard_url(root, first.shard_name, output, relative_urls) if root else "",
                                             sha256=first.shard_sha256, n_samples=first.shard_n_samples,
-                                            runs=key_runs(keys)))  # fmt: skip
+                                            runs=runs))  # fmt: skip
 
-        # One pass over the rows as the database streams them, in shard order: a shard's keys become
-        # runs when the next shard starts, so memory holds the runs, never the whole selection.
-        for r in iter_epochs(cat, query):
-            if first is None or r.shard_index != first.shard_index:
+        # One pass over the (shard, recording) groups as the database streams them, in shard order: the
+        # database aggregates the epochs, so Python's work and memory are per group, not per epoch.
+        for g in iter_epoch_groups(cat, query):
+            if first is None or g.shard_index != first.shard_index:
                 close_shard()
-                first, keys = r, []
-            keys.append(r.key)
-            n_epochs += 1
-            if r.recording not in recordings:
-                recordings.add(r.recording)
-                layouts.setdefault((r.montage, r.channel_names), set()).add(r.recording)
-                if r.subject is not None:
-                    subjects.add(r.subject)
+                first, runs = g, []
+            _extend_runs(runs, joined_key_runs(g.keys, g.indices, GROUP_SEP))
+            n_epochs += g.n_epochs
+            if g.recording not in recordings:
+                recordings.add(g.recording)
+                layouts.setdefault((g.montage, g.channel_names), set()).add(g.recording)
+                if g.subject is not None:
+                    subjects.add(g.subject)
         close_shard()
     if not n_epochs:
         shown = " AND ".join(query) if query else "(no clauses)"

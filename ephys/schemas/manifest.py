@@ -46,11 +46,7 @@ def key_runs(keys: Iterable[str]) -> list[tuple[str, int, int, int, str]]:
         if head is None:
             return
         first, last = group[0], group[-1]
-        mask = ""
-        if last - first + 1 != len(group):
-            bits = np.zeros(last - first + 1, dtype=bool)
-            bits[np.asarray(group) - first] = True
-            mask = base64.b64encode(np.packbits(bits, bitorder="little").tobytes()).decode()
+        mask = "" if last - first + 1 == len(group) else _mask(np.asarray(group), first, last)
         runs.append((head[0], head[1], first, last, mask))
 
     for key in keys:
@@ -62,6 +58,46 @@ def key_runs(keys: Iterable[str]) -> list[tuple[str, int, int, int, str]]:
         head, group = (prefix, width), [n]
     close()
     return runs
+
+
+def _mask(numbers: np.ndarray, first: int, last: int) -> str:
+    bits = np.zeros(last - first + 1, dtype=bool)
+    bits[numbers - first] = True
+    return base64.b64encode(np.packbits(bits, bitorder="little").tobytes()).decode()
+
+
+def joined_key_runs(keys: str, order: str, sep: str = ",") -> list[tuple[str, int, int, int, str]]:
+    """:func:`key_runs` of the keys in ``keys`` (joined by ``sep``), taken in the order of the
+    integers in ``order`` (as many, joined the same way; an epoch's index for its key), so a
+    database's unordered aggregate of a selection gives the runs the ordered keys give.
+
+    Vectorised when the keys share one prefix and digit count (every shard/recording group ephys
+    writes): ~10 ns per key instead of ~1 µs; any other input goes through :func:`key_runs`.
+
+    Raises
+    ------
+    ValueError
+        If ``order`` does not hold one integer per key.
+    """
+    rank = np.array(order.split(sep), dtype=np.int64)
+    n = len(rank)
+    size, rest = divmod(len(keys) + len(sep), n)
+    width_all = size - len(sep)
+    if not rest and width_all > 0 and len(sep) == 1 and keys.isascii():
+        mat = np.frombuffer((keys + sep).encode("ascii"), dtype=np.uint8).reshape(n, size)
+        prefix, width, _ = _split_key(keys[:width_all])
+        plen = width_all - width
+        if width and (mat[:, -1] == ord(sep)).all() and (mat[:, :plen] == mat[0, :plen]).all():
+            digits = mat[:, plen:width_all].astype(np.int64) - ord("0")
+            if width <= 18 and ((digits >= 0) & (digits <= 9)).all():
+                numbers = (digits @ 10 ** np.arange(width - 1, -1, -1, dtype=np.int64))[np.argsort(rank, kind="stable")]
+                if n == 1 or (np.diff(numbers) > 0).all():  # one run, as key_runs makes of increasing numbers
+                    first, last = int(numbers[0]), int(numbers[-1])
+                    return [(prefix, width, first, last, "" if last - first + 1 == n else _mask(numbers, first, last))]
+    split = keys.split(sep)
+    if len(split) != n:
+        raise ValueError(f"{len(split)} keys but {n} order numbers")
+    return key_runs([split[i] for i in np.argsort(rank, kind="stable")])
 
 
 def _run_numbers(first: int, last: int, mask: str) -> Iterator[int]:
