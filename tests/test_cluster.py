@@ -233,3 +233,85 @@ def test_ingest_on_a_separate_dask_cluster_equals_a_local_cluster_run(dask_clust
     assert got["epochs"] == ref["epochs"]
     assert got["runs"] == ref["runs"]
     assert not list((out / ".staging").iterdir()), "staging files left behind"
+
+
+# ---------------------------------------------------------------------------
+# ephys ingest --cluster slurm, on a real single-node Slurm (tests/slurm_node.py)
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    from tests.slurm_node import REQUIRE_ENV, start
+
+    node = start(tmp_path_factory.mktemp("slurm"))
+    if isinstance(node, str):
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{REQUIRE_ENV}=1 but no Slurm here: {node}")
+        pytest.skip(node)
+    old = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(node.conf)  # sbatch/squeue/scancel of this process and its children
+    try:
+        yield node
+    finally:
+        if old is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = old
+        node.stop()
+
+
+def test_ingest_on_slurm_equals_a_local_cluster_run(slurm, archive, local_run, tmp_path):
+    """``--cluster slurm``: workers are Slurm jobs (dask-jobqueue, adaptive up to --workers); the output
+    is byte-identical to the LocalCluster run's; worker job output lands under OUT/.dask/slurm and holds
+    no archive file name."""
+    folder, files = archive
+    ref_out, ref_url, ref_summary, _ = local_run
+    out = tmp_path / "slurm-out"
+    summary, stderr = _ingest_cli(folder, out, "--cluster", "slurm", "--workers", "2",
+                                  "--cluster-option", "memory=1GiB", "--cluster-option", "walltime=00:30:00")  # fmt: skip
+    keys = ("recordings", "ok", "rejected", "failed", "skipped", "duplicates", "ignored_files", "epochs_written",
+            "shards_written", "eeg_hours")  # fmt: skip
+    assert {k: summary[k] for k in keys} == {k: ref_summary[k] for k in keys}
+    assert _shards(out) == _shards(ref_out)
+    got, ref = _catalog(f"sqlite:///{out / 'catalog.sqlite'}"), _catalog(ref_url)
+    assert got == ref
+    logs = sorted((out / ".dask" / "slurm").glob("ephys-worker-*.err"))
+    assert logs, f"no worker job output:\n{slurm.logs()}"
+    text = "\n".join(p.read_text(errors="replace") for p in logs)
+    assert "Registered to:" in text and "Threads:                          1" in text
+    for f in files:  # file names (which hold patient names in hospitals) never reach a worker's log
+        assert f.name not in text and f.stem not in text and f.name not in stderr
+    assert not list((out / ".staging").iterdir()), "staging files left behind"
+
+
+def test_slurm_worker_jobs_never_see_the_site_secret(slurm, tmp_path, monkeypatch):
+    from distributed import Client
+
+    from ephys.pipeline.run import _slurm_cluster
+
+    monkeypatch.setenv("EPHYS_SITE_SECRET", "do-not-export-me")  # sbatch exports the submitter's environment
+    cluster = _slurm_cluster(1, {"memory": "1GiB"}, tmp_path)
+    try:
+        with Client(cluster) as client:
+            client.wait_for_workers(1, timeout=120)
+            seen = client.run(lambda: (os.environ.get("EPHYS_SITE_SECRET"), os.environ.get("SLURM_JOB_ID")))
+            info = client.scheduler_info(n_workers=-1)["workers"]
+    finally:
+        cluster.close()
+    assert len(seen) == 1 and all(secret is None and job for secret, job in seen.values()), seen
+    assert [w["nthreads"] for w in info.values()] == [1]
+
+
+def test_a_worker_job_slurm_refuses_is_a_clear_error_not_a_hang(slurm, archive, tmp_path):
+    t = time.monotonic()
+    cmd = [sys.executable, "-m", "ephys", "ingest", str(archive[0]), "--out", str(tmp_path / "o"), "--cluster", "slurm",
+           "--cluster-option", "memory=100000GiB"]  # fmt: skip
+    r = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Slurm refuses the worker job" in r.stderr, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr and time.monotonic() - t < 60
+    r = subprocess.run([*cmd[:-2], "--cluster-option", "nonsense"], cwd=ROOT, env=_env(), capture_output=True, text=True)
+    assert r.returncode == 2 and "--cluster-option takes KEY=VALUE" in r.stderr
+    r = subprocess.run([*cmd[:-4], "--scheduler", "tcp://127.0.0.1:1", "--cluster", "slurm"], cwd=ROOT, env=_env(),
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 2 and "leave out --cluster" in r.stderr

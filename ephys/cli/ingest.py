@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -99,6 +99,21 @@ def _setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _cluster_options(items: list[str]) -> dict:
+    """``KEY=VALUE`` pairs as a dict; a value that parses as JSON (numbers, lists, true) is taken so,
+    anything else as text (``walltime=01:00:00``, ``memory=16GiB``)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            fail(f"--cluster-option takes KEY=VALUE, not {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
 @app.command("ingest")
 def ingest_cmd(
     archive: Path = typer.Argument(..., help="Folder of recordings (walked recursively) or one recording file."),
@@ -107,7 +122,16 @@ def ingest_cmd(
     scheduler: Optional[str] = typer.Option(None, help="Address of a running Dask scheduler [default: a local cluster]."),
     shards: Optional[str] = typer.Option(None, "--shards", help="Where shards go: a folder or an fsspec URL such as "
                                          "s3://bucket/corpus (needs its package, e.g. the 's3' extra) [default: OUT/shards]."),
-    workers: Optional[int] = typer.Option(None, min=1, help="Local cluster worker processes [default: CPU count]."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Worker processes: of the local cluster [default: CPU "
+                                          "count], or the most at a time with --cluster slurm [default: 16]."),
+    cluster: str = typer.Option("local", help="Without --scheduler, where the workers run: local (this machine) or "
+                                "slurm (Dask workers submitted as Slurm jobs by dask-jobqueue, as the work needs them)."),
+    cluster_option: Optional[List[str]] = typer.Option(None, "--cluster-option", metavar="KEY=VALUE",
+                                                       help="A dask_jobqueue.SLURMCluster setting, repeatable: queue=gpu, "
+                                                       "account=neuro, walltime=08:00:00, memory=16GiB, cores=4 (worker "
+                                                       "processes per job), job_extra_directives='[\"--exclusive\"]' "
+                                                       "(JSON values are parsed) [default: cores=1, memory=4GiB, "
+                                                       "walltime=24:00:00, or Dask's jobqueue.slurm config]."),
     montage: str = typer.Option("regional8", help="regional8 (19 electrodes -> 8 regions) or native (every EEG channel)."),
     min_epochs: int = typer.Option(10, min=0, help="Valid 30-s epochs a recording needs."),
     min_regions: int = typer.Option(6, min=1, max=8, help="regional8: regions that need an electrode."),
@@ -141,6 +165,13 @@ def ingest_cmd(
         fail("--line-freq must be 50 or 60")
     if stager not in ("gssc", "yasa", "none"):
         fail(f"--stager must be gssc, yasa or none, not {stager!r}")
+    options = _cluster_options(cluster_option or [])
+    if cluster not in ("local", "slurm"):
+        fail(f"--cluster must be local or slurm, not {cluster!r}")
+    if options and cluster != "slurm":
+        fail("--cluster-option applies to --cluster slurm")
+    if scheduler and cluster != "local":
+        fail("--scheduler names a running cluster: leave out --cluster")
     _setup_logging()
     config = IngestConfig(montage=montage, min_epochs=min_epochs, min_regions=min_regions, line_freq=line_freq,
                           shard_size=shard_size, keep_paths=keep_paths, date_shift=date_shift, stager=stager,
@@ -152,7 +183,8 @@ def ingest_cmd(
     try:
         s = ingest(archive, out, config=config, catalog_url=catalog, scheduler=scheduler, workers=workers,
                    retry_failed=retry_failed, force=force, buffer_bytes=buffer_mib << 20, reporter=reporter,
-                   shards_url=shards, show_paths=show_paths and interactive)  # fmt: skip
+                   shards_url=shards, show_paths=show_paths and interactive, cluster=cluster,
+                   cluster_options=options)  # fmt: skip
     except EphysError as exc:
         fail(str(exc))
     summary = dict(
@@ -216,7 +248,16 @@ def _default_archive(out: Path) -> Path:
 def quickstart_cmd(
     out: Path = typer.Option(Path("ephys-out"), "--out", "-o", help="Output folder."),
     archive: Optional[Path] = typer.Option(None, help="Archive [default: ../shared/data/real, else a demo archive]."),
-    workers: Optional[int] = typer.Option(None, min=1, help="Local cluster worker processes [default: CPU count]."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Worker processes: of the local cluster [default: CPU "
+                                          "count], or the most at a time with --cluster slurm [default: 16]."),
+    cluster: str = typer.Option("local", help="Without --scheduler, where the workers run: local (this machine) or "
+                                "slurm (Dask workers submitted as Slurm jobs by dask-jobqueue, as the work needs them)."),
+    cluster_option: Optional[List[str]] = typer.Option(None, "--cluster-option", metavar="KEY=VALUE",
+                                                       help="A dask_jobqueue.SLURMCluster setting, repeatable: queue=gpu, "
+                                                       "account=neuro, walltime=08:00:00, memory=16GiB, cores=4 (worker "
+                                                       "processes per job), job_extra_directives='[\"--exclusive\"]' "
+                                                       "(JSON values are parsed) [default: cores=1, memory=4GiB, "
+                                                       "walltime=24:00:00, or Dask's jobqueue.slurm config]."),
 ):
     """Run the main job on embedded defaults, then print the catalog summary and where the shards are.
 
@@ -230,7 +271,7 @@ def quickstart_cmd(
 
     archive = archive or _default_archive(out)
     typer.echo(f"ingesting {archive} into {out}")
-    ingest_cmd(archive=archive, out=out, catalog=None, scheduler=None, shards=None, workers=workers, montage="regional8",
+    ingest_cmd(archive=archive, out=out, catalog=None, scheduler=None, shards=None, workers=workers, cluster="local", cluster_option=None, montage="regional8",
                min_epochs=10, min_regions=6, line_freq=50, shard_size=1000, retry_failed=False, force=False,
                keep_paths=False, show_paths=False, stager="none", date_shift=False, task_timeout=None, buffer_mib=8, block_epochs=40, as_json=False)  # fmt: skip
     _print_stats(catalog_stats(f"sqlite:///{out.resolve() / 'catalog.sqlite'}"))

@@ -165,13 +165,89 @@ def _dashboard_link(client, timeout_s: float = 5.0) -> str | None:
         return None
 
 
-def _start_client(scheduler: str | None, workers: int | None, processes: bool = True):
+#: Where ``ingest`` can run: a LocalCluster on this machine, or Dask workers as Slurm jobs.
+CLUSTERS = ("local", "slurm")
+#: Most Slurm worker processes at a time when ``workers`` is not given.
+SLURM_MAX_WORKERS = 16
+#: ``SLURMCluster`` settings ephys sets where neither the caller nor Dask's configuration
+#: (``jobqueue.slurm.*``, e.g. ``~/.config/dask/jobqueue.yaml``) does: one single-threaded worker
+#: process per core, a name that says what the jobs are.
+SLURM_DEFAULTS = {"cores": 1, "memory": "4GiB", "job_name": "ephys-worker", "walltime": "24:00:00"}
+
+
+def _slurm_cluster(workers: int | None, options: dict, log_directory: Path):
+    """A ``dask_jobqueue.SLURMCluster`` that adapts between one job and ``workers`` worker processes.
+
+    ``options``: keyword arguments of ``SLURMCluster`` (``queue``, ``account``, ``walltime``,
+    ``memory``, ``cores``, ``job_extra_directives``, ...; https://jobqueue.dask.org/en/latest/
+    generated/dask_jobqueue.SLURMCluster.html); each job runs ``cores`` worker processes of one
+    thread. Worker jobs never see the site secret (tasks carry what they need), and write their
+    Slurm output under ``log_directory``.
+    """
+    import dask
+    from dask_jobqueue import SLURMCluster
+
+    kw = dict(options)
+    for k, v in SLURM_DEFAULTS.items():
+        if k not in kw and dask.config.get(f"jobqueue.slurm.{k}", None) is None:
+            kw[k] = v
+    cores = int(kw.get("cores") or dask.config.get("jobqueue.slurm.cores"))
+    kw.setdefault("processes", cores)  # one thread per worker process, as on a local cluster
+    prologue = list(kw.pop("job_script_prologue", None) or dask.config.get("jobqueue.slurm.job-script-prologue", []) or [])
+    kw["job_script_prologue"] = ["unset EPHYS_SITE_SECRET", *prologue]
+    kw.setdefault("log_directory", str(log_directory))
+    kw.setdefault("scheduler_options", {"dashboard_address": ":0"})
+    if shutil.which("sbatch") is None:
+        raise RunError("--cluster slurm needs Slurm's sbatch on the PATH (run the ingest on a login node of the cluster)")
+    try:
+        cluster = SLURMCluster(**kw)
+    except (TypeError, ValueError) as exc:
+        raise RunError(f"--cluster-option: {exc}") from None
+    try:
+        _check_slurm_job(cluster.job_script())
+    except BaseException:
+        cluster.close()
+        raise
+    per_job = int(kw["processes"])
+    cluster.adapt(minimum_jobs=1, maximum_jobs=max(1, -(-(workers or SLURM_MAX_WORKERS) // per_job)))
+    return cluster
+
+
+def _check_slurm_job(script: str) -> None:
+    """``sbatch --test-only`` of a worker job: Slurm's refusal (a partition or memory it does not
+    have) is a RunError now, not an adaptive loop retrying it while the ingest waits for workers."""
+    import subprocess
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".sh", prefix="ephys-worker-") as f:
+        f.write(script)
+        f.flush()
+        try:
+            r = subprocess.run(["sbatch", "--test-only", f.name], capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise RunError(f"sbatch --test-only of the worker job failed: {exc}") from None
+    if r.returncode != 0:
+        said = " ".join(line.strip() for line in r.stderr.splitlines() if line.strip())[-400:]
+        raise RunError(f"Slurm refuses the worker job ({said}); change it with --cluster-option, e.g. "
+                       "memory=2GiB, queue=PARTITION, account=NAME")  # fmt: skip
+
+
+def _start_client(scheduler: str | None, workers: int | None, processes: bool = True, cluster: str = "local",
+                  cluster_options: dict | None = None, log_directory: Path | None = None):  # fmt: skip
     import dask
     from dask.distributed import Client, LocalCluster
 
     try:
         if scheduler:
             return Client(scheduler, timeout="20s"), None
+        if cluster == "slurm":
+            with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_WORKER_DEATHS}):
+                jobs = _slurm_cluster(workers, cluster_options or {}, log_directory or Path.cwd())
+            try:
+                return Client(jobs), jobs
+            except BaseException:
+                jobs.close()
+                raise
         n = workers or os.cpu_count() or 1
         with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_WORKER_DEATHS}):
             # The dashboard (bokeh) on a free port: several ingests on one machine never clash on 8787.
@@ -344,6 +420,8 @@ def ingest(
     processes: bool = True,
     shards_url: str | None = None,
     show_paths: bool = False,
+    cluster: str = "local",
+    cluster_options: dict | None = None,
 ) -> IngestSummary:
     """Ingest an archive into shards under ``out/shards`` and rows in the catalog.
 
@@ -358,7 +436,19 @@ def ingest(
     catalog_url : str
         SQLAlchemy URL; default ``sqlite:///OUT/catalog.sqlite``.
     scheduler : str
-        Address of a running Dask scheduler; default a LocalCluster of ``workers`` processes.
+        Address of a running Dask scheduler; default a cluster of ``workers`` processes (``cluster``).
+    workers : int
+        Worker processes of the local cluster (default: the CPU count), or the most Slurm worker
+        processes at a time (default :data:`SLURM_MAX_WORKERS`).
+    cluster : str
+        Without ``scheduler``: ``"local"`` (a ``LocalCluster`` on this machine) or ``"slurm"``
+        (``dask_jobqueue.SLURMCluster``: the scheduler runs in this process, workers are Slurm jobs
+        submitted with ``sbatch`` as the work needs them, between one job and ``workers``).
+        The output does not depend on it.
+    cluster_options : dict
+        ``SLURMCluster`` keyword arguments (``queue``, ``account``, ``walltime``, ``memory``,
+        ``cores`` = single-threaded worker processes per job, ...) over :data:`SLURM_DEFAULTS` and
+        Dask's ``jobqueue.slurm`` configuration. Worker job output goes to ``out/.dask/slurm``.
     retry_failed : bool
         Process again recordings that failed before (rejected ones stay rejected).
     force : bool
@@ -388,6 +478,10 @@ def ingest(
     t0 = time.perf_counter()
     config = config or IngestConfig()
     _check_stager(config.stager)
+    if cluster not in CLUSTERS:
+        raise RunError(f"unknown cluster {cluster!r}: choose one of {', '.join(CLUSTERS)}")
+    if scheduler and cluster != "local":
+        raise RunError("give a running scheduler's address or a cluster to start, not both")
     reporter = reporter or Reporter()
     found = discover(archive)
     out = Path(out)
@@ -402,7 +496,7 @@ def ingest(
     except BaseException:
         lock.release()
         raise
-    client = cluster = None
+    client = dask_cluster = None
     try:
         shards, staging = out / "shards", out / ".staging"
         if shards_url and not is_url(shards_url):
@@ -424,7 +518,8 @@ def ingest(
             _check_store(shards_url)
         _check_meta(catalog, config, secret_fingerprint(secret), shards_url or str(shards.resolve()))
         build_table()  # the name detector's table, once per machine, before the workers need it
-        client, cluster = _start_client(scheduler, workers, processes)
+        client, dask_cluster = _start_client(scheduler, workers, processes, cluster, cluster_options,
+                                             out.resolve() / ".dask" / "slurm")  # fmt: skip
         run_id = catalog.begin_run(code_version=__version__, processing_hash=config.processing_hash(),
                                    config=config.model_dump())  # fmt: skip
         states = catalog.recording_states()
@@ -432,8 +527,8 @@ def ingest(
     except BaseException:
         if client is not None:
             client.close()
-        if cluster is not None:
-            cluster.close()
+        if dask_cluster is not None:
+            dask_cluster.close()
         catalog.close()
         lock.release()
         raise
@@ -457,8 +552,8 @@ def ingest(
                                eeg_hours=summary.eeg_hours, wall_s=summary.wall_s)  # fmt: skip
         finally:
             client.close()
-            if cluster is not None:
-                cluster.close()
+            if dask_cluster is not None:
+                dask_cluster.close()
             catalog.close()
             lock.release()
     return summary
