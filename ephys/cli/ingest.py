@@ -248,16 +248,7 @@ def _default_archive(out: Path) -> Path:
 def quickstart_cmd(
     out: Path = typer.Option(Path("ephys-out"), "--out", "-o", help="Output folder."),
     archive: Optional[Path] = typer.Option(None, help="Archive [default: ../shared/data/real, else a demo archive]."),
-    workers: Optional[int] = typer.Option(None, min=1, help="Worker processes: of the local cluster [default: CPU "
-                                          "count], or the most at a time with --cluster slurm [default: 16]."),
-    cluster: str = typer.Option("local", help="Without --scheduler, where the workers run: local (this machine) or "
-                                "slurm (Dask workers submitted as Slurm jobs by dask-jobqueue, as the work needs them)."),
-    cluster_option: Optional[List[str]] = typer.Option(None, "--cluster-option", metavar="KEY=VALUE",
-                                                       help="A dask_jobqueue.SLURMCluster setting, repeatable: queue=gpu, "
-                                                       "account=neuro, walltime=08:00:00, memory=16GiB, cores=4 (worker "
-                                                       "processes per job), job_extra_directives='[\"--exclusive\"]' "
-                                                       "(JSON values are parsed) [default: cores=1, memory=4GiB, "
-                                                       "walltime=24:00:00, or Dask's jobqueue.slurm config]."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Local cluster worker processes [default: CPU count]."),
 ):
     """Run the main job on embedded defaults, then print the catalog summary and where the shards are.
 
