@@ -25,7 +25,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ephys.catalog import models as m
-from ephys.catalog.summary import summary_rows
 from ephys.errors import RunError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -332,6 +331,8 @@ class Catalog:
         ``epochs``: dicts with ``recording`` (sha256) and the :class:`~ephys.catalog.models.Epoch`
         columns except ids; ``packed``: ``{sha256: n_packed}`` after this shard.
         """
+        from ephys.catalog.summary import summary_rows  # NumPy: only for writers, not stats or queries
+
         with self.session.begin() as s:
             shard = m.Shard(index=info.index, name=info.name, sha256=info.sha256, n_samples=info.n_samples,
                             n_bytes=info.n_bytes, run_id=run_id, created_at=utcnow())  # fmt: skip

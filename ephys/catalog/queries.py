@@ -677,9 +677,15 @@ def iter_epochs(cat: Catalog, where: Sequence[str] | None = None) -> Iterator[Ep
     RunError
         If the catalog cannot be read.
     """
+    yield from _streamed(cat, where, _epoch_rows)
+
+
+def _streamed(cat: Catalog, where: Sequence[str] | None, rows) -> Iterator:
+    """``rows(cat, clauses)`` for the parsed ``where``, with a database error as the RunError that
+    names the catalog."""
     clauses = parse_all(where)
     try:
-        yield from _epoch_rows(cat, clauses)
+        yield from rows(cat, clauses)
     except SQLAlchemyError as exc:
         raise _query_failed(cat, exc) from None
 
@@ -706,18 +712,20 @@ def _selection_context(cat: Catalog, s) -> tuple[float, dict, dict]:
     return epoch_s, shards, recordings
 
 
+def _selected(stmt, clauses: list[Clause], epoch_s: float):
+    """``stmt`` over the epochs of ok recordings that match ``clauses``, joined to their recording
+    and shard."""
+    R, E, S = m.Recording, m.Epoch, m.Shard
+    return (stmt.select_from(E).join(R, R.id == E.recording_id).join(S, S.id == E.shard_id)
+            .where(and_(R.status == "ok", *epoch_conditions(clauses, epoch_s))))  # fmt: skip
+
+
 def _epoch_rows(cat: Catalog, clauses: list[Clause]) -> Iterator[EpochRow]:
     R, E, S = m.Recording, m.Epoch, m.Shard
     with cat.snapshot() as s:
         epoch_s, shards, recordings = _selection_context(cat, s)
-        stmt = (
-            select(E.key, E.shard_id, E.recording_id)
-            .join(R, R.id == E.recording_id)
-            .join(S, S.id == E.shard_id)
-            .where(and_(R.status == "ok", *epoch_conditions(clauses, epoch_s)))
-            .order_by(S.index, R.sha256, E.index)
-            .execution_options(yield_per=STREAM_ROWS)
-        )  # fmt: skip
+        stmt = (_selected(select(E.key, E.shard_id, E.recording_id), clauses, epoch_s)
+                .order_by(S.index, R.sha256, E.index).execution_options(yield_per=STREAM_ROWS))  # fmt: skip
         for key, sid, rid in s.execute(stmt):
             sname, ssha, sn, sidx = shards[sid]
             yield EpochRow(key, sname, ssha, sn, sidx, *recordings[rid])
@@ -762,23 +770,15 @@ def iter_epoch_groups(cat: Catalog, where: Sequence[str] | None = None) -> Itera
     RunError
         If the catalog cannot be read.
     """
-    clauses = parse_all(where)
+    yield from _streamed(cat, where, _epoch_groups)
+
+
+def _epoch_groups(cat: Catalog, clauses: list[Clause]) -> Iterator[EpochGroup]:
     R, E, S = m.Recording, m.Epoch, m.Shard
-    try:
-        with cat.snapshot() as s:
-            epoch_s, shards, recordings = _selection_context(cat, s)
-            stmt = (
-                select(S.id, R.id, func.count(), func.aggregate_strings(E.key, GROUP_SEP),
-                       func.aggregate_strings(cast(E.index, String), GROUP_SEP))
-                .select_from(E)
-                .join(R, R.id == E.recording_id)
-                .join(S, S.id == E.shard_id)
-                .where(and_(R.status == "ok", *epoch_conditions(clauses, epoch_s)))
-                .group_by(S.id, R.id)
-                .order_by(S.index, R.sha256)
-                .execution_options(yield_per=STREAM_GROUPS)
-            )  # fmt: skip
-            for sid, rid, n, keys, indices in s.execute(stmt):
-                yield EpochGroup(*shards[sid], *recordings[rid], int(n), keys, indices)
-    except SQLAlchemyError as exc:
-        raise _query_failed(cat, exc) from None
+    with cat.snapshot() as s:
+        epoch_s, shards, recordings = _selection_context(cat, s)
+        stmt = (_selected(select(S.id, R.id, func.count(), func.aggregate_strings(E.key, GROUP_SEP),
+                                 func.aggregate_strings(cast(E.index, String), GROUP_SEP)), clauses, epoch_s)
+                .group_by(S.id, R.id).order_by(S.index, R.sha256).execution_options(yield_per=STREAM_GROUPS))  # fmt: skip
+        for sid, rid, n, keys, indices in s.execute(stmt):
+            yield EpochGroup(*shards[sid], *recordings[rid], int(n), keys, indices)

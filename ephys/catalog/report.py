@@ -245,9 +245,7 @@ def _png(fig) -> str:
 
 
 def _figure(width: float = 5.2, height: float = 3.0):
-    from matplotlib.figure import (
-        Figure,  # no pyplot: no global state, safe off the main thread
-    )
+    from matplotlib.figure import Figure  # no pyplot: no global state, safe off the main thread
 
     fig = Figure(figsize=(width, height))
     return fig, fig.add_subplot()

@@ -9,7 +9,7 @@ Bins: bin ``i`` holds ``edges[i] <= v < edges[i + 1]``; values below ``edges[1]`
 bin and values at or above ``edges[-2]`` in the last, so no finite value is dropped; missing (NULL)
 and NaN values are not counted. The rows are written in the transaction that writes their epochs
 (:meth:`~ephys.catalog.db.Catalog.commit_shard`) and deleted with them; :func:`rebuild` recomputes
-them all from the epochs with one grouped scan (migration ``0005``, and catalogs filled by other
+them all from the epochs with two grouped scans (migration ``0005``, and catalogs filled by other
 means), binning in SQL, independently of the Python binning of :func:`summarise`.
 """
 

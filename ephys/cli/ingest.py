@@ -166,12 +166,8 @@ def ingest_cmd(
     if stager not in ("gssc", "yasa", "none"):
         fail(f"--stager must be gssc, yasa or none, not {stager!r}")
     options = _cluster_options(cluster_option or [])
-    if cluster not in ("local", "slurm"):
-        fail(f"--cluster must be local or slurm, not {cluster!r}")
     if options and cluster != "slurm":
         fail("--cluster-option applies to --cluster slurm")
-    if scheduler and cluster != "local":
-        fail("--scheduler names a running cluster: leave out --cluster")
     _setup_logging()
     config = IngestConfig(montage=montage, min_epochs=min_epochs, min_regions=min_regions, line_freq=line_freq,
                           shard_size=shard_size, keep_paths=keep_paths, date_shift=date_shift, stager=stager,
@@ -262,8 +258,8 @@ def quickstart_cmd(
 
     archive = archive or _default_archive(out)
     typer.echo(f"ingesting {archive} into {out}")
-    ingest_cmd(archive=archive, out=out, catalog=None, scheduler=None, shards=None, workers=workers, cluster="local", cluster_option=None, montage="regional8",
-               min_epochs=10, min_regions=6, line_freq=50, shard_size=1000, retry_failed=False, force=False,
+    ingest_cmd(archive=archive, out=out, catalog=None, scheduler=None, shards=None, workers=workers, cluster="local",
+               cluster_option=None, montage="regional8", min_epochs=10, min_regions=6, line_freq=50, shard_size=1000, retry_failed=False, force=False,
                keep_paths=False, show_paths=False, stager="none", date_shift=False, task_timeout=None, buffer_mib=8, block_epochs=40, as_json=False)  # fmt: skip
     _print_stats(catalog_stats(f"sqlite:///{out.resolve() / 'catalog.sqlite'}"))
     typer.echo(f"shards are in {(out / 'shards').resolve()}; try `ephys catalog query --out {out}` "

@@ -479,9 +479,9 @@ def ingest(
     config = config or IngestConfig()
     _check_stager(config.stager)
     if cluster not in CLUSTERS:
-        raise RunError(f"unknown cluster {cluster!r}: choose one of {', '.join(CLUSTERS)}")
+        raise RunError(f"--cluster must be one of {', '.join(CLUSTERS)}, not {cluster!r}")
     if scheduler and cluster != "local":
-        raise RunError("give a running scheduler's address or a cluster to start, not both")
+        raise RunError("--scheduler names a running cluster: leave out --cluster")
     reporter = reporter or Reporter()
     found = discover(archive)
     out = Path(out)
