@@ -66,7 +66,11 @@ class Written:
 
 
 def plan(scale: str) -> list[FileSpec]:
-    """The archive's files at ``scale`` (tiny ~0.4 EEG-h, small ~6.3 EEG-h, full 40 EEG-h)."""
+    """The archive's files at ``scale`` (tiny ~0.4 EEG-h, small ~6.3 EEG-h, full 40 EEG-h; routine: 12 1-h
+    19-channel EDF+ EEGs, 8 at 256 Hz and 4 at 512 Hz, the routine workload of issue #16)."""
+    if scale == "routine":
+        return [FileSpec(f"routine/eeg_{k:03d}.edf", "edf", "routine", 3600, 19, 256 if k <= 8 else 512, "clinical",
+                         seizure=k % 3 == 0) for k in range(1, 13)]  # fmt: skip
     if scale == "tiny":
         m, reps, ltm = 6, (1, 1, 1), [("ltm/ltm_001.bdf", "bdf", 6 * 60, 21, 512, "plain")]
     elif scale == "small":

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/ingest.py make-archive DIR [--scale tiny|small|full] [--seed 20261121]
+    python benchmarks/ingest.py make-archive DIR [--scale tiny|small|routine|full] [--seed 20261121]
     python benchmarks/ingest.py ephys ARCHIVE OUT --workers N [--stager none|yasa|gssc]
     python benchmarks/ingest.py mne-baseline ARCHIVE OUT
     python benchmarks/ingest.py all ARCHIVE [--out DIR] [--workers 1 2] [--stager ...] [--keep]
@@ -648,7 +648,7 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("make-archive", help="write the benchmark archive and archive.json")
     p.add_argument("dir", type=Path)
-    p.add_argument("--scale", choices=("tiny", "small", "full"), default="full")
+    p.add_argument("--scale", choices=("tiny", "small", "routine", "full"), default="full")
     p.add_argument("--seed", type=int, default=20261121)
     p = sub.add_parser("ephys", help="one ephys ingest; prints a JSON line")
     p.add_argument("archive", type=Path)

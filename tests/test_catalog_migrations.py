@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic import command
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from ephys.catalog.db import Catalog, _alembic_config, head_revision, make_engine
+from ephys.catalog.db import SCHEMA_REVISION, Catalog, _alembic_config, current_revision, head_revision, make_engine
+from ephys.errors import RunError
 
 
 def test_upgrade_existing_catalog_keeps_rows(catalog_url):
@@ -46,3 +49,28 @@ def test_upgrade_existing_catalog_keeps_rows(catalog_url):
     finally:
         c.close()
     Catalog(catalog_url).close()  # opening again is a no-op
+
+
+def test_schema_revision_is_the_migrations_head():
+    # Opening a catalog compares with SCHEMA_REVISION without loading Alembic; a new migration must bump it.
+    assert SCHEMA_REVISION == head_revision()
+
+
+@pytest.mark.parametrize("target", [None, "0001", "0004", "head"])
+def test_current_revision_reads_what_alembic_reads(catalog_url, target):
+    engine = make_engine(catalog_url)
+    try:
+        if target is not None:
+            cfg = _alembic_config()
+            with engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, target)
+        with engine.connect() as conn:
+            expected = MigrationContext.configure(conn).get_current_revision()
+            assert current_revision(conn) == expected
+        assert expected == {None: None, "head": SCHEMA_REVISION}.get(target, target)
+        if target not in (None, "head"):  # read-only, an older catalog is refused with both revisions named
+            with pytest.raises(RunError, match=f"revision {target}, this ephys needs {SCHEMA_REVISION}"):
+                Catalog(catalog_url, readonly=True)
+    finally:
+        engine.dispose()

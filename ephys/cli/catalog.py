@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ephys.catalog.queries import RECORDING_COLUMNS, catalog_stats, query_recordings, valid_fields_text
+from ephys.catalog.filters import valid_fields_text
 from ephys.cli import catalog_app
 from ephys.cli.common import catalog_url, fail
 from ephys.errors import EphysError
@@ -72,6 +72,8 @@ def stats(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Counts of recordings by status and failure code, EEG hours, epochs, shards, subjects, runs."""
+    from ephys.catalog.queries import catalog_stats  # SQLAlchemy loads here, not for --help
+
     url = catalog_url(catalog, out)
     try:
         st = catalog_stats(url)
@@ -102,6 +104,8 @@ def query(
     as_json: bool = JSON_OPT,
 ) -> None:
     """List recordings matching every clause, ordered by SHA-256."""
+    from ephys.catalog.queries import RECORDING_COLUMNS, query_recordings
+
     url = catalog_url(catalog, out)
     clauses: list[str] = []
     if status is not None:

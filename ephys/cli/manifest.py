@@ -9,12 +9,11 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ephys.catalog.queries import valid_fields_text
+from ephys.catalog.filters import valid_fields_text
 from ephys.cli import manifest_app
 from ephys.cli.catalog import CATALOG_OPT, JSON_OPT, OUT_OPT, console
 from ephys.cli.common import catalog_url, fail
 from ephys.errors import EphysError
-from ephys.manifest import create_manifest, show_manifest
 
 
 @manifest_app.command("create")
@@ -31,6 +30,8 @@ def create(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Freeze the epochs matching every --where clause into a manifest; prints counts and the content hash."""
+    from ephys.manifest import create_manifest  # SQLAlchemy and NumPy load here, not for --help
+
     url = catalog_url(catalog, out)
     try:
         man = create_manifest(url, list(where or []), output, relative_urls=relative_urls)
@@ -53,6 +54,8 @@ def show(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Verify a manifest and summarise it (counts, layout, shards and whether they are present)."""
+    from ephys.manifest import show_manifest
+
     try:
         info = show_manifest(path)
     except EphysError as exc:

@@ -49,6 +49,7 @@ from ephys.ingest.identity import HiddenPath, load_site_secret, path_hash, print
 from ephys.ingest.names import build_table
 from ephys.pipeline.hashlog import HashLog
 from ephys.pipeline.lock import OutputLock
+from ephys.pipeline.progress import Reporter
 from ephys.pipeline.task import BLOCK_PRIORITY, bounded, failpoints, run_recording
 from ephys.schemas import EpochMeta, Failure, IngestConfig, RecordingResult, RecordingStatus
 from ephys.shard.store import is_url, local_path
@@ -85,19 +86,6 @@ class IngestSummary:
     dashboard: str | None = None
     #: ``(name, code, reason)`` of every recording not ok; ``name`` as the reporter shows it.
     outcomes: list[tuple[str, str, str]] = field(default_factory=list, repr=False)
-
-
-class Reporter:
-    """Progress callbacks; the CLI plugs in a rich display or log lines.
-
-    ``name`` is the recording's SHA-256 prefix (12 hex digits), or its printable path with
-    ``ingest(..., show_paths=True)``."""
-
-    def start(self, total: int) -> None: ...
-    def skipped(self, name: str, why: str) -> None: ...
-    def finished(self, name: str, result: RecordingResult) -> None: ...
-    def shard(self, name: str, n_samples: int) -> None: ...
-    def stop(self) -> None: ...
 
 
 def _check_stager(name: str) -> None:
