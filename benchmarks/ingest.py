@@ -540,7 +540,7 @@ def notes(res: dict) -> list[str]:
     floor = res["fft_floor"]
     out = [
         f"* Goals: {last['eeg_h_per_wall_h']:,.0f} EEG-h per wall-hour with {last['workers']} workers "
-        f"({'meets' if last['eeg_h_per_wall_h'] >= 1000 else 'misses'} 1,000); "
+        f"({'meets' if last['eeg_h_per_wall_h'] >= 1500 else 'misses'} 1,500); "
         f"{last['eeg_h_per_wall_h'] / mne['eeg_h_per_wall_h']:.2f}x the MNE script "
         f"({'meets' if last['eeg_h_per_wall_h'] >= 3 * mne['eeg_h_per_wall_h'] else 'misses'} 3x); "
         f"scaling {one['workers']} -> {last['workers']} workers {last['eeg_h_per_wall_h'] / one['eeg_h_per_wall_h']:.2f}x.",

@@ -288,19 +288,24 @@ def test_ingest_on_slurm_equals_a_local_cluster_run(slurm, archive, local_run, t
 def test_slurm_worker_jobs_never_see_the_site_secret(slurm, tmp_path, monkeypatch):
     from distributed import Client
 
-    from ephys.pipeline.run import _slurm_cluster
+    from ephys.pipeline.run import WORKER_MALLOC_ENV, _slurm_cluster
 
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
     monkeypatch.setenv("EPHYS_SITE_SECRET", "do-not-export-me")  # sbatch exports the submitter's environment
     cluster = _slurm_cluster(1, {"memory": "1GiB"}, tmp_path)
     try:
         with Client(cluster) as client:
             client.wait_for_workers(1, timeout=120)
             seen = client.run(lambda: (os.environ.get("EPHYS_SITE_SECRET"), os.environ.get("SLURM_JOB_ID")))
+            malloc = client.run(lambda: {k: os.environ.get(k) for k in WORKER_MALLOC_ENV})
             info = client.scheduler_info(n_workers=-1)["workers"]
     finally:
         cluster.close()
     assert len(seen) == 1 and all(secret is None and job for secret, job in seen.values()), seen
     assert [w["nthreads"] for w in info.values()] == [1]
+    # The job's worker runs with ephys's allocator settings, not Dask's MALLOC_TRIM_THRESHOLD_=65536.
+    assert list(malloc.values()) == [{k: str(v) for k, v in WORKER_MALLOC_ENV.items()}]
 
 
 def test_a_worker_job_slurm_refuses_is_a_clear_error_not_a_hang(slurm, archive, tmp_path):
@@ -315,3 +320,22 @@ def test_a_worker_job_slurm_refuses_is_a_clear_error_not_a_hang(slurm, archive, 
     r = subprocess.run([*cmd[:-4], "--scheduler", "tcp://127.0.0.1:1", "--cluster", "slurm"], cwd=ROOT, env=_env(),
                        capture_output=True, text=True)  # fmt: skip
     assert r.returncode == 2 and "leave out --cluster" in r.stderr
+
+
+def test_local_workers_run_with_ephys_allocator_settings(monkeypatch):
+    # Dask's nanny default MALLOC_TRIM_THRESHOLD_=65536 makes every array above 128 KiB a fresh mmap
+    # (half the worker CPU in page faults); ephys's workers get WORKER_MALLOC_ENV instead.
+    from ephys.pipeline.run import WORKER_MALLOC_ENV, _start_client
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    client, cluster = _start_client(None, 1)
+    try:
+        seen = client.run(lambda: {k: os.environ.get(k) for k in WORKER_MALLOC_ENV})
+        restarted = client.restart()  # a restarted worker (after a task timeout) keeps them
+        after = client.run(lambda: {k: os.environ.get(k) for k in WORKER_MALLOC_ENV})
+    finally:
+        client.close()
+        cluster.close()
+    expected = {k: str(v) for k, v in WORKER_MALLOC_ENV.items()}
+    assert list(seen.values()) == [expected] and list(after.values()) == [expected], (seen, after, restarted)

@@ -162,6 +162,17 @@ SLURM_MAX_WORKERS = 16
 #: process per core, a name that says what the jobs are.
 SLURM_DEFAULTS = {"cores": 1, "memory": "4GiB", "job_name": "ephys-worker", "walltime": "24:00:00"}
 
+#: glibc ``malloc`` settings of the worker processes ephys starts (local and Slurm). Dask's nanny
+#: sets ``MALLOC_TRIM_THRESHOLD_=65536``, and setting it fixes glibc's mmap threshold at 128 KiB
+#: (mallopt(3): setting M_TRIM_THRESHOLD disables the dynamic threshold), so every array of a
+#: block above 128 KiB is a fresh ``mmap`` whose pages the kernel zeroes on first touch: on the
+#: routine benchmark 6.7 M page faults and about half of the workers' CPU time in the kernel
+#: (docs/benchmarks.md). Here arrays up to 32 MiB (mallopt(3)'s documented maximum for
+#: M_MMAP_THRESHOLD on 64-bit) come from the heap, and up to 64 MiB of freed memory is kept for
+#: the next block instead of being returned at once: 0.24 M faults, about +75 MiB of peak RSS per
+#: worker. An operator's own ``MALLOC_*`` environment takes precedence (Dask's rule).
+WORKER_MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": 64 << 20, "MALLOC_MMAP_THRESHOLD_": 32 << 20}
+
 
 def _slurm_cluster(workers: int | None, options: dict, log_directory: Path):
     """A ``dask_jobqueue.SLURMCluster`` that adapts between one job and ``workers`` worker processes.
@@ -182,7 +193,8 @@ def _slurm_cluster(workers: int | None, options: dict, log_directory: Path):
     cores = int(kw.get("cores") or dask.config.get("jobqueue.slurm.cores"))
     kw.setdefault("processes", cores)  # one thread per worker process, as on a local cluster
     prologue = list(kw.pop("job_script_prologue", None) or dask.config.get("jobqueue.slurm.job-script-prologue", []) or [])
-    kw["job_script_prologue"] = ["unset EPHYS_SITE_SECRET", *prologue]
+    malloc = " ".join(f"{k}=${{{k}:-{v}}}" for k, v in WORKER_MALLOC_ENV.items())
+    kw["job_script_prologue"] = ["unset EPHYS_SITE_SECRET", f"export {malloc}", *prologue]
     kw.setdefault("log_directory", str(log_directory))
     kw.setdefault("scheduler_options", {"dashboard_address": ":0"})
     if shutil.which("sbatch") is None:
@@ -237,7 +249,8 @@ def _start_client(scheduler: str | None, workers: int | None, processes: bool = 
                 jobs.close()
                 raise
         n = workers or os.cpu_count() or 1
-        with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_WORKER_DEATHS}):
+        malloc = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_MALLOC_ENV.items()}
+        with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_WORKER_DEATHS, **malloc}):
             # The dashboard (bokeh) on a free port: several ingests on one machine never clash on 8787.
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes, dashboard_address=":0",
                                    silence_logs=logging.ERROR)  # fmt: skip
