@@ -399,7 +399,10 @@ PY"""
     assert ctx.params["scheduler"].startswith("tcp://")
     assert int((tmp_path / "stub-out" / "workers").read_text()) >= 1
     srun = (tmp_path / "stub-out" / "srun.args").read_text().split("\n")
-    assert srun[srun.index("env") :][:5] == ["env", "-u", "EPHYS_SITE_SECRET", "dask", "worker"]
+    from ephys.pipeline.run import WORKER_MALLOC_ENV
+
+    malloc = [f"{k}={v}" for k, v in WORKER_MALLOC_ENV.items()]  # the allocator settings of ephys's own workers
+    assert srun[srun.index("env") :][:7] == ["env", "-u", "EPHYS_SITE_SECRET", *malloc, "dask", "worker"]
     assert not list((out / ".dask").iterdir()), "scheduler file left behind"
 
 
@@ -500,3 +503,12 @@ def test_readme_commands_parse():
     assert checked >= 10, f"only {checked} commands found in deploy/README.md"
     script_vars = {v for s in SCRIPTS for v in re.findall(r"\b(EPHYS_[A-Z0-9_]+)", s.read_text())}
     assert not [v for v in script_vars if v not in readme], "script variables missing from deploy/README.md"
+
+
+def test_deployed_workers_get_the_allocator_settings_ephys_gives_its_own(services):
+    # compose and the ingest batch script start `dask worker` themselves: same malloc settings as
+    # the workers ephys starts (ephys.pipeline.run.WORKER_MALLOC_ENV), not Dask's trim threshold.
+    from ephys.pipeline.run import WORKER_MALLOC_ENV
+
+    expected = {k: str(v) for k, v in WORKER_MALLOC_ENV.items()}
+    assert services["worker"]["environment"] == expected  # the batch script: test_ingest_sbatch_runs
