@@ -113,3 +113,25 @@ def test_migration_0005_summarises_existing_epochs(catalog_url):
         assert catalog_stats(cat)["epochs"]["total"] == 8
     finally:
         cat.close()
+
+
+def test_reprocessing_a_recording_to_a_failure_removes_its_summaries(catalog_url):
+    from ephys.schemas import Failure, RecordingResult, RecordingStatus
+
+    cat = Catalog(catalog_url)
+    try:
+        run_id, (a, b) = _recordings(cat, 2)
+        eps = [_epoch(a, j, j) for j in range(6)] + [_epoch(b, j, 6 + j) for j in range(6)]
+        info = ShardInfo(index=0, name="shard-000000.tar", sha256="0" * 64, n_samples=12, n_bytes=10)
+        cat.commit_shard(info, run_id=run_id, epochs=eps, packed={a: 6, b: 6})
+        assert len(assert_summaries_match(cat)) == 2
+        # Recording a, re-processed (a reader fix, --retry-failed, a new file at the same hash), now fails.
+        failed = RecordingResult(sha256=a, format="edf", status=RecordingStatus.failed,
+                                 failure=Failure(stage="read", code="corrupt", reason="truncated data record"))  # fmt: skip
+        cat.record_result(failed, run_id=run_id, path_hash="p" * 64, relpath=None, processing_hash="1" * 16)
+        stored = assert_summaries_match(cat)  # still equal to the remaining epoch rows
+        assert [v[0] for v in stored.values()] == [6]  # b's summary alone
+        assert catalog_stats(cat)["epochs"]["total"] == 6
+        assert sum(report_data(cat)["stages"].values()) == 6
+    finally:
+        cat.close()
