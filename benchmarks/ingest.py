@@ -10,7 +10,7 @@ Usage::
 
 ``make-archive`` writes routine EEGs (20 min; EDF+, Micromed .TRC, Nicolet .e) and monitoring
 files (EDF+/BDF+, 8-24 h at --scale full) tiled from the real recordings in ../shared/data/real
-(see ``benchmarks/eeg_archive.py``), plus ``DIR/archive.json`` (files, formats, channels, Hz,
+(see ``ephys/ingest/tiled.py``), plus ``DIR/archive.json`` (files, formats, channels, Hz,
 seconds, bytes; total EEG-hours and GB).
 
 ``ephys`` runs :func:`ephys.pipeline.run.ingest` (default settings: regional8, 0.5-100 Hz, 50 Hz
@@ -55,8 +55,7 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import eeg_archive as ea  # after the sys.path line (a sibling module)
+from ephys.ingest import tiled as ea
 
 MIB = 1024 * 1024
 STAGES = ("open", "read", "qc", "condition", "sleep", "stage")
@@ -648,7 +647,7 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("make-archive", help="write the benchmark archive and archive.json")
     p.add_argument("dir", type=Path)
-    p.add_argument("--scale", choices=("tiny", "small", "routine", "full"), default="full")
+    p.add_argument("--scale", choices=("quickstart", "tiny", "small", "routine", "full"), default="full")
     p.add_argument("--seed", type=int, default=20261121)
     p = sub.add_parser("ephys", help="one ephys ingest; prints a JSON line")
     p.add_argument("archive", type=Path)

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from netshare import LatencyShare  # noqa: E402
 
 from ephys.ingest.channels import TEN_TWENTY  # noqa: E402
-from tests.trc_writer import Chan, write_trc  # noqa: E402
+from ephys.ingest.writers.trc import Chan, write_trc  # noqa: E402
 
 
 class CountingFile:

@@ -2,7 +2,7 @@
 BrainVision) next to a few healthy files.
 
 Used by ``tests/test_damaged_corpus.py``. Every damaged file is derived from a small valid base
-file written by the independent test writers (``edf_writer``, ``trc_writer``, ``nicolet_writer``, ``nk_writer``)
+file written by the independent test writers (``ephys.ingest.writers`` (edf, trc, nicolet) and ``tests/nk_writer``)
 and then cut, patched or re-encoded; :func:`write_damaged` returns ``{case name: path}``. The
 expected outcome of each case lives in the test module's table, not here.
 
@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.edf_writer import write_edf
+from ephys.ingest.writers.edf import write_edf
 from tests.ingest_helpers import real
-from tests.nicolet_writer import ANNOTATION, TS, Event, Trace, write_nicolet
+from ephys.ingest.writers.nicolet import ANNOTATION, TS, Event, Trace, write_nicolet
 from tests.nk_writer import write_nk
-from tests.trc_writer import Chan, write_trc
+from ephys.ingest.writers.trc import Chan, write_trc
 
 RATE = 256
 START = dt.datetime(2020, 1, 1, 8, 0, 0)
@@ -125,7 +125,7 @@ def trc_base(folder: Path, *, seconds: int = DAMAGED_S, seed: int = 2, labels=DA
 @dataclass
 class NicoletBase:
     data: bytes
-    layout: object  # tests.nicolet_writer.Layout
+    layout: object  # ephys.ingest.writers.nicolet.Layout
 
     def section_offset(self, name: str, pos: int) -> int:
         """File offset of byte ``pos`` of section ``name``'s payload (sections may be split in blocks)."""

@@ -26,7 +26,7 @@ from ephys.errors import CorruptFileError, OutputError, TooShortError
 from ephys.pipeline.run import ingest
 from ephys.pipeline.task import process_recording
 from ephys.schemas import IngestConfig
-from tests.edf_writer import write_edf
+from ephys.ingest.writers.edf import write_edf
 from tests.ingest_helpers import rows_by_sha, sha
 
 NAMES = ["Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8", "T7", "C3", "Cz", "C4", "T8", "P7", "P3", "Pz", "P4", "P8", "O1", "O2"]

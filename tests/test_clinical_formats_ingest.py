@@ -17,8 +17,8 @@ from ephys.ingest.channels import TEN_TWENTY
 from ephys.pipeline.run import ingest
 from ephys.schemas import IngestConfig
 from tests.ingest_helpers import rows_by_sha, sha  # noqa: F401  (sets the test site secret)
-from tests.nicolet_writer import ANNOTATION, Event, Trace, write_nicolet
-from tests.trc_writer import Chan, write_trc
+from ephys.ingest.writers.nicolet import ANNOTATION, Event, Trace, write_nicolet
+from ephys.ingest.writers.trc import Chan, write_trc
 
 START = dt.datetime(2019, 5, 6, 22, 30, 0)
 PHI = ["Mustermann", "Erika", "PAT-424242", "Weißmüller", "Jürgen", "Huberbauer", "1961", "Annegret"]

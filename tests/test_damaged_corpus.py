@@ -54,7 +54,7 @@ from ephys.pipeline.run import ingest
 from ephys.pipeline.task import process_recording
 from ephys.schemas import IngestConfig
 from tests.damaged_corpus import BAD_UTF8, LATIN1_TEXT, write_damaged, write_healthy
-from tests.edf_writer import write_edf
+from ephys.ingest.writers.edf import write_edf
 from tests.ingest_helpers import rows_by_sha, sha, shard_bytes, table_counts
 
 CONFIG = IngestConfig(montage="native", min_epochs=1)

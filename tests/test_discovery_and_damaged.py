@@ -14,8 +14,8 @@ from ephys.ingest.discover import discover
 from ephys.pipeline.run import ingest
 from ephys.schemas import IngestConfig
 from tests.ingest_helpers import real, rows_by_sha, sha
-from tests.nicolet_writer import ANNOTATION, Event, Trace, write_nicolet
-from tests.trc_writer import Chan, write_trc
+from ephys.ingest.writers.nicolet import ANNOTATION, Event, Trace, write_nicolet
+from ephys.ingest.writers.trc import Chan, write_trc
 
 
 def _persyst(folder: Path, name: str, x: np.ndarray, sfreq: float) -> Path:

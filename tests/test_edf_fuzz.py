@@ -1,7 +1,7 @@
 """Property tests of the EDF/BDF reader (ephys/ingest/readers/edf.py) on mutated files.
 
 Starting from a valid EDF+C and a valid BDF+D (each with an annotation channel, written by
-``tests/edf_writer.py``), hypothesis applies
+``ephys/ingest/writers/edf.py``), hypothesis applies
 
 * byte overwrites anywhere in the header (the first ``256 * (n_signals + 1)`` bytes) and in the
   first data record, the annotation channel's TAL included;
@@ -37,7 +37,7 @@ from ephys.ingest.readers import open_recording
 from tests.damaged_corpus import (
     EDF_HEADER_BYTES, EDF_N_RECORDS, EDF_N_SIGNALS, EDF_RECORD_S, edf_signal_field, put_field,
 )  # fmt: skip
-from tests.edf_writer import write_edf
+from ephys.ingest.writers.edf import write_edf
 
 LABELS = ["Fp1", "C3", "Cz"]
 SPR = [64, 64, 32]  # two rates

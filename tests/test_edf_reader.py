@@ -8,7 +8,7 @@ import pytest
 
 from ephys.errors import CorruptFileError, EmptyFileError, WrongMagicError
 from ephys.ingest.readers.edf import EDFReader, parse_tals
-from tests.edf_writer import write_edf
+from ephys.ingest.writers.edf import write_edf
 
 
 def _sine(n, sfreq, f=10.0, amp=50.0):

@@ -15,7 +15,7 @@ from ephys.catalog.db import Catalog
 from ephys.ingest.channels import TEN_TWENTY
 from ephys.pipeline.run import ingest
 from ephys.schemas import IngestConfig
-from tests.edf_writer import write_edf
+from ephys.ingest.writers.edf import write_edf
 from tests.ingest_helpers import rows_by_sha, sha  # noqa: F401  (sets the test site secret)
 
 

@@ -28,7 +28,7 @@ from ephys.ingest.identity import path_hash, redact
 from ephys.pipeline.lock import OutputLock
 from ephys.pipeline.run import ingest
 from ephys.schemas import IngestConfig
-from tests.edf_writer import write_edf
+from ephys.ingest.writers.edf import write_edf
 from tests.ingest_helpers import rows_by_sha, sha
 from tests.test_formats_ingest import write_brainvision
 

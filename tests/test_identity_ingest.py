@@ -13,7 +13,7 @@ from ephys.catalog import models as m
 from ephys.catalog.db import Catalog
 from ephys.pipeline.run import ingest
 from ephys.schemas import IngestConfig
-from tests.edf_writer import write_edf
+from ephys.ingest.writers.edf import write_edf
 from tests.ingest_helpers import sha
 
 RATE = 128

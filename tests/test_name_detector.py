@@ -30,7 +30,7 @@ from ephys.ingest.identity import scrub_split, scrub_text
 from ephys.pipeline.run import ingest
 from ephys.pipeline.task import name_detector
 from ephys.schemas import IngestConfig
-from tests.edf_writer import write_edf
+from ephys.ingest.writers.edf import write_edf
 from tests.ingest_helpers import sha  # noqa: F401  (sets the test site secret)
 from tests.test_formats_ingest import write_brainvision
 

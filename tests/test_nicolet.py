@@ -1,4 +1,4 @@
-"""The buffered Nicolet/Natus .e reader against files from tests/nicolet_writer.py."""
+"""The buffered Nicolet/Natus .e reader against files from ephys/ingest/writers/nicolet.py."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from ephys.errors import (
     CorruptFileError, EmptyFileError, EphysError, UnreadableFileError, UnsupportedFormatError, WrongMagicError,
 )  # fmt: skip
 from ephys.ingest.readers.nicolet import NicoletReader
-from tests.nicolet_writer import ANNOTATION, IMPEDANCE, SEIZURE_A, TS, Event, Trace, write_nicolet
+from ephys.ingest.writers.nicolet import ANNOTATION, IMPEDANCE, SEIZURE_A, TS, Event, Trace, write_nicolet
 
 START = dt.datetime(2021, 3, 4, 10, 20, 30)
 SEGMENTS = [(START, 10.0), (START + dt.timedelta(seconds=25), 6.0)]  # 15 s gap

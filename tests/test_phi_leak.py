@@ -45,9 +45,9 @@ from ephys.manifest.create import create_manifest
 from ephys.pipeline.run import ingest
 from ephys.schemas import IngestConfig
 from tests import ingest_helpers  # noqa: F401  (sets the test site secret, EPHYS_SITE_SECRET)
-from tests.edf_writer import write_edf
-from tests.nicolet_writer import ANNOTATION, Event, Trace, write_nicolet
-from tests.trc_writer import Chan, write_trc
+from ephys.ingest.writers.edf import write_edf
+from ephys.ingest.writers.nicolet import ANNOTATION, Event, Trace, write_nicolet
+from ephys.ingest.writers.trc import Chan, write_trc
 
 RATE = 256
 SECONDS = 31  # one 30-s epoch per recording

@@ -554,3 +554,16 @@ def test_sigterm_checkpoints_and_the_run_resumes_exactly(data, tmp_path):
     assert subprocess.run(straight, env=env, capture_output=True, timeout=300).returncode == 0  # same threads
     np.testing.assert_allclose([x["loss"] for x in read_metrics(out)],
                                [x["loss"] for x in read_metrics(tmp_path / "straight")], rtol=0, atol=1e-5)
+
+
+def test_without_config_the_run_keeps_its_own_else_the_device_chooses(tmp_path):
+    from ephys.pretrain.config import CONFIG_DIR, choose_config
+
+    assert choose_config(tmp_path, "cuda")[0] == "epi250k-base"
+    assert choose_config(tmp_path, "cuda:1")[0] == "epi250k-base"
+    name, why = choose_config(tmp_path, "cpu")
+    assert name == "cpu-tiny" and "no GPU" in why
+    if not torch.cuda.is_available():  # CI: no GPU, so the detected device picks the CPU config
+        assert choose_config(tmp_path)[0] == "cpu-tiny"
+    (tmp_path / "config.toml").write_bytes((CONFIG_DIR / "cpu-tiny.toml").read_bytes())
+    assert choose_config(tmp_path, "cuda")[0] == tmp_path / "config.toml"  # a resumed run keeps its config

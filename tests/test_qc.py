@@ -15,7 +15,7 @@ from ephys.pipeline.task import _segment_features, select_channels
 from ephys.qc.epochs import rails_uv
 from ephys.qc.features import Thresholds, bad_channels, epoch_scores, usable
 from ephys.schemas import IngestConfig
-from tests.edf_writer import write_edf
+from ephys.ingest.writers.edf import write_edf
 from tests.ingest_helpers import REAL, rows_by_sha, sha
 
 pytestmark = pytest.mark.skipif(not REAL.exists(), reason="../shared/data/real is not present")

@@ -23,7 +23,7 @@ from ephys.catalog.report import SCORE_EDGES, STAGES, render_report, report_data
 from ephys.cli import _register, app
 from ephys.pipeline.run import ingest
 from ephys.schemas import IngestConfig
-from tests.edf_writer import write_edf
+from ephys.ingest.writers.edf import write_edf
 from tests.ingest_helpers import REAL
 
 BROWSER_ENV = "EPHYS_TEST_REQUIRE_BROWSER"

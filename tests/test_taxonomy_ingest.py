@@ -11,7 +11,7 @@ import numpy as np
 from ephys.catalog.queries import catalog_stats, select_epochs
 from ephys.pipeline.run import ingest
 from ephys.schemas import IngestConfig, Manifest
-from tests.edf_writer import write_edf
+from ephys.ingest.writers.edf import write_edf
 
 TEXTS = [
     (5.0, 0.0, "Augen zu"),

@@ -1,4 +1,4 @@
-"""Micromed .TRC reader: round trips through tests/trc_writer.py, cross-checks with neo, bad input, I/O pattern."""
+"""Micromed .TRC reader: round trips through ephys/ingest/writers/trc.py, cross-checks with neo, bad input, I/O pattern."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from ephys.errors import (
 )
 from ephys.ingest.readers.base import DEFAULT_BUFFER_BYTES
 from ephys.ingest.readers.trc import TRCReader
-from tests.trc_writer import Chan, write_trc
+from ephys.ingest.writers.trc import Chan, write_trc
 
 SURNAME, FIRST = "Müller-Lüdenscheidt", "Anna Maria"
 RANGES = {1: (0, 249, 125), 2: (0, 59999, 30000), 4: (0, 2**24 - 3, 2**23)}  # non-dyadic factors

@@ -18,7 +18,8 @@ EX_TEMPFAIL = 75  # sysexits.h: stopped by a signal with a checkpoint; run again
 def pretrain_cmd(
     manifest: Path = typer.Option(..., "--manifest", help="manifest file (JSON) selecting the epochs"),
     out: Path = typer.Option(..., "--out", help="run folder: config.toml, run.json, metrics.jsonl, checkpoint.pt"),
-    config: Optional[Path] = typer.Option(None, "--config", help="run config: a TOML file, or cpu-tiny, epi250k-base, epi250k-large (shipped); default epi250k-base"),
+    config: Optional[Path] = typer.Option(None, "--config", help="run config: a TOML file, or cpu-tiny, epi250k-base, epi250k-large (shipped) [default: the run's "
+                                          "own config.toml when --out holds one, else epi250k-base on a GPU, cpu-tiny on a CPU]"),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="run.steps: total optimizer steps"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="data.batch_size, per process"),
     lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="optim.lr: peak AdamW learning rate"),
@@ -34,7 +35,7 @@ def pretrain_cmd(
     after the current step with a checkpoint (exit status 75); the same command resumes.
     """
     from ephys.pretrain import load_config, pretrain  # torch is slow to import: only for this command
-    from ephys.pretrain.config import parse_overrides
+    from ephys.pretrain.config import choose_config, parse_overrides
 
     try:
         settings = parse_overrides(set_)
@@ -43,6 +44,9 @@ def pretrain_cmd(
     given = {"run.steps": steps, "data.batch_size": batch_size, "optim.lr": lr, "model.mask_ratio": mask_ratio,
              "run.seed": seed, "run.device": device}
     overrides = {k: v for k, v in given.items() if v is not None} | settings
+    if config is None:
+        config, why = choose_config(out, device)
+        typer.echo(f"config: {config} ({why}; --config to choose)", err=True)
     try:
         run_config = load_config(config, **overrides)
         s = pretrain(manifest, out, run_config)

@@ -1,4 +1,5 @@
-"""Progress of an ingest: the callbacks :func:`ephys.pipeline.run.ingest` calls, and two displays.
+"""Progress of an ingest: the callbacks :func:`ephys.pipeline.run.ingest` calls, two displays, and the
+summary printed at the end (:func:`summary_lines`, :func:`summary_dict`).
 
 Kept free of heavy imports (no NumPy, Dask or MNE) so the command line loads it at once.
 Recordings are named by SHA-256 prefix, never by path, unless the caller asks for paths
@@ -8,9 +9,11 @@ on an interactive terminal (``ephys ingest --show-paths``): archive paths hold p
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ephys.pipeline.run import IngestSummary
     from ephys.schemas import RecordingResult
 
 log = logging.getLogger("ephys")
@@ -95,3 +98,40 @@ class RichReporter(Reporter):
 
     def stop(self):
         self.progress.stop()
+
+
+def summary_dict(s: IngestSummary) -> dict:
+    """The counts of an ingest as ``ephys ingest --json`` prints them (numbers, shard folder, catalog URL)."""
+    return dict(
+        run=s.run_id, recordings=s.n_discovered, ok=s.n_ok, rejected=s.n_rejected, failed=s.n_failed,
+        skipped=s.n_skipped, duplicates=s.n_duplicates, ignored_files=s.n_ignored, special_files=s.n_special,
+        unreadable_folders=s.n_unreadable_folders, epochs_written=s.n_epochs,
+        shards_written=s.n_shards, eeg_hours=round(s.eeg_hours, 4), wall_s=round(s.wall_s, 2),
+        eeg_hours_per_hour=round(s.eeg_hours / max(s.wall_s, 1e-9) * 3600, 1),
+        shards=str((Path(s.out) / "shards").resolve()), catalog=s.catalog, dashboard=s.dashboard,
+    )  # fmt: skip
+
+
+def summary_lines(s: IngestSummary, archive: str | Path, *, named_by_path: bool = False) -> list[str]:
+    """The lines ``ephys ingest`` ends with: counts, every recording not ok with its code and reason (named
+    by SHA-256 prefix unless ``named_by_path``), epochs, shards and catalog. ``archive`` is named only when
+    nothing was found in it (the operator's own argument)."""
+    out = []
+    if s.n_discovered == 0:
+        out.append(f"no recordings found in {archive} ({s.n_ignored} other files ignored)")
+    out.append(
+        f"run {s.run_id}: {s.n_discovered} recordings: {s.n_ok} ok, {s.n_rejected} rejected, {s.n_failed} failed, "
+        f"{s.n_skipped} skipped (done before), {s.n_duplicates} duplicates; {s.n_ignored} other files ignored"
+        + (f"; {s.n_special} special files (FIFO, socket, device)" if s.n_special else "")
+        + (f"; {s.n_unreadable_folders} folders could not be listed" if s.n_unreadable_folders else "")
+    )
+    out += [f"  {code:<22} {name}: {reason}" for name, code, reason in s.outcomes]
+    if s.outcomes and not named_by_path:
+        out.append("  (recordings named by SHA-256 prefix; `ephys catalog locate PREFIX --out OUT --archive ARCHIVE` "
+                   "prints the file on a terminal)")
+    d = summary_dict(s)
+    out.append(f"{s.n_epochs} epochs in {s.n_shards} new shards; {s.eeg_hours:.2f} EEG-hours in {s.wall_s:.1f} s "
+               f"({d['eeg_hours_per_hour']:,} EEG-h per hour)")  # fmt: skip
+    out.append(f"shards:  {d['shards']}")
+    out.append(f"catalog: {s.catalog}")
+    return out

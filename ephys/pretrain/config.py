@@ -247,6 +247,25 @@ def packaged_configs() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
 
 
+def choose_config(out_dir: str | Path, device: str | None = None) -> tuple[str | Path, str]:
+    """The run config ``ephys pretrain`` uses without ``--config``, and why (a phrase to show the user).
+
+    * ``out_dir/config.toml`` when the run folder holds one: a resumed run keeps its own config;
+    * else ``epi250k-base`` on a CUDA device (``device``, or CUDA available when it is None);
+    * else ``cpu-tiny``: the base model runs at seconds per step on a CPU.
+    """
+    saved = Path(out_dir) / "config.toml"
+    if saved.is_file():
+        return saved, "the run's own config: resuming"
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.split(":")[0] == "cuda":
+        return "epi250k-base", f"device {device}"
+    return "cpu-tiny", f"device {device}: no GPU, the CPU-sized config"
+
+
 def load_config(path: str | Path | None = None, **overrides: Any) -> RunConfig:
     """Read a run config from TOML (defaults when ``path`` is None) and apply dotted ``overrides``.
 

@@ -21,7 +21,7 @@ encoder norm mean-pooled, ``D = embed_dim * dim_mul ** (len(stages) - 1)``.  ``m
 ``C * T / patch_size`` tokens, ``D = dim``.  Both in eval mode without masking, under ``torch.no_grad``; float32 on
 the CPU, bf16 autocast on CUDA (the view itself is always computed in float32).
 
-scikit-learn is needed by :func:`probe` only (``pip install 'ephys[probe]'``).
+scikit-learn (a dependency of ephys) is imported by :func:`probe` only.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ log = logging.getLogger(__name__)
 
 EMBEDDINGS_FORMAT = "ephys-embeddings/1"
 LABELS = ("stage", "category", "valid")
-SKLEARN_MISSING = "ephys probe needs scikit-learn (pip install 'ephys[probe]')"
+SKLEARN_MISSING = "ephys probe needs scikit-learn, a dependency of ephys: reinstall ephys (pip install -e .)"
 
 
 # ------------------------------------------------------------------------------------------------------- reading

@@ -1,4 +1,4 @@
-"""A small Micromed System98 (header type 4) .TRC writer for tests.
+"""A small Micromed System98 (header type 4) .TRC writer (demo archives, benchmarks, tests).
 
 Independent of the reader under test: the layout follows the research notes
 (``formats-trc-nicolet.md`` §1.1-1.3, §1.11) with neo 0.14.6's expectations

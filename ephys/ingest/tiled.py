@@ -1,6 +1,9 @@
-"""A clinical-length benchmark archive tiled from the real recordings in ../shared/data/real.
+"""A clinical-like archive tiled from real EEG: routine EEGs and monitoring files in EDF+, BDF+,
+Micromed .TRC and Nicolet .e, with German clinical annotations.
 
-Used by ``benchmarks/ingest.py make-archive``. Content: the 19 10-20 electrodes plus two ear
+Used by ``ephys quickstart`` (scale ``quickstart``) and ``benchmarks/ingest.py make-archive``
+(``tiny``, ``small``, ``routine``, ``full``). The real sources are two recordings of the project's
+``shared/data/real`` folder (``real`` below). Content: the 19 10-20 electrodes plus two ear
 stand-ins of two real 64-channel recordings (PhysioNet EEG Motor Movement/Imagery S001R03, 160 Hz,
 125 s; the BCI2000 test recording from MNE's test data, 128 Hz, 124 s; both ODC-By 1.0). They are
 the only real files here that hold all 19 10-20 electrodes for more than a few seconds. ``A1``/``A2``
@@ -12,25 +15,29 @@ Tiling: a file is a sequence of windows of 10-40 s drawn (seeded) from the two s
 random offsets, joined by 1-s cosine cross-fades (no steps at the seams). Writers stream in
 blocks of whole 1-s records, so a 24-h file never sits in memory:
 
-* EDF+/BDF+: header from ``tests/edf_writer.write_edf`` (written with zero records, then the
-  record count is patched), records vectorised here, 1-s records, one annotation channel;
-* Micromed .TRC: header from ``tests/trc_writer.write_trc`` (TRC has no sample count: samples
-  are appended), 2-byte samples, notes;
-* Nicolet .e: ``tests/nicolet_writer.write_nicolet`` (in memory; routine lengths only), events.
+* EDF+/BDF+: header from :func:`ephys.ingest.writers.edf.write_edf` (written with zero records,
+  then the record count is patched), records vectorised here, 1-s records, one annotation channel;
+* Micromed .TRC: header from :func:`ephys.ingest.writers.trc.write_trc` (TRC has no sample count:
+  samples are appended), 2-byte samples, notes;
+* Nicolet .e: :func:`ephys.ingest.writers.nicolet.write_nicolet` (in memory; routine lengths
+  only), events.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import sys
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-REAL = ROOT.parent / "shared" / "data" / "real"
+from ephys.ingest.writers import edf as edf_writer
+from ephys.ingest.writers import nicolet as nicolet_writer
+from ephys.ingest.writers import trc as trc_writer
+
+#: The real recordings of a source checkout (``../shared/data/real`` beside the repository).
+REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
 SOURCES = ("eegmmidb/S001R03.edf", "bci2000-edf/test_edf_overlapping_annotations.edf")
 TEN_TWENTY = ("Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8", "T7", "C3", "Cz", "C4", "T8",
               "P7", "P3", "Pz", "P4", "P8", "O1", "O2")  # fmt: skip  (= ephys.ingest.channels.TEN_TWENTY)
@@ -40,7 +47,7 @@ OLD = {"T7": "T3", "T8": "T4", "P7": "T5", "P8": "T6"}
 START = dt.datetime(2024, 3, 4, 8, 0, 0)
 EDF_PHYS = (-3276.8, 3276.7)  # µV; 0.1 µV per code
 BDF_PHYS = (-262144, 262143)  # µV; 1/32 µV per code
-TRC_UV_PER_CODE = 6400 / 65536  # tests.trc_writer.Chan defaults: ±3200 µV over 16 bits
+TRC_UV_PER_CODE = 6400 / 65536  # ephys.ingest.writers.trc.Chan defaults: ±3200 µV over 16 bits
 NICOLET_UV_PER_CODE = 0.1
 
 
@@ -66,12 +73,14 @@ class Written:
 
 
 def plan(scale: str) -> list[FileSpec]:
-    """The archive's files at ``scale`` (tiny ~0.4 EEG-h, small ~6.3 EEG-h, full 40 EEG-h; routine: 12 1-h
+    """The archive's files at ``scale`` (quickstart 0.6 EEG-h, tiny ~0.4 EEG-h, small ~6.3 EEG-h, full 40 EEG-h; routine: 12 1-h
     19-channel EDF+ EEGs, 8 at 256 Hz and 4 at 512 Hz, the routine workload of issue #16)."""
     if scale == "routine":
         return [FileSpec(f"routine/eeg_{k:03d}.edf", "edf", "routine", 3600, 19, 256 if k <= 8 else 512, "clinical",
                          seizure=k % 3 == 0) for k in range(1, 13)]  # fmt: skip
-    if scale == "tiny":
+    if scale == "quickstart":  # 36 EEG-minutes: 3 EDF+, 1 TRC, 1 .e (6 min each), one 12-min BDF+
+        m, reps, ltm = 6, (3, 1, 1), [("ltm/ltm_001.bdf", "bdf", 12 * 60, 19, 256, "clinical")]
+    elif scale == "tiny":
         m, reps, ltm = 6, (1, 1, 1), [("ltm/ltm_001.bdf", "bdf", 6 * 60, 21, 512, "plain")]
     elif scale == "small":
         m, reps, ltm = 20, (3, 2, 2), [("ltm/ltm_001.edf", "edf", 3 * 3600, 21, 512, "plain"),
@@ -169,19 +178,10 @@ def annotations(spec: FileSpec, seed: int) -> list[tuple[int, float, str]]:
     return sorted(ev)
 
 
-def _tests_writers():
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    from tests import edf_writer, nicolet_writer, trc_writer
-
-    return edf_writer, trc_writer, nicolet_writer
-
-
 def write_edf_stream(path: Path, spec: FileSpec, blocks, anns: list[tuple[int, float, str]],
                      labels: list[str] | None = None) -> None:
     """EDF+C (or BDF+C) with 1-s records from float32 µV blocks of whole records; one annotation channel.
     ``labels`` (default: the 10-20 names in ``spec.labels`` style) name the ``spec.n_channels`` rows."""
-    edf_writer = _tests_writers()[0]
     bdf = spec.fmt == "bdf"
     bps, sf, n_ch = (3 if bdf else 2), spec.sfreq, spec.n_channels
     phys = BDF_PHYS if bdf else EDF_PHYS
@@ -218,7 +218,6 @@ def write_edf_stream(path: Path, spec: FileSpec, blocks, anns: list[tuple[int, f
 
 def write_trc_stream(path: Path, spec: FileSpec, blocks, anns: list[tuple[int, float, str]]) -> None:
     """Micromed .TRC (header type 4, 2-byte samples) from float32 µV blocks; annotations become notes."""
-    trc_writer = _tests_writers()[1]
     chans = [trc_writer.Chan(label=label(c, spec.labels)) for c in CHANNELS[: spec.n_channels]]
     notes = [(int(onset * spec.sfreq), text[:40]) for onset, _, text in anns]
     trc_writer.write_trc(path, np.zeros((0, spec.n_channels), np.uint16), chans, rate=spec.sfreq, nbytes=2,
@@ -231,7 +230,7 @@ def write_trc_stream(path: Path, spec: FileSpec, blocks, anns: list[tuple[int, f
 
 def write_nicolet_file(path: Path, spec: FileSpec, blocks, anns: list[tuple[int, float, str]]) -> None:
     """Nicolet .e (one segment, channel streams in blocks of ~1 min) from float32 µV blocks (in memory)."""
-    nic = _tests_writers()[2]
+    nic = nicolet_writer
     x = np.concatenate(list(blocks), axis=1)[: spec.n_channels]
     codes = np.clip(np.round(x / NICOLET_UV_PER_CODE), -32768, 32767).astype("<i2")
     traces = [nic.Trace(label(c, spec.labels), label(c, spec.labels), "REF", float(spec.sfreq), NICOLET_UV_PER_CODE)
@@ -250,13 +249,15 @@ def expected_bytes(spec: FileSpec) -> int:
     return spec.n_channels * spec.sfreq * spec.duration_s * bps
 
 
-def write_file(archive: Path, spec: FileSpec, pools: dict[int, list[np.ndarray]], seed: int) -> Written:
-    """Write one planned file (deterministic in ``seed``); return its size and annotations."""
+def write_file(archive: Path, spec: FileSpec, pools: dict[int, list[np.ndarray]], seed: int,
+               real: Path = REAL) -> Written:  # fmt: skip
+    """Write one planned file (deterministic in ``seed``) from the sources in ``real``; return its size and
+    annotations. ``pools`` caches the sources per sampling rate between calls."""
     path = archive / spec.relpath
     path.parent.mkdir(parents=True, exist_ok=True)
     sf = spec.sfreq
     if sf not in pools:
-        pools[sf] = load_pool(sf)
+        pools[sf] = load_pool(sf, real)
     anns = annotations(spec, seed)
     blocks = tiled(pools[sf], sf, spec.duration_s * sf, seed, block=300 * sf)
     WRITERS[spec.fmt](path, spec, blocks, anns)

@@ -1,4 +1,4 @@
-"""A small synthetic Nicolet/Natus ``.e`` (NervusEEG) writer for tests; independent of the reader.
+"""A small synthetic Nicolet/Natus ``.e`` (NervusEEG) writer (demo archives, benchmarks, tests); independent of the reader.
 
 Layout from the project notes (formats-trc-nicolet.md, section 2.11, "a file that satisfies A, B,
 C and F at once"), i.e. from ieeg-portal ``NicoletFile.m`` (Apache-2.0) and the tag/index/section

@@ -1,4 +1,4 @@
-"""A minimal EDF+/BDF+ writer for tests: arbitrary record onsets (EDF+D), TALs, units.
+"""A minimal EDF+/BDF+ writer (demo archives, benchmarks, tests): arbitrary record onsets (EDF+D), TALs, units.
 
 Follows Kemp & Olivan (2003); independent of the reader under test.
 """
