@@ -159,16 +159,30 @@ def verify(
     """
     from ephys.catalog.verify import verify_catalog
     from ephys.pipeline.lock import OutputLock
+    from ephys.progress import Progress, setup_logging
 
+    setup_logging()
     url = catalog_url(catalog, out)
     lock = None
+    bar: list[Progress] = []
+
+    def progress(name: str, i: int, n: int) -> None:  # before shard i of n: the previous one is done
+        if not bar:
+            bar.append(Progress("verify", n, "shards"))
+        elif i:
+            bar[0].advance(info=name)
+
     try:
         if repair and out is not None:  # no repair under a running ingest's feet
             lock = OutputLock(out).acquire()
-        report = verify_catalog(url, shards or (out / "shards" if out else None), repair=repair)
+        report = verify_catalog(url, shards or (out / "shards" if out else None), repair=repair, progress=progress)
+        if bar:
+            bar[0].advance()
     except EphysError as exc:
         fail(str(exc))
     finally:
+        if bar:
+            bar[0].close()
         if lock is not None:
             lock.release()
     if as_json:

@@ -29,10 +29,13 @@ def embed_cmd(
     Also writes a sidecar, OUT with .keys.json for .npy: the key of each row, the checkpoint step, the manifest hash.
     """
     from ephys.pretrain.evaluate import embed, write_embeddings  # torch is slow to import: only for this command
+    from ephys.progress import setup_logging
+
+    setup_logging()
 
     try:
         result = embed(checkpoint, manifest, batch_size=batch_size, device=device, random_init=random_init,
-                       seed=seed)
+                       seed=seed, progress=True)
         npy, side = write_embeddings(result, out)
     except EphysError as exc:
         fail(str(exc))
@@ -63,10 +66,13 @@ def probe_cmd(
     the same architecture with random weights.
     """
     from ephys.pretrain.evaluate import probe  # torch is slow to import: only for this command
+    from ephys.progress import setup_logging
+
+    setup_logging()
 
     try:
         r = probe(checkpoint, manifest, label, test_fraction=test_fraction, seed=seed, batch_size=batch_size,
-                  device=device)
+                  device=device, progress=True)
     except EphysError as exc:
         fail(str(exc))
     if as_json:

@@ -14,20 +14,9 @@ from ephys.cli import app
 from ephys.cli.common import fail
 from ephys.errors import EphysError
 from ephys.pipeline.progress import LogReporter, RichReporter, summary_dict, summary_lines
+from ephys.progress import setup_logging
 
 log = logging.getLogger("ephys")
-
-
-def _setup_logging() -> None:
-    """Log lines of ephys (only) to stderr; Dask's own INFO chatter stays quiet."""
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
-    for noisy in ("distributed", "alembic", "bokeh", "tornado"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _cluster_options(items: list[str]) -> dict:
@@ -102,7 +91,7 @@ def ingest_cmd(
     from ephys.pipeline.run import ingest  # NumPy, SciPy, MNE and Dask load here, after the options are checked
     from ephys.schemas import IngestConfig
 
-    _setup_logging()
+    setup_logging()
     config = IngestConfig(montage=montage, min_epochs=min_epochs, min_regions=min_regions, line_freq=line_freq,
                           shard_size=shard_size, keep_paths=keep_paths, date_shift=date_shift, stager=stager,
                           task_timeout_s=task_timeout, block_epochs=block_epochs)  # fmt: skip
@@ -157,8 +146,7 @@ def quickstart_cmd(
 
     if real is not None and not real.is_dir():
         fail(f"--real {real}: not a folder")
-    _setup_logging()
-    log.setLevel(logging.WARNING)  # the walk prints its own lines; the ingest's per-recording lines stay quiet
+    setup_logging(logging.WARNING)  # the walk prints its own lines; the ingest's per-recording lines stay quiet
     reporter = RichReporter() if sys.stderr.isatty() else None
     try:
         quickstart(out, real=real, use_real=not synthetic, workers=workers, steps=steps, say=typer.echo,

@@ -36,6 +36,9 @@ def pretrain_cmd(
     """
     from ephys.pretrain import load_config, pretrain  # torch is slow to import: only for this command
     from ephys.pretrain.config import choose_config, parse_overrides
+    from ephys.progress import setup_logging
+
+    setup_logging()  # a line every run.log_every steps where stderr is not a terminal (a bar where it is)
 
     try:
         settings = parse_overrides(set_)

@@ -260,10 +260,13 @@ class _Encoder:
             out = model.encode(inputs) if self.arch == "hiera" else model.embed(inputs).mean(dim=1)
         return out.float().cpu()
 
-    def run(self, models: list[nn.Module], batch_size: int,
-            keep=lambda meta: meta) -> tuple[list[str], list[dict], list[np.ndarray], Counter]:
+    def run(self, models: list[nn.Module], batch_size: int, keep=lambda meta: meta,
+            progress: bool = False) -> tuple[list[str], list[dict], list[np.ndarray], Counter]:  # fmt: skip
         """Stream the manifest once through every model: keys, ``keep(meta)`` of each epoch, one ``(N, D)``
-        float32 array per model."""
+        float32 array per model. ``progress``: a bar on a terminal, log lines otherwise (:mod:`ephys.progress`)."""
+        from ephys.progress import Progress
+
+        shown = Progress("embed", self.manifest.counts.get("epochs"), "epochs", enabled=progress)
         keys: list[str] = []
         metas: list[dict] = []
         outs: list[list[torch.Tensor]] = [[] for _ in models]
@@ -274,16 +277,18 @@ class _Encoder:
             x = torch.from_numpy(np.stack(batch)).to(self.device)
             for model, out in zip(models, outs):
                 out.append(self._encode(model, x))
+            shown.advance(len(batch))
             batch.clear()
 
-        for key, meta, eeg in iter_manifest_epochs(self.manifest, self.manifest_path, skipped):
-            keys.append(key)
-            metas.append(keep(meta))
-            batch.append(eeg)
-            if len(batch) == batch_size:
+        with shown:
+            for key, meta, eeg in iter_manifest_epochs(self.manifest, self.manifest_path, skipped):
+                keys.append(key)
+                metas.append(keep(meta))
+                batch.append(eeg)
+                if len(batch) == batch_size:
+                    flush()
+            if batch:
                 flush()
-        if batch:
-            flush()
         if not keys:
             raise ManifestError("no selected epoch could be read", str(self.manifest_path))
         arrays = [torch.cat(out).numpy().astype(np.float32, copy=False) for out in outs]
@@ -338,7 +343,8 @@ def _check_trained_layout(ckpt: dict, checkpoint_path: Path, manifest: Manifest,
 
 
 def embed(checkpoint_path: str | Path, manifest_path: str | Path, *, batch_size: int = 64,
-          device: str | None = None, random_init: bool = False, seed: int = 0) -> EmbeddingResult:
+          device: str | None = None, random_init: bool = False, seed: int = 0,
+          progress: bool = False) -> EmbeddingResult:  # fmt: skip
     """Frozen-encoder embeddings of every epoch a manifest selects, in manifest order.
 
     The manifest is loaded and its shards verified (SHA-256) and measured; the checkpoint's model must take what
@@ -348,7 +354,8 @@ def embed(checkpoint_path: str | Path, manifest_path: str | Path, *, batch_size:
 
     ``random_init=True`` gives the baseline: the same architecture with random weights drawn after
     ``torch.manual_seed(seed)``, as :func:`~ephys.pretrain.pretrain` initialises with ``run.seed`` (so ``seed``
-    equal to the run's seed gives the run's own initial weights).  The caller's global RNG state is kept.
+    equal to the run's seed gives the run's own initial weights).  The caller's global RNG state is kept.  ``progress`` shows a bar on a terminal, log lines
+    otherwise (:class:`ephys.progress.Progress`; counts only).
 
     ``device``: a torch device string; default ``cuda`` if available, else ``cpu``.  Epochs go through in batches
     of ``batch_size``; results do not depend on it beyond float rounding.
@@ -368,7 +375,7 @@ def embed(checkpoint_path: str | Path, manifest_path: str | Path, *, batch_size:
     """
     _check_batch_size(batch_size)
     enc = _Encoder(checkpoint_path, manifest_path, device)
-    keys, metas, (array,), skipped = enc.run([enc.model(random_init, seed)], batch_size)
+    keys, metas, (array,), skipped = enc.run([enc.model(random_init, seed)], batch_size, progress=progress)
     return enc.result(keys, metas, array, skipped, random_init, seed)
 
 
@@ -618,11 +625,11 @@ def _split(sk, metas: list[dict], label: str, test_fraction: float, seed: int, w
 
 
 def probe(checkpoint_path: str | Path, manifest_path: str | Path, label: str, *, test_fraction: float = 0.3,
-          seed: int = 0, batch_size: int = 64, device: str | None = None) -> ProbeResult:
+          seed: int = 0, batch_size: int = 64, device: str | None = None, progress: bool = False) -> ProbeResult:
     """Linear probe of a frozen encoder on a metadata label, against the same probe on a random-init encoder.
 
     Both encoders (the checkpoint's weights, and the same architecture initialised with ``seed``, see
-    :func:`embed`) embed the manifest's epochs in one pass over the shards.  Epochs without a label
+    :func:`embed`) embed the manifest's epochs in one pass over the shards (``progress`` as in :func:`embed`).  Epochs without a label
     (:func:`labels_from_meta`) are dropped.  One subject-level split (scikit-learn ``GroupShuffleSplit``, groups
     = the epochs' pseudonymous ``subject``, ``test_size=test_fraction`` of the subjects, ``random_state=seed``)
     puts every subject's epochs on one side.  For each encoder the features are standardised (mean and SD of the
@@ -651,7 +658,7 @@ def probe(checkpoint_path: str | Path, manifest_path: str | Path, label: str, *,
     _split(sk, [_label_fields(meta) for _, meta in _iter_metas(enc.manifest, enc.manifest_path)], label,
            test_fraction, seed, str(manifest_path))
     models = [enc.model(False, seed), enc.model(True, seed)]
-    keys, metas, (trained, rand), skipped = enc.run(models, batch_size, keep=_label_fields)
+    keys, metas, (trained, rand), skipped = enc.run(models, batch_size, keep=_label_fields, progress=progress)
 
     split = _split(sk, metas, label, test_fraction, seed, str(manifest_path))
     rows, y, groups, tr, te = split.rows, split.y, split.groups, split.train, split.test

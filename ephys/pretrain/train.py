@@ -377,7 +377,7 @@ def _step_of(metrics_line: str) -> float:
 
 
 class _Progress:
-    """A rich progress bar on a terminal; nothing otherwise."""
+    """A rich progress bar on a terminal; otherwise nothing here (the loop logs a line every ``run.log_every``)."""
 
     def __init__(self, enabled: bool, start: int, total: int):
         self.bar = None
@@ -577,7 +577,7 @@ def _train(manifest_path: Path, out_dir: Path, c: RunConfig, d: _Dist, dev: torc
                         for key in ("loss", "lr", "grad_norm", "samples_per_s"):
                             writer.add_scalar(f"train/{key}", record[key], step)
                     progress.update(step, f"loss {loss_value:.4f}")
-                    if step % c.run.log_every == 0 or step == c.run.steps:
+                    if (step % c.run.log_every == 0 or step == c.run.steps) and progress.bar is None:  # a bar shows it
                         log.info("step %d/%d  loss %.4f  lr %.2e  grad %.3f  %.0f samples/s", step, c.run.steps,
                                  loss_value, lrs["adamw"], record["grad_norm"], rate)
                 if summary["first_loss"] is None:
