@@ -86,11 +86,28 @@ def _duration(s: float) -> str:
     return f"{s / 3600:.1f} h"
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler that writes to whatever ``sys.stderr`` is when a line is emitted, not what
+    it was when the handler was made (a test runner or a caller may swap stderr, and a handler
+    holding a closed stream turns every later line into a "Logging error")."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     """Log lines of ephys (only) to stderr with a time stamp; Dask's, Alembic's and bokeh's INFO chatter
     stays quiet. Idempotent."""
     if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(handler)
         log.propagate = False

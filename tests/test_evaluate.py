@@ -346,7 +346,7 @@ def test_probe_refuses_unusable_labels_and_splits(data, hiera_ckpt, tmp_path, mo
         probe(hiera_ckpt, data.manifest, "stage", test_fraction=1.0)
     with monkeypatch.context() as m:
         m.setitem(sys.modules, "sklearn.linear_model", None)  # as if scikit-learn were not installed
-        with pytest.raises(PretrainError, match=r"ephys probe needs scikit-learn \(pip install 'ephys\[probe\]'\)"):
+        with pytest.raises(PretrainError, match=r"ephys probe needs scikit-learn, a dependency of ephys: reinstall"):
             probe(hiera_ckpt, data.manifest, "stage")
     with pytest.raises(PretrainError, match=r"manifest\.json: label 'valid' has a single class \('True'\)"):
         probe(hiera_ckpt, data.manifest, "valid")

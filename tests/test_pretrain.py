@@ -514,7 +514,9 @@ def test_cli_pretrain(data, tmp_path):
 
     result = runner.invoke(app, ["pretrain", "--manifest", str(tmp_path / "nope.json"), "--out", str(out)])
     assert result.exit_code == 2
-    assert result.stderr.startswith("error: ") and "no such manifest" in result.stderr
+    # the chosen config is said first ("config: ... (the run's own config: resuming ...)"), then the error
+    assert result.stderr.splitlines()[0].startswith("config: ") and "the run's own config" in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("error: ") and "no such manifest" in result.stderr
     result = runner.invoke(app, args[:5] + ["--set", "model.widht=3"])
     assert result.exit_code == 2 and "widht" in result.stderr and "Extra inputs" in result.stderr
     result = runner.invoke(app, args[:5] + ["--set", "steps=3"])
