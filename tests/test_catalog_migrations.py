@@ -34,7 +34,7 @@ def test_upgrade_existing_catalog_keeps_rows(catalog_url):
         assert "author" not in cols
     engine.dispose()
 
-    c = Catalog(catalog_url)  # opening applies 0002 to 0005
+    c = Catalog(catalog_url)  # opening applies 0002 to 0006
     try:
         assert c.get_meta("shards_root") == "/x"
         with c.engine.connect() as conn:
@@ -43,7 +43,7 @@ def test_upgrade_existing_catalog_keeps_rows(catalog_url):
             rec_cols = {col["name"] for col in inspect(conn).get_columns("recordings")}
             paths = conn.execute(text("SELECT r.sha256, p.path_hash FROM recording_paths p JOIN recordings r "
                                       "ON r.id = p.recording_id")).all()  # fmt: skip
-        assert {"author", "code"} <= cols and rev == head_revision() == "0005"
+        assert {"author", "code"} <= cols and rev == head_revision() == "0006"
         assert {"age_years", "sex", "start_time"} <= rec_cols
         assert paths == [("ab" + "0" * 62, "ph1")]  # 0003 carries each existing recording's path over
     finally:

@@ -53,6 +53,9 @@ def test_quickstart_builds_a_corpus_and_walks_every_stage(walked):
     assert sorted(r["format"] for r in ok) == ["bdf+c", "edf+c", "edf+c", "edf+c", "micromed_trc", "nicolet_e"]
     assert st["subjects"]["ok"] == 6 and st["epochs"]["total"] == 5 * 12 + 24  # five 6-min files, one 12-min
     assert st["annotations"] > 0
+    # The clinical archive's seizure list attaches; the real folder's CHB-MIT and Siena lists name files not there.
+    assert st["sidecars"] == {"files": 3, "entries": 11, "attached": 1} and st["annotations_from_sidecars"] == 1
+    assert "annotation sidecars: 3 (11 entries: 1 attached to 1 recordings, 0 of them clipped)" in run.stdout
 
     info = show_manifest(out / "manifest.json")
     assert info["counts"]["epochs"] == st["epochs"]["valid"] and info["missing_shards"] == 0

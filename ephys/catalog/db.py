@@ -40,7 +40,7 @@ def redact_url(url: str) -> str:
 
 #: The schema revision this code reads and writes: the head of ``migrations/versions`` (a test checks
 #: that it is). Opening a catalog already there imports no Alembic (about 0.2 s of every command).
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 
 
 def _alembic_config():
@@ -340,6 +340,50 @@ class Catalog:
                 for a in result.annotations
             )
 
+    def recording_durations(self, shas: list[str]) -> dict[str, float | None]:
+        """``{sha256: duration_s}`` of the catalog's recordings among ``shas`` (None where not known)."""
+        out: dict[str, float | None] = {}
+        with self.session() as s:
+            for i in range(0, len(shas), 500):
+                out.update(s.execute(select(m.Recording.sha256, m.Recording.duration_s)
+                                     .where(m.Recording.sha256.in_(shas[i : i + 500]))).all())  # fmt: skip
+        return out
+
+    def replace_sidecar_annotations(self, recordings: list[str], annotations: dict[str, list], sidecars: list[dict],
+                                    *, run_id: int) -> int:  # fmt: skip
+        """Replace the sidecar annotations of ``recordings`` (sha256s: this run's) in one transaction.
+
+        Every annotation row with a source ``sidecar:...`` of those recordings is deleted, then
+        ``annotations`` (``{sha256: [Annotation, ...]}``, labelled) inserted, so a run gives the
+        same rows however often it runs and a sidecar edited or removed takes its entries along.
+        ``sidecars``: :class:`~ephys.catalog.models.AnnotationSidecar` column dicts, upserted by
+        ``path_hash``. Returns the annotation rows inserted.
+        """
+        with self.session.begin() as s:
+            ids: dict[str, int] = {}
+            for i in range(0, len(recordings), 500):
+                ids.update(s.execute(select(m.Recording.sha256, m.Recording.id)
+                                     .where(m.Recording.sha256.in_(recordings[i : i + 500]))).all())  # fmt: skip
+            rec_ids = list(ids.values())
+            for i in range(0, len(rec_ids), 500):
+                s.execute(delete(m.Annotation).where(m.Annotation.recording_id.in_(rec_ids[i : i + 500]),
+                                                     m.Annotation.source.like("sidecar:%")))  # fmt: skip
+            rows = [
+                m.Annotation(recording_id=ids[sha], onset_s=a.onset_s, duration_s=a.duration_s, text=a.text,
+                             source=a.source, category=a.category, subcategory=a.subcategory, keyword=a.keyword,
+                             negated=a.negated, uncertain=a.uncertain, match_score=a.match_score)  # fmt: skip
+                for sha, anns in annotations.items() if sha in ids for a in anns
+            ]
+            s.add_all(rows)
+            for row in sidecars:
+                old = s.scalar(select(m.AnnotationSidecar).where(m.AnnotationSidecar.path_hash == row["path_hash"]))
+                if old is None:
+                    s.add(m.AnnotationSidecar(run_id=run_id, **row))
+                else:
+                    for k, v in (row | {"run_id": run_id}).items():
+                        setattr(old, k, v)
+            return len(rows)
+
     def commit_shard(self, info, *, run_id: int, epochs: list[dict], packed: dict[str, int]) -> None:
         """Record a finished shard, its epoch rows, their summaries (:mod:`ephys.catalog.summary`)
         and the recordings' packing progress atomically.
@@ -367,6 +411,7 @@ class Catalog:
         """Delete every recording, epoch, annotation and shard row and the processing
         settings (``ingest --force``); runs and the secret fingerprint stay."""
         with self.session.begin() as s:
-            for table in (m.EpochSummary, m.Epoch, m.Annotation, m.RecordingPath, m.Shard, m.Recording):
+            for table in (m.EpochSummary, m.Epoch, m.Annotation, m.RecordingPath, m.Shard, m.AnnotationSidecar,
+                          m.Recording):  # fmt: skip
                 s.execute(delete(table))
             s.execute(delete(m.Meta).where(m.Meta.key.in_(["processing_hash", "processing_config"])))

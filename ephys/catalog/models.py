@@ -198,3 +198,21 @@ class Annotation(Base):
     negated: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     uncertain: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     match_score: Mapped[float | None] = mapped_column(Float, nullable=True, doc="100 exact, lower fuzzy")
+
+
+class AnnotationSidecar(Base):
+    """A seizure list or annotation table found beside recordings (:mod:`ephys.ingest.sidecars`)
+    and what became of its entries: attached to a recording (``annotations`` rows with source
+    ``sidecar:FORMAT``) or not, with the reason. Named by a path hash, never by its path."""
+
+    __tablename__ = "annotation_sidecars"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path_hash: Mapped[str] = mapped_column(String(64), unique=True, doc="HMAC-SHA-256 (site secret) of the archive-relative path")
+    sha256: Mapped[str] = mapped_column(String(64), doc="SHA-256 of the file's content")
+    format: Mapped[str] = mapped_column(String(16), doc="chbmit, siena or tsv")
+    n_entries: Mapped[int] = mapped_column(Integer)
+    n_attached: Mapped[int] = mapped_column(Integer)
+    n_recordings: Mapped[int] = mapped_column(Integer, doc="recordings it attached annotations to")
+    problems_json: Mapped[str] = mapped_column(Text, doc='[[entry number, reason], ...]: entries not attached or clipped')
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), nullable=True)

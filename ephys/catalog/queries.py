@@ -319,6 +319,11 @@ def _stats_in(s) -> dict:
     by_category = dict(s.execute(select(A.category, func.count()).where(A.category.is_not(None), A.negated.is_not(True))
                                  .group_by(A.category).order_by(A.category)).all())  # fmt: skip
     n_unlabelled = s.scalar(select(func.count(A.id)).where(A.category.is_(None)))
+    n_from_sidecars = s.scalar(select(func.count(A.id)).where(A.source.like("sidecar:%")))
+    SC = m.AnnotationSidecar
+    n_sidecars, sc_entries, sc_attached = s.execute(
+        select(func.count(SC.id), func.coalesce(func.sum(SC.n_entries), 0), func.coalesce(func.sum(SC.n_attached), 0))
+    ).one()
     subjects_all = s.scalar(select(func.count(func.distinct(R.subject))))
     subjects_ok = s.scalar(select(func.count(func.distinct(R.subject))).where(R.status == "ok"))
     formats = {
@@ -336,6 +341,8 @@ def _stats_in(s) -> dict:
         "annotations": int(n_annotations),
         "annotation_categories": {k: int(v) for k, v in by_category.items()},
         "annotations_unlabelled": int(n_unlabelled or 0),
+        "annotations_from_sidecars": int(n_from_sidecars or 0),
+        "sidecars": {"files": int(n_sidecars), "entries": int(sc_entries), "attached": int(sc_attached)},
         "subjects": {"total": int(subjects_all), "ok": int(subjects_ok)},
         "formats": formats,
         "runs": {

@@ -56,6 +56,10 @@ def _print_stats(st: dict) -> None:
     t.add_row("  samples", str(st["shards"]["samples"]))
     t.add_row("  bytes", str(st["shards"]["bytes"]))
     t.add_row("annotations", str(st["annotations"]))
+    if st["sidecars"]["files"]:
+        sc = st["sidecars"]
+        t.add_row("  from sidecars", str(st["annotations_from_sidecars"]))
+        t.add_row("annotation sidecars", f"{sc['files']} ({sc['entries']} entries, {sc['attached']} attached)")
     t.add_row("subjects", str(st["subjects"]["total"]))
     t.add_row("  with ok recordings", str(st["subjects"]["ok"]))
     for f, n in st["formats"].items():

@@ -6,7 +6,9 @@ by its header line (grouped with the .vmrk/.eeg it names into one recording),
 and MNE formats by content and extension, each grouped with its sidecars
 (EEGLAB .set + .fdt, Persyst .lay + .dat, Nihon Kohden .EEG + .PNT/.LOG/.21E). Files with an EEG extension
 whose content matches nothing are still returned (format ``unknown``) so their
-failure is recorded; other files are counted as ignored. Symbolic links to
+failure is recorded; seizure lists and annotation tables (:mod:`ephys.ingest.sidecars`: CHB-MIT
+summaries, Siena seizure lists, ephys TSV), recognised by content, are returned apart
+(``annotation_sidecars``); other files are counted as ignored. Symbolic links to
 folders are not followed (no loops); links to files are.
 
 Nothing found is dropped silently: a folder that cannot be listed becomes a recording that
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ephys.errors import ReadError, RunError, SpecialFileError, UnreadableFolderError
+from ephys.ingest import sidecars as sidecar_formats
 from ephys.ingest.identity import HiddenPath
 from ephys.ingest.readers.edf import sniff as sniff_edf
 
@@ -65,6 +68,8 @@ class Discovery:
     n_special: int = 0
     #: Folders that could not be listed (each is also a failed recording).
     n_unreadable_folders: int = 0
+    #: Seizure lists and annotation tables (:mod:`ephys.ingest.sidecars`): ``(path, format, relpath)``.
+    annotation_sidecars: list[tuple[Path, str, str]] = field(default_factory=list)
 
 
 def sniff(path: Path) -> str | None:
@@ -192,6 +197,9 @@ def discover(archive: str | os.PathLike) -> Discovery:
         if fmt is None:
             if p.suffix.lower() in EEG_EXTENSIONS:
                 fmt = f"unknown{p.suffix.lower()}"
+            elif kind := _annotation_sidecar(p):
+                out.annotation_sidecars.append((p, kind, _rel(p, base)))
+                continue
             else:
                 out.n_ignored += 1
                 continue
@@ -199,6 +207,20 @@ def discover(archive: str | os.PathLike) -> Discovery:
     out.recordings += failed
     out.recordings.sort(key=lambda r: os.fsencode(r.relpath))
     return out
+
+
+def _annotation_sidecar(p: Path) -> str | None:
+    """The :mod:`ephys.ingest.sidecars` format of a text file (first 4 KiB: a CHB-MIT summary lists
+    channels before its first seizure), or None."""
+    if p.suffix.lower() not in sidecar_formats.EXTENSIONS:
+        return None
+    try:
+        if p.stat().st_size > sidecar_formats.MAX_BYTES:
+            return None
+        with open(p, "rb") as f:
+            return sidecar_formats.sniff_sidecar(f.read(4096))
+    except OSError:
+        return None
 
 
 def _rel(p: Path, base: Path) -> str:

@@ -107,6 +107,8 @@ def summary_dict(s: IngestSummary) -> dict:
         skipped=s.n_skipped, duplicates=s.n_duplicates, ignored_files=s.n_ignored, special_files=s.n_special,
         unreadable_folders=s.n_unreadable_folders, epochs_written=s.n_epochs,
         shards_written=s.n_shards, eeg_hours=round(s.eeg_hours, 4), wall_s=round(s.wall_s, 2),
+        sidecars=s.sidecars.n_sidecars, sidecar_entries=s.sidecars.n_entries, sidecar_attached=s.sidecars.n_attached,
+        sidecar_problems=len(s.sidecars.problems),
         eeg_hours_per_hour=round(s.eeg_hours / max(s.wall_s, 1e-9) * 3600, 1),
         shards=str((Path(s.out) / "shards").resolve()), catalog=s.catalog, dashboard=s.dashboard,
     )  # fmt: skip
@@ -129,6 +131,16 @@ def summary_lines(s: IngestSummary, archive: str | Path, *, named_by_path: bool 
     if s.outcomes and not named_by_path:
         out.append("  (recordings named by SHA-256 prefix; `ephys catalog locate PREFIX --out OUT --archive ARCHIVE` "
                    "prints the file on a terminal)")
+    sc = s.sidecars
+    if sc.n_sidecars:
+        out.append(f"annotation sidecars: {sc.n_sidecars} ({sc.n_entries} entries: {sc.n_attached} attached to "
+                   f"{sc.n_recordings} recordings, {sc.n_clipped} of them clipped)")  # fmt: skip
+        grouped: dict[tuple[str, str], list[int]] = {}
+        for name, number, why in sc.problems:
+            grouped.setdefault((name, why), []).append(number)
+        for (name, why), numbers in grouped.items():
+            listed = ", ".join(map(str, numbers[:8])) + (f" and {len(numbers) - 8} more" if len(numbers) > 8 else "")
+            out.append(f"  sidecar {name} entr{'y' if len(numbers) == 1 else 'ies'} {listed}: {why}")
     d = summary_dict(s)
     out.append(f"{s.n_epochs} epochs in {s.n_shards} new shards; {s.eeg_hours:.2f} EEG-hours in {s.wall_s:.1f} s "
                f"({d['eeg_hours_per_hour']:,} EEG-h per hour)")  # fmt: skip

@@ -50,6 +50,7 @@ from ephys.ingest.names import build_table
 from ephys.pipeline.hashlog import HashLog
 from ephys.pipeline.lock import OutputLock
 from ephys.pipeline.progress import Reporter
+from ephys.pipeline.sidecars import SidecarReport, attach_sidecars
 from ephys.pipeline.task import BLOCK_PRIORITY, bounded, failpoints, run_recording
 from ephys.schemas import EpochMeta, Failure, IngestConfig, RecordingResult, RecordingStatus
 from ephys.shard.store import is_url, local_path
@@ -86,6 +87,8 @@ class IngestSummary:
     dashboard: str | None = None
     #: ``(name, code, reason)`` of every recording not ok; ``name`` as the reporter shows it.
     outcomes: list[tuple[str, str, str]] = field(default_factory=list, repr=False)
+    #: What the seizure lists and annotation tables beside the recordings gave (:mod:`ephys.pipeline.sidecars`).
+    sidecars: SidecarReport = field(default_factory=SidecarReport, repr=False)
 
 
 def _check_stager(name: str) -> None:
@@ -541,7 +544,7 @@ def ingest(
     status = "interrupted"
     try:
         _run(found.recordings, client, catalog, hashlog, states, config, out, run_id, secret, summary, reporter,
-             retry_failed, buffer_bytes, shards, shards_url, show_paths)  # fmt: skip
+             retry_failed, buffer_bytes, shards, shards_url, show_paths, found.annotation_sidecars)  # fmt: skip
         status = "completed"
     finally:
         reporter.stop()
@@ -590,7 +593,8 @@ def _recording_bytes(rec: Discovered) -> int:
 
 
 def _run(recordings: list[Discovered], client, catalog, hashlog, states, config, out, run_id, secret, summary,
-         reporter, retry_failed, buffer_bytes, shards=None, shards_url=None, show_paths=False) -> None:  # fmt: skip
+         reporter, retry_failed, buffer_bytes, shards=None, shards_url=None, show_paths=False,
+         annotation_sidecars=()) -> None:  # fmt: skip
     from dask.distributed import as_completed
     from distributed import KilledWorker
 
@@ -621,6 +625,7 @@ def _run(recordings: list[Discovered], client, catalog, hashlog, states, config,
     futures_list = []
     keep_paths = config.keep_paths
     paths: list[tuple[str, str, str | None]] = []  # (sha, path hash, relpath) of every file, duplicates included
+    hashed_recordings: list[tuple[Discovered, str]] = []  # for the annotation sidecars
 
     def name(sha: str, rec: Discovered) -> str:
         return printable_path(rec.relpath) if show_paths else sha[:12]
@@ -668,6 +673,7 @@ def _run(recordings: list[Discovered], client, catalog, hashlog, states, config,
         if sha is None:
             sha = _unhashed_sha(secret, rec.relpath)
         paths.append((sha, path_hash(secret, rec.relpath), printable_path(rec.relpath) if keep_paths else None))
+        hashed_recordings.append((rec, sha))
         if sha in seen:
             summary.n_duplicates += 1
             reporter.skipped(name(sha, rec), "duplicate content")
@@ -717,6 +723,8 @@ def _run(recordings: list[Discovered], client, catalog, hashlog, states, config,
         packer.add(sha, result if result.status is RecordingStatus.ok else None)
     packer.flush()
     catalog.add_paths(paths, run_id=run_id)
+    summary.sidecars = attach_sidecars(list(annotation_sidecars), hashed_recordings, catalog, secret=secret,
+                                       run_id=run_id, show_paths=show_paths)  # fmt: skip
     summary.n_shards = packer.n_shards
     summary.n_epochs = packer.n_epochs
 
