@@ -78,6 +78,7 @@ def test_report_figures_equal_the_catalog(corpus):
     assert d["annotations"]["categories"] == st["annotation_categories"] and st["annotation_categories"]["seizure"] == 1
     assert d["annotations"]["negated"] == 1
     assert ["xyzzy Ereignis", 1] in d["annotations"]["unlabelled"]
+    assert ["xyzzy Ereignis", 1, 1, "de"] in d["annotations"]["unlabelled_clusters"]
     assert sum(d["hours_by_format"]["edf"].values()) > 0 and d["hours_by_format"]["edf"]["ok"] > 0.5
     assert sum(d["sfreqs"].values()) == sum(r["sfreq"] is not None for r in query_recordings(url)) >= 3
     assert d["channel_names"]["C3"] == 2 and d["channel_names"]["Cz"] == 1  # DREAMS C3-A1 and short.edf "EEG C3"

@@ -13,14 +13,15 @@ def overlaps(ann: Annotation, start_s: float, epoch_s: float) -> bool:
     return start_s <= ann.onset_s + ann.duration_s and ann.onset_s < start_s + epoch_s
 
 
-def label_annotations(annotations: list[Annotation]) -> list[Annotation]:
+def label_annotations(annotations: list[Annotation], taxonomy: str | None = None) -> list[Annotation]:
     """Each annotation with the primary taxonomy label of its text (:meth:`Matcher.best`), or none.
 
-    Uses the process-wide matcher, whose cache makes repeated texts (every "Augen zu" of an archive) free.
+    ``taxonomy``: a taxonomy YAML file (None: the packaged one). Uses the process-wide matcher of that
+    file, whose cache makes repeated texts (every "Augen zu" of an archive) free.
     """
-    from ephys.annotate.taxonomy import default_matcher
+    from ephys.annotate.taxonomy import taxonomy_matcher
 
-    matcher = default_matcher()
+    matcher = taxonomy_matcher(taxonomy)
     out = []
     for a in annotations:
         m = matcher.best(a.text)

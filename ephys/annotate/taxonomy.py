@@ -985,6 +985,22 @@ def default_matcher() -> Matcher:
     return Matcher(load_taxonomy())
 
 
+def taxonomy_matcher(path: str | Path | None = None) -> Matcher:
+    """The process-wide :class:`Matcher` of the taxonomy file ``path`` (None: the packaged one,
+    :func:`default_matcher`), built once per file version (path, size, modification time), so a
+    reviewed taxonomy edited between runs is picked up. Raises what :func:`load_taxonomy` raises."""
+    if path is None:
+        return default_matcher()
+    p = Path(path).resolve()
+    st = p.stat()
+    return _file_matcher(str(p), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _file_matcher(path: str, _size: int, _mtime_ns: int) -> Matcher:
+    return Matcher(load_taxonomy(path))
+
+
 def summarise(texts: Iterable[str], matcher: Matcher | None = None) -> dict[str, Any]:
     """Count primary labels over a stream of annotation texts (one entry per occurrence).
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from ephys import __version__
+from ephys.annotate.clusters import cluster_texts
 from ephys.catalog import models as m
 from ephys.catalog.db import Catalog, redact_url
 from ephys.catalog.queries import _layout_in, _reading, _stats_in, json_or
@@ -53,6 +54,8 @@ TIMED_STAGES = {
 N_HYPNOGRAMS = 3
 N_REASONS = 3
 N_UNLABELLED = 15
+#: Distinct unlabelled texts (the most frequent) clustered for the report.
+N_CLUSTER_TEXTS = 2000
 N_CHANNEL_NAMES = 30
 
 
@@ -76,7 +79,8 @@ def report_data(catalog: Catalog | str) -> dict:
         :data:`N_HYPNOGRAMS` ``{"recording": sha prefix, "start_s": [...],
         "stage": [...]}`` of the ok recordings with the most staged epochs;
         ``annotations``: ``{"categories", "subcategories", "negated", "uncertain",
-        "unlabelled": [[text, n], ...]}``; ``sfreqs``: ``{Hz: recordings}``;
+        "unlabelled": [[text, n], ...], "unlabelled_clusters": [[representative, distinct texts, n, language],
+        ...]}`` (the largest clusters of unlabelled texts, :mod:`ephys.annotate.clusters`); ``sfreqs``: ``{Hz: recordings}``;
         ``n_eeg_channels``: ``{n: recordings}``; ``channel_names``: the
         :data:`N_CHANNEL_NAMES` most frequent labels; ``montages``;
         ``runs``: list of per-run dicts (``eeg_hours_per_hour`` is EEG-hours per
@@ -160,6 +164,12 @@ def _report_data(cat: Catalog) -> dict:
         unlabelled = [[t, int(n)] for t, n in s.execute(
             select(A.text, func.count()).where(A.category.is_(None)).group_by(A.text)
             .order_by(func.count().desc(), A.text).limit(N_UNLABELLED))]  # fmt: skip
+        # The most frequent distinct unlabelled texts, clustered (ephys.annotate.clusters): variants of one
+        # thing ("Bettgitter hoch", "bettgitter hochgeklappt") count together.
+        pool = dict(s.execute(select(A.text, func.count()).where(A.category.is_(None)).group_by(A.text)
+                              .order_by(func.count().desc(), A.text).limit(N_CLUSTER_TEXTS)).all())  # fmt: skip
+        clusters = [[c.representative, len(c.members), c.count, c.language]
+                    for c in cluster_texts(pool).clusters[:N_UNLABELLED]] if pool else []  # fmt: skip
 
         sfreqs = {f"{float(v):g}": int(n) for v, n in s.execute(
             select(R.sfreq, func.count()).where(R.sfreq.is_not(None)).group_by(R.sfreq).order_by(R.sfreq))}  # fmt: skip
@@ -208,7 +218,8 @@ def _report_data(cat: Catalog) -> dict:
         "stagers": stagers,
         "hypnograms": hypnograms,
         "annotations": {"categories": stats["annotation_categories"], "subcategories": subcats,
-                        "negated": int(negated or 0), "uncertain": int(uncertain or 0), "unlabelled": unlabelled},  # fmt: skip
+                        "negated": int(negated or 0), "uncertain": int(uncertain or 0), "unlabelled": unlabelled,
+                        "unlabelled_clusters": clusters},  # fmt: skip
         "sfreqs": sfreqs,
         "n_eeg_channels": n_eeg,
         "channel_names": dict(names.most_common(N_CHANNEL_NAMES)),
@@ -387,9 +398,11 @@ def render_report(data: dict, title: str = "ephys corpus report") -> str:
     top_sub = dict(list(an["subcategories"].items())[:20])
     parts.append(_barh(top_sub, "top subcategories", "annotations", "fig-subcategories"))
     parts.append("</div>")
-    if an["unlabelled"]:
-        parts.append("<p>Most frequent unlabelled texts (candidates for the taxonomy):</p>")
-        parts.append(_table(["text", "annotations"], an["unlabelled"], {1}))
+    if an["unlabelled_clusters"]:
+        parts.append("<p id=unlabelled-clusters>Largest clusters of unlabelled texts (candidates for the taxonomy; "
+                     "<code>ephys annotations cluster</code> writes them as proposed keywords to review):</p>")
+        parts.append(_table(["representative text", "distinct texts", "annotations", "language"],
+                            an["unlabelled_clusters"], {1, 2}))  # fmt: skip
 
     parts.append("<h2 id=signals>Channels and sampling rates</h2><div class=grid>")
     parts.append(_barh({f"{k} Hz": v for k, v in data["sfreqs"].items()}, "sampling rates", "recordings", "fig-sfreq"))

@@ -1,7 +1,7 @@
 """The ``ephys`` command line: a thin Typer layer over functions callable from Python.
 
 Each sub-module registers its commands on :data:`app`:
-``ingest`` (and ``demo-archive``), ``catalog``, ``manifest``, ``report``, ``pretrain``.
+``ingest`` (and ``demo-archive``), ``catalog``, ``annotations``, ``manifest``, ``report``, ``pretrain``.
 """
 
 from __future__ import annotations
@@ -17,13 +17,16 @@ app = typer.Typer(
 )
 catalog_app = typer.Typer(help="Query the catalog of an ingest.", no_args_is_help=True)
 manifest_app = typer.Typer(help="Freeze and inspect curated selections of epochs.", no_args_is_help=True)
+annotations_app = typer.Typer(help="Cluster the corpus's annotation texts and grow the taxonomy from them.",
+                              no_args_is_help=True)  # fmt: skip
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(manifest_app, name="manifest")
+app.add_typer(annotations_app, name="annotations")
 
 
 def _register() -> None:
     # Imported for their side effect of registering commands.
-    from ephys.cli import audit, catalog, evaluate, ingest, manifest, pretrain, report  # noqa: F401
+    from ephys.cli import audit, catalog, evaluate, ingest, labels, manifest, pretrain, report  # noqa: F401
 
 
 def main() -> None:

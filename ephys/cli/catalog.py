@@ -243,3 +243,31 @@ def locate_cmd(
         for p in paths or ["(not found in this archive: moved, renamed, or another archive root)"]:
             typer.echo(f"{sha[:12]}  {printable_path(p)}")
     raise typer.Exit(0 if any(found.values()) else 1)
+
+
+@catalog_app.command("relabel")
+def relabel_cmd(
+    catalog: Optional[str] = CATALOG_OPT,
+    out: Optional[Path] = OUT_OPT,
+    taxonomy: Optional[Path] = typer.Option(None, "--taxonomy", help="taxonomy YAML [default: the packaged one]"),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Label every annotation of the catalog again with --taxonomy, from its stored text (no signal is read).
+
+    Selections (category = ..., subcategory = ...) follow at once; annotations inside shards keep their
+    ingest's labels.
+    """
+    from ephys.catalog.labels import relabel
+
+    url = catalog_url(catalog, out)
+    try:
+        r = relabel(url, str(taxonomy) if taxonomy else None)
+    except (EphysError, ValueError, OSError) as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(r, indent=2))
+        return
+    typer.echo(f"taxonomy {r['taxonomy_version']}: {r['changed_rows']} of {r['rows']} annotations relabelled "
+               f"({r['changed_texts']} of {r['texts']} distinct texts)")
+    for cat in sorted(set(r["categories_before"]) | set(r["categories_after"])):
+        typer.echo(f"  {cat:<12} {r['categories_before'].get(cat, 0):>8} -> {r['categories_after'].get(cat, 0)}")

@@ -68,6 +68,8 @@ def ingest_cmd(
                                     "offset (time of day and intervals kept); without it no dates are stored."),
     task_timeout: Optional[float] = typer.Option(None, "--task-timeout", min=0.001, help="Seconds one recording may "
                                                  "take; a slower one is recorded as failed (timeout) and its worker restarted."),
+    taxonomy: Optional[Path] = typer.Option(None, "--taxonomy", help="Annotation taxonomy YAML [default: the packaged "
+                                            "one]; `ephys annotations apply` writes one from reviewed cluster proposals."),
     buffer_mib: int = typer.Option(8, min=1, help="Size of one buffered read, MiB."),
     block_epochs: int = typer.Option(40, min=1, help="Epochs processed at a time (40 = 20 min): bounds worker memory; "
                                      "a recording of several blocks is spread over the workers block by block."),
@@ -94,7 +96,8 @@ def ingest_cmd(
     setup_logging()
     config = IngestConfig(montage=montage, min_epochs=min_epochs, min_regions=min_regions, line_freq=line_freq,
                           shard_size=shard_size, keep_paths=keep_paths, date_shift=date_shift, stager=stager,
-                          task_timeout_s=task_timeout, block_epochs=block_epochs)  # fmt: skip
+                          task_timeout_s=task_timeout, block_epochs=block_epochs,
+                          taxonomy=str(taxonomy) if taxonomy else None)  # fmt: skip
     interactive = sys.stderr.isatty() and sys.stdout.isatty()
     if show_paths and not interactive:
         log.warning("--show-paths ignored: the console is not an interactive terminal (paths can hold patient names)")

@@ -482,6 +482,14 @@ def ingest(
     t0 = time.perf_counter()
     config = config or IngestConfig()
     _check_stager(config.stager)
+    if config.taxonomy is not None:
+        from ephys.annotate.taxonomy import taxonomy_matcher
+
+        config = config.model_copy(update={"taxonomy": str(Path(config.taxonomy).resolve())})  # workers elsewhere
+        try:
+            taxonomy_matcher(config.taxonomy)
+        except (OSError, ValueError) as exc:
+            raise RunError(f"taxonomy {config.taxonomy}: {getattr(exc, 'strerror', None) or exc}") from None
     if cluster not in CLUSTERS:
         raise RunError(f"--cluster must be one of {', '.join(CLUSTERS)}, not {cluster!r}")
     if scheduler and cluster != "local":
@@ -724,7 +732,7 @@ def _run(recordings: list[Discovered], client, catalog, hashlog, states, config,
     packer.flush()
     catalog.add_paths(paths, run_id=run_id)
     summary.sidecars = attach_sidecars(list(annotation_sidecars), hashed_recordings, catalog, secret=secret,
-                                       run_id=run_id, show_paths=show_paths)  # fmt: skip
+                                       run_id=run_id, show_paths=show_paths, taxonomy=config.taxonomy)  # fmt: skip
     summary.n_shards = packer.n_shards
     summary.n_epochs = packer.n_epochs
 

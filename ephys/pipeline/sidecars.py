@@ -88,7 +88,7 @@ class _Index:
 
 
 def attach_sidecars(sidecars: list[tuple[Path, str, str]], recordings: list[tuple[Discovered, str]], catalog, *,
-                    secret: bytes, run_id: int, show_paths: bool = False) -> SidecarReport:  # fmt: skip
+                    secret: bytes, run_id: int, show_paths: bool = False, taxonomy: str | None = None) -> SidecarReport:  # fmt: skip
     """Parse ``sidecars`` (``(path, format, relpath)`` from discovery), match their entries to
     ``recordings`` (``(discovered recording, sha256)`` of this run, duplicates included) and write
     annotation and ``annotation_sidecars`` rows to ``catalog``. Never raises for a bad sidecar:
@@ -141,7 +141,7 @@ def attach_sidecars(sidecars: list[tuple[Path, str, str]], recordings: list[tupl
         report.problems += [(name, number, why) for number, why in problems]
         rows.append(dict(path_hash=path_hash(secret, relpath, b"sidecar"), sha256=sha, format=fmt, n_entries=n_entries,
                          n_attached=n_attached, n_recordings=len(attached), problems_json=json.dumps(problems)))  # fmt: skip
-    labelled = {sha: _dedup(label_annotations(anns)) for sha, anns in by_sha.items()}
+    labelled = {sha: _dedup(label_annotations(anns, taxonomy)) for sha, anns in by_sha.items()}
     report.n_recordings = len(labelled)
     catalog.replace_sidecar_annotations(sorted(index.shas), labelled, rows, run_id=run_id)
     return report

@@ -774,12 +774,12 @@ def process_recording(
             montage=config.montage,
         )
         if not h.signal_channels:
-            annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient, secret)
+            annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient, secret, config.taxonomy)
             raise NoSignalError("no signal channels (annotations only, e.g. a hypnogram file)", path)
         try:
             picked, names, mask = select_channels(h.channels, config, path)
         except RejectedError:
-            annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient, secret)
+            annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient, secret, config.taxonomy)
             raise
         work["open"] += time.perf_counter() - t0
         source = _Source(path, fmt, buffer_bytes, sha256)
@@ -795,7 +795,7 @@ def process_recording(
             _add(work, sec)
         t0 = time.perf_counter()
         staging_data = dict(zip(staging.indices, reader.read_channels(staging.indices))) if staging else {}
-        annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient, secret)
+        annotations, n_scrubbed = _scrubbed(reader.annotations(), reader.patient, secret, config.taxonomy)
         work["read"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         if not parts_f:
@@ -880,7 +880,7 @@ def process_recording(
             reader.close()
 
 
-def _scrubbed(annotations: list[Annotation], patient, secret: bytes) -> tuple[list[Annotation], int]:
+def _scrubbed(annotations: list[Annotation], patient, secret: bytes, taxonomy: str | None = None) -> tuple[list[Annotation], int]:
     """Remove patient, technician and author names, identifiers and dates from annotation text,
     also where a name or code is split across two neighbouring annotations, then the names no
     header gives (relatives, staff: :class:`~ephys.ingest.names.NameDetector`); authors become
@@ -901,7 +901,7 @@ def _scrubbed(annotations: list[Annotation], patient, secret: bytes) -> tuple[li
         if a.author:
             update["author"] = author_pseudonym(secret, a.author)
         out.append(a.model_copy(update=update) if update else a)
-    return label_annotations(out), total
+    return label_annotations(out, taxonomy), total
 
 
 @lru_cache(maxsize=1)

@@ -72,6 +72,10 @@ class IngestConfig(BaseModel):
         40, ge=1, description="epochs read, checked and conditioned at a time (40 = 20 min): bounds worker memory "
         "and is the unit of work Dask spreads over workers; changes shard bytes only by float rounding"
     )
+    taxonomy: str | None = Field(
+        None, description="annotation taxonomy YAML file (default: the packaged one; see `ephys annotations "
+        "cluster`); labels are catalog content, not processing: `ephys catalog relabel` applies a new one"
+    )
     task_timeout_s: float | None = Field(
         None, gt=0, description="a recording whose processing takes longer is recorded as failed ('timeout')"
     )
