@@ -65,6 +65,38 @@ def test_pipeline_agreement_with_the_dreams_expert(staged):
     assert len(sleep_edf) == 10  # the expert scored the first 10 Sleep-EDF epochs Wake
 
 
+def test_ensemble_stager_in_ingest(tmp_path):
+    """--stager ensemble through the pipeline: stages and probabilities in catalog and shards, the expert
+    agreement of the ensemble on its own."""
+    import shutil
+
+    pytest.importorskip("gssc")
+    pytest.importorskip("yasa")
+    a = tmp_path / "a"
+    a.mkdir()
+    shutil.copy(REAL / "dreams-sleep" / "excerpt3.edf", a)
+    out = tmp_path / "out"
+    s = ingest(a, out, config=IngestConfig(montage="native", stager="ensemble"), workers=1)
+    url = f"sqlite:///{out / 'catalog.sqlite'}"
+    assert s.n_ok == 1
+    row = rows_by_sha(url)[sha(a / "excerpt3.edf")]
+    assert row.stager == "ensemble(gssc 0.0.9 (sig_net_v1, gru_net_v1) + yasa 0.8.1)"
+    assert row.staging_channels == "C3-A1,EOG1-A1,EMG1"
+    codes = (REAL / "dreams-sleep" / "Hypnogram_excerpt3.txt").read_text().split()[1:]
+    truth = hypnogram_from_rk([int(x) for x in codes])
+    from ephys.catalog import models as m
+    from ephys.catalog.db import Catalog
+    from sqlalchemy import select
+
+    c = Catalog(url)
+    with c.session() as ses:
+        got = ses.execute(select(m.Epoch.stage).order_by(m.Epoch.index)).scalars().all()
+    c.close()
+    agree = accuracy_kappa(np.array([STAGES.index(x) for x in got]), truth)
+    acc, kappa = MEASURED_DREAMS["ensemble"]
+    assert agree.accuracy >= acc - MARGIN and agree.kappa >= kappa - MARGIN
+
+
 def test_missing_backend_is_refused_before_the_run(tmp_path, monkeypatch):
     import importlib.util
 
@@ -72,6 +104,8 @@ def test_missing_backend_is_refused_before_the_run(tmp_path, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "yasa" else real(name, *a))
     with pytest.raises(RunError, match=r"--stager yasa needs the 'yasa' package \(BSD-3-Clause\): pip install 'ephys\[staging\]'"):
         ingest(tmp_path, tmp_path / "out", config=IngestConfig(stager="yasa"), workers=1)
+    with pytest.raises(RunError, match=r"--stager ensemble needs the 'yasa' package"):
+        ingest(tmp_path, tmp_path / "out", config=IngestConfig(stager="ensemble"), workers=1)
 
 
 def test_manifest_selects_by_stage_and_probability(staged, tmp_path):

@@ -63,7 +63,8 @@ def ingest_cmd(
     show_paths: bool = typer.Option(False, "--show-paths", help="Name recordings by path on the console, only when it is "
                                     "an interactive terminal [default: by SHA-256 prefix; `ephys catalog locate` finds the file]."),
     stager: str = typer.Option("none", help="Sleep staging per epoch: gssc (EPI-250k's; AGPL-3.0, extra 'gssc'), "
-                               "yasa (BSD-3, extra 'staging') or none."),
+                               "yasa (BSD-3, extra 'staging'), ensemble (both, probabilities averaged; recommended where both are "
+                               "installed) or none."),
     date_shift: bool = typer.Option(False, "--date-shift", help="Store recording starts shifted per subject by a keyed "
                                     "offset (time of day and intervals kept); without it no dates are stored."),
     task_timeout: Optional[float] = typer.Option(None, "--task-timeout", min=0.001, help="Seconds one recording may "
@@ -85,8 +86,8 @@ def ingest_cmd(
         fail(f"--montage must be regional8 or native, not {montage!r}")
     if line_freq not in (50, 60):
         fail("--line-freq must be 50 or 60")
-    if stager not in ("gssc", "yasa", "none"):
-        fail(f"--stager must be gssc, yasa or none, not {stager!r}")
+    if stager not in ("gssc", "yasa", "ensemble", "none"):
+        fail(f"--stager must be gssc, yasa, ensemble or none, not {stager!r}")
     options = _cluster_options(cluster_option or [])
     if options and cluster != "slurm":
         fail("--cluster-option applies to --cluster slurm")

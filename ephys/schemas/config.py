@@ -61,8 +61,9 @@ class IngestConfig(BaseModel):
     qc_line_ratio: float = Field(0.5, gt=0, description="quality score: limit of mains power / 1-100 Hz power")
     qc_emg_ratio: float = Field(0.5, gt=0, description="quality score: limit of 30-100 Hz power / 1-100 Hz power")
     qc_drift_ratio: float = Field(0.9, gt=0, description="quality score: limit of <0.3 Hz power / total power")
-    stager: Literal["gssc", "yasa", "none"] = Field(
-        "none", description="sleep staging per epoch: gssc (EPI-250k; AGPL-3.0 extra), yasa (BSD-3 extra) or none"
+    stager: Literal["gssc", "yasa", "ensemble", "none"] = Field(
+        "none", description="sleep staging per epoch: gssc (EPI-250k; AGPL-3.0 extra), yasa (BSD-3 extra), ensemble "
+        "(both, probabilities averaged; recommended where both are installed) or none"
     )
     keep_paths: bool = Field(False, description="store archive-relative paths (they may hold identifiers)")
     date_shift: bool = Field(
