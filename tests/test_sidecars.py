@@ -94,7 +94,7 @@ def _archive(root: Path) -> dict[str, Path]:
     night = sha(files["tsvs/night.edf"])
     (root / "tsvs" / "events.tsv").write_text(
         "file\tonset\tduration\tdescription\n"
-        "night.edf\t95\t20\tAnfall, Mueller informiert\n"  # German "seizure", a surname in free text
+        "night.edf\t95\t20\tAnfall, Mueller informiert am 12.03.2024 (PID4471982)\n"  # a surname, a date, an ID
         f"{night}\t250\t10\tspike wave\n"
         "missing.edf\t5\t1\tseizure\n",
         encoding="utf-8",
@@ -143,7 +143,7 @@ def test_ingest_attaches_sidecar_entries_and_reports_the_rest(tmp_path, catalog_
         (s["chb05/chb05_13.edf"], 1086, 110, "seizure", "sidecar:chbmit", "seizure"),
         (s["PN00/PN00-1.edf"], 1143, 70, "seizure", "sidecar:siena", "seizure"),
         (s["PN00/PN00-3.edf"], 765, 135, "seizure", "sidecar:siena", "seizure"),
-        (s["tsvs/night.edf"], 95, 20, "Anfall, [name] informiert", "sidecar:tsv", "seizure"),
+        (s["tsvs/night.edf"], 95, 20, "Anfall, [name] informiert am [date] ([id])", "sidecar:tsv", "seizure"),
         (s["tsvs/night.edf"], 250, 10, "spike wave", "sidecar:tsv", "interictal"),
     }, got
     assert [(f, n, a, k) for f, n, a, k, _ in sidecar_rows] == [("chbmit", 5, 2, 2), ("siena", 5, 2, 2), ("tsv", 3, 2, 1)]

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from ephys.annotate.attach import label_annotations
 from ephys.ingest.discover import Discovered
-from ephys.ingest.identity import path_hash, printable_path
+from ephys.ingest.identity import path_hash, printable_path, scrub_text
 from ephys.ingest.sidecars import SidecarEntry, is_sha256, read_sidecar
 from ephys.schemas import Annotation
 
@@ -130,7 +130,9 @@ def attach_sidecars(sidecars: list[tuple[Path, str, str]], recordings: list[tupl
                     problems.append((entry.number, f"clipped: ends {onset + duration - limit:g} s after the recording"))
                     duration = limit - onset
                     report.n_clipped += 1
-                text, _ = name_detector().scrub(entry.text) if fmt == "tsv" else (entry.text, 0)
+                text = entry.text
+                if fmt == "tsv":  # free text: dates and long numbers, then names no header gives
+                    text = name_detector().scrub(scrub_text(text, [])[0])[0]
                 by_sha[rec].append(Annotation(onset_s=round(onset, 6), duration_s=round(duration, 6), text=text,
                                               source=f"sidecar:{fmt}"))  # fmt: skip
                 attached.add(rec)
