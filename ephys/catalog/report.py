@@ -430,8 +430,11 @@ def render_report(data: dict, title: str = "ephys corpus report") -> str:
     return "".join(parts)
 
 
-def write_report(catalog: Catalog | str, out: str | os.PathLike, title: str = "ephys corpus report") -> Path:
+def write_report(catalog: Catalog | str, out: str | os.PathLike, title: str = "ephys corpus report", *,
+                 progress: bool = False) -> Path:  # fmt: skip
     """Write the HTML report of ``catalog`` to ``out`` atomically (temporary file, then rename).
+
+    ``progress``: show its two steps (catalog figures, page) with :class:`ephys.progress.Progress`.
 
     Returns
     -------
@@ -445,7 +448,13 @@ def write_report(catalog: Catalog | str, out: str | os.PathLike, title: str = "e
     OSError
         If ``out`` cannot be written.
     """
-    page = render_report(report_data(catalog), title=title)
+    from ephys.progress import Progress
+
+    with Progress("report", 2, "steps", enabled=progress) as bar:
+        data = report_data(catalog)
+        bar.advance(info="catalog figures read")
+        page = render_report(data, title=title)
+        bar.advance(info="page rendered")
     out = Path(out)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     try:

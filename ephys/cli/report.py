@@ -22,10 +22,12 @@ def report_cmd(
 ) -> None:
     """Write an HTML report: recordings by status and reason, EEG-hours, QC, sleep stages, annotations, runs."""
     from ephys.catalog.report import write_report  # matplotlib is slow to import: only for this command
+    from ephys.progress import setup_logging
 
+    setup_logging()
     url = catalog_url(catalog, source)
     try:
-        path = write_report(url, out, title=title)
+        path = write_report(url, out, title=title, progress=True)
     except (OSError, EphysError) as exc:
         fail(str(exc))
     typer.echo(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
