@@ -218,12 +218,31 @@ def test_bad_samples_are_skipped_and_counted(tmp_path, caplog):
     assert np.isfinite(summary["last_loss"])
 
 
+def test_collapse_stats_against_numpy():
+    from ephys.pretrain.train import collapse_stats
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 32)).astype(np.float32)
+    got = collapse_stats(torch.from_numpy(x))
+    r = np.corrcoef(x)  # rows are samples: Pearson correlation between samples' vectors
+    assert got["emb_corr"] == pytest.approx(r[~np.eye(16, dtype=bool)].mean(), abs=1e-5)
+    assert got["emb_sd"] == pytest.approx(np.median(x.std(axis=0, ddof=1)), rel=1e-5)
+    one = collapse_stats(torch.from_numpy(np.tile(x[:1], (16, 1)) + 1e-3 * x))  # nearly one vector
+    assert one["emb_corr"] > 0.99 and one["emb_sd"] < 0.01
+    assert np.isnan(collapse_stats(torch.ones(1, 8))["emb_corr"])
+
+
 def test_train_loss_decreases_and_run_files(data, straight):
     out, summary = straight
     rows = read_metrics(out)
     assert [r["step"] for r in rows] == list(range(1, 21))
-    assert set(rows[0]) == {"step", "loss", "lr", "muon_lr", "grad_norm", "samples_per_s", "tokens_per_s",
-                            "data_wait_s", "mfu"}
+    base = {"step", "loss", "lr", "muon_lr", "grad_norm", "samples_per_s", "tokens_per_s", "data_wait_s", "mfu"}
+    collapse = {"emb_sd", "emb_abs", "emb_corr"}  # on a fixed batch, at the first, every log_every-th, the last step
+    every = load_config(out / "config.toml").run.log_every
+    assert set(rows[0]) == base | collapse
+    assert [r["step"] for r in rows if collapse <= set(r)] == sorted({1, 20} | set(range(every, 21, every)))
+    assert all(set(r) == base for r in rows if "emb_sd" not in r)
+    assert all(r["emb_sd"] > 0 and -1 <= r["emb_corr"] <= 1 for r in rows if "emb_sd" in r)
     assert rows[0]["mfu"] is None  # no known GPU peak on CPU
     assert rows[0]["tokens_per_s"] == pytest.approx(rows[0]["samples_per_s"] * N_CH * 30)
     losses = [r["loss"] for r in rows]

@@ -10,6 +10,8 @@ Outputs in ``out_dir`` (written by rank 0):
   world size, model config, parameter counts, FLOPs per sample;
 * ``metrics.jsonl``: one JSON line per step: ``loss`` (mean over ranks), ``lr``, ``muon_lr``, ``grad_norm``,
   ``samples_per_s`` and ``tokens_per_s`` (all ranks), ``data_wait_s``, and ``mfu`` where the GPU's peak is known;
+  every ``run.log_every`` steps (and at the first and last step) also the collapse figures of :func:`collapse_stats`
+  on a fixed batch (``emb_sd``, ``emb_corr``, ``emb_abs``), so a user sees embeddings collapse without a probe;
 * ``checkpoint.pt``: model, both optimisers, both schedulers, step, config, the data layout (channel names,
   sfreq, samples per epoch), every rank's RNG states (atomic
   write: temporary file, fsync, rename), every ``run.checkpoint_every`` steps and at the end;
@@ -440,6 +442,38 @@ def pretrain(manifest_path: str | Path, out_dir: str | Path, config: RunConfig |
             dist.destroy_process_group()
 
 
+@torch.no_grad()
+def collapse_stats(features: torch.Tensor) -> dict[str, float]:
+    """How far the embeddings of a batch are from one vector: ``features`` ``(n_samples, dim)``.
+
+    ``emb_sd``: median over dimensions of the SD across samples; ``emb_abs``: mean |value| (its scale);
+    ``emb_corr``: mean Pearson correlation between the embedding vectors of two different samples (1.0: every
+    sample maps to the same direction, the collapse issue #20 measured at 0.988). NaN where undefined.
+    """
+    f = features.detach().float()
+    n = f.shape[0]
+    out = dict(emb_sd=float(torch.quantile(f.std(dim=0), 0.5)) if n > 1 else math.nan, emb_abs=float(f.abs().mean()))
+    z = f - f.mean(dim=1, keepdim=True)
+    norm = z.norm(dim=1, keepdim=True)
+    if n < 2 or bool((norm == 0).any()):
+        return out | dict(emb_corr=math.nan)
+    r = (z / norm) @ (z / norm).T
+    out["emb_corr"] = float((r.sum() - r.diagonal().sum()) / (n * (n - 1)))
+    return out
+
+
+def _probe_batch(manifest: Manifest, manifest_path: Path, c: RunConfig) -> torch.Tensor:
+    """The fixed batch the collapse figures are measured on: the first batch of the stream seeded ``run.seed + 1``
+    (not a training batch of step 1, the same on every start and resume)."""
+    probe = StepBatches(manifest, manifest_path, c.data.batch_size, c.run.seed + 1, 0, c.data.reseed_every, 0,
+                        shuffle_buffer=c.data.shuffle_buffer, sample_filter=SampleFilter.from_config(c.data))  # fmt: skip
+    it = iter(probe)
+    try:
+        return next(it)
+    finally:
+        it.close()
+
+
 def _train(manifest_path: Path, out_dir: Path, c: RunConfig, d: _Dist, dev: torch.device) -> dict:
     # ---- the manifest, and a checkpoint to resume from; rank 0 reads, every rank gets the same verdict
     manifest = _on_rank0(d, lambda: Manifest.load(manifest_path))
@@ -530,6 +564,16 @@ def _train(manifest_path: Path, out_dir: Path, c: RunConfig, d: _Dist, dev: torc
                           c.data.num_workers, shuffle_buffer=c.data.shuffle_buffer,
                           sample_filter=SampleFilter.from_config(c.data))
     batch_iter = iter(batches)
+    probe_x = _probe_batch(manifest, manifest_path, c).to(dev) if d.main else None
+
+    def collapse() -> dict[str, float]:
+        model.eval()
+        with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            inputs = view(probe_x)
+            feats = model.encode(inputs) if isinstance(model_config, HieraConfig) else model.embed(inputs).mean(dim=1)
+        model.train()
+        return collapse_stats(feats)
+
     writer = _tensorboard(out_dir) if c.run.tensorboard and d.main else None
     progress = _Progress(c.run.progress and d.main, start, c.run.steps)
     stop = _StopRequest(d, dev)
@@ -570,6 +614,8 @@ def _train(manifest_path: Path, out_dir: Path, c: RunConfig, d: _Dist, dev: torc
                 record = dict(step=step, loss=loss_value, lr=lrs["adamw"], muon_lr=lrs.get("muon"),
                               grad_norm=grad_norm.item(), samples_per_s=rate, tokens_per_s=rate * tokens,
                               data_wait_s=t_data, mfu=rate * flops / (peak * d.world) if peak else None)
+                if d.main and (step % c.run.log_every == 0 or step == c.run.steps or step == start + 1):
+                    record |= collapse()
                 if d.main:
                     metrics.write(json.dumps(record) + "\n")
                     metrics.flush()
