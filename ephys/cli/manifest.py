@@ -85,3 +85,21 @@ def show(
         present = "?" if sh["exists"] is None else ("yes" if sh["exists"] else "NO")
         s.add_row(sh["url"], str(sh["n_selected"]), str(sh["n_samples"]), present)
     console().print(s)
+
+
+@manifest_app.command("card")
+def card(
+    path: Path = typer.Argument(..., help="manifest file"),
+    out: Optional[Path] = typer.Option(None, "-o", "--out", help="folder for README.md and croissant.json "
+                                       "[default: the manifest's folder]"),
+    name: Optional[str] = typer.Option(None, "--name", help="the dataset's name [default: from the content hash]"),
+) -> None:
+    """Write a dataset card: README.md (Hugging Face YAML metadata; `datasets.load_dataset` reads the shards) and
+    croissant.json (MLCommons Croissant 1.0). Licence, citation and contact are left as TODO for the site."""
+    from ephys.manifest.card import write_card
+
+    try:
+        paths = write_card(path, out or path.parent, name)
+    except (EphysError, OSError) as exc:
+        fail(str(exc))
+    typer.echo(f"wrote {paths[0]} and {paths[1]}; fill in the licence, citation and contact (TODO)")
