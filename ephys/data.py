@@ -5,6 +5,7 @@ meta)``, labels from metadata or a label file, deterministic subject splits stor
 in :mod:`ephys.pretrain.dataset` (it knows manifests and shards only, like the rest of pretraining).
 """
 
-from ephys.pretrain.dataset import SPLITS, EpochDataset, shard_index, splits_path, subject_splits
+from ephys.pretrain.dataset import SPLITS, EpochDataset, splits_path, subject_splits
+from ephys.shard.index import shard_index
 
 __all__ = ["SPLITS", "EpochDataset", "shard_index", "splits_path", "subject_splits"]

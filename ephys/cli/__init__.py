@@ -1,7 +1,7 @@
 """The ``ephys`` command line: a thin Typer layer over functions callable from Python.
 
 Each sub-module registers its commands on :data:`app`:
-``ingest`` (and ``demo-archive``), ``catalog``, ``annotations``, ``manifest``, ``report``, ``pretrain``.
+``ingest`` (and ``demo-archive``), ``catalog``, ``annotations``, ``manifest``, ``export``, ``report``, ``pretrain``.
 """
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ annotations_app = typer.Typer(help="Cluster the corpus's annotation texts and gr
                               no_args_is_help=True)  # fmt: skip
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(manifest_app, name="manifest")
+export_app = typer.Typer(help="Export a manifest's corpus in the field's formats (EDF+).", no_args_is_help=True)
 app.add_typer(annotations_app, name="annotations")
+app.add_typer(export_app, name="export")
 
 
 def _register() -> None:
     # Imported for their side effect of registering commands.
-    from ephys.cli import audit, catalog, evaluate, ingest, labels, manifest, pretrain, report  # noqa: F401
+    from ephys.cli import audit, catalog, evaluate, export, ingest, labels, manifest, pretrain, report  # noqa: F401
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ import torch
 
 from ephys.errors import ManifestError
 from ephys.schemas.manifest import Manifest
+from ephys.shard.index import shard_index
 
 SPLITS = ("train", "validation", "test")
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
@@ -51,18 +52,6 @@ def _local(url: str, manifest_path: Path) -> Path:
         raise ManifestError(f"EpochDataset reads local shards only, not {url.split('://')[0]}:// URLs "
                             "(copy them, or stream them with the pretraining loader)", str(manifest_path))  # fmt: skip
     return Path(url)
-
-
-def shard_index(path: Path, keys: set[str]) -> dict[str, tuple[tuple[int, int], tuple[int, int]]]:
-    """``{key: ((eeg offset, size), (json offset, size))}`` of the ``keys`` found in the tar at ``path``
-    (headers only). Raises OSError when the file cannot be read, tarfile.TarError when it is not a tar."""
-    found: dict[str, dict[str, tuple[int, int]]] = {}
-    with tarfile.open(path, "r:") as tar:
-        for m in tar:
-            key, _, ext = m.name.partition(".")
-            if key in keys and ext in ("eeg.npy", "json") and m.isfile():
-                found.setdefault(key, {})[ext] = (m.offset_data, m.size)
-    return {k: (v["eeg.npy"], v["json"]) for k, v in found.items() if len(v) == 2}
 
 
 def subject_splits(subjects: list[str], fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
