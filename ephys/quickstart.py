@@ -203,7 +203,8 @@ def quickstart(out: str | Path = "ephys-quickstart", *, real: str | Path | None 
         res.probe = p.to_dict()
         say(f"[6/7] probe of {PROBE_LABEL!r} ({', '.join(p.classes)}), {p.n_train_subjects} training and "
             f"{p.n_test_subjects} held-out subjects: balanced accuracy trained {p.trained.balanced_accuracy:.3f} / "
-            f"random init {p.random.balanced_accuracy:.3f}; kappa {p.trained.kappa:.3f} / {p.random.kappa:.3f} "
+            f"random init {p.random.balanced_accuracy:.3f} / log band powers {p.band_power.balanced_accuracy:.3f}; "
+            f"kappa {p.trained.kappa:.3f} / {p.random.kappa:.3f} / {p.band_power.kappa:.3f} "
             f"({steps} steps on {c['epochs']} epochs is a demonstration, not a model)")  # fmt: skip
 
     write_report(res.catalog, res.report, title="ephys quickstart")

@@ -309,6 +309,21 @@ def test_probe_matches_an_independent_sklearn_probe(data, hiera_ckpt, hiera_emb)
         assert scores.kappa == pytest.approx(kappa, abs=1e-12)
         assert 0.0 <= scores.balanced_accuracy <= 1.0 and -1.0 <= scores.kappa <= 1.0
     assert r.to_dict()["trained"]["balanced_accuracy"] == r.trained.balanced_accuracy
+    # Baselines: log band powers (10 Hz vs 2 Hz is what they see) and the majority class (one class for all).
+    assert r.band_power.balanced_accuracy == 1.0 and r.band_power.kappa == 1.0
+    assert (r.majority.balanced_accuracy, r.majority.kappa) == (0.5, 0.0)
+    assert set(r.to_dict()) >= {"band_power", "majority"}
+
+
+def test_band_powers_against_parseval():
+    """A 10 Hz sine of amplitude A has power A**2 / 2, all of it in the alpha band (8-12 Hz)."""
+    from ephys.pretrain.evaluate import BANDS, band_powers
+
+    t = np.arange(2500) / 250.0
+    x = np.stack([np.stack([20 * np.sin(2 * np.pi * 10 * t), 5 * np.sin(2 * np.pi * 3 * t)])])  # (1, 2, 2500)
+    p = 10 ** band_powers(x, 250.0).reshape(2, len(BANDS))
+    assert p[0, 3] == pytest.approx(20**2 / 2, rel=0.01) and p[0].sum() == pytest.approx(20**2 / 2, rel=0.01)
+    assert p[1, 1] == pytest.approx(5**2 / 2, rel=0.01)
 
 
 def test_probe_scores_each_encoder_on_its_own_embeddings(data, hiera_ckpt, tmp_path):

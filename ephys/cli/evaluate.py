@@ -65,7 +65,7 @@ def probe_cmd(
     Reports balanced accuracy and Cohen's kappa on the held-out subjects, for the checkpoint's encoder and for
     the same architecture with random weights.
     """
-    from ephys.pretrain.evaluate import probe  # torch is slow to import: only for this command
+    from ephys.pretrain.evaluate import BANDS, probe  # torch is slow to import: only for this command
     from ephys.progress import setup_logging
 
     setup_logging()
@@ -83,5 +83,6 @@ def probe_cmd(
                + (f"; {r.n_unlabelled} unlabelled" if r.n_unlabelled else "")
                + (f"; {r.n_skipped} bad samples skipped" if r.n_skipped else ""))
     typer.echo(f"{'encoder':<22}{'balanced accuracy':>18}{'kappa':>8}")
-    for name, s in ((f"trained (step {r.step})", r.trained), ("random init", r.random)):
+    for name, s in ((f"trained (step {r.step})", r.trained), ("random init", r.random),
+                    (f"log band powers ({len(BANDS)})", r.band_power), ("majority class", r.majority)):  # fmt: skip
         typer.echo(f"{name:<22}{_fmt(s.balanced_accuracy):>18}{_fmt(s.kappa):>8}")

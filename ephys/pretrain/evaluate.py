@@ -260,23 +260,27 @@ class _Encoder:
             out = model.encode(inputs) if self.arch == "hiera" else model.embed(inputs).mean(dim=1)
         return out.float().cpu()
 
-    def run(self, models: list[nn.Module], batch_size: int, keep=lambda meta: meta,
-            progress: bool = False) -> tuple[list[str], list[dict], list[np.ndarray], Counter]:  # fmt: skip
+    def run(self, models: list[nn.Module], batch_size: int, keep=lambda meta: meta, progress: bool = False,
+            raw_features=()) -> tuple[list[str], list[dict], list[np.ndarray], Counter]:  # fmt: skip
         """Stream the manifest once through every model: keys, ``keep(meta)`` of each epoch, one ``(N, D)``
-        float32 array per model. ``progress``: a bar on a terminal, log lines otherwise (:mod:`ephys.progress`)."""
+        float32 array per model, then one per function of ``raw_features`` (each maps a batch of epochs
+        ``(B, C, T)`` µV to ``(B, F)``). ``progress``: a bar on a terminal, log lines otherwise (:mod:`ephys.progress`)."""
         from ephys.progress import Progress
 
         shown = Progress("embed", self.manifest.counts.get("epochs"), "epochs", enabled=progress)
         keys: list[str] = []
         metas: list[dict] = []
-        outs: list[list[torch.Tensor]] = [[] for _ in models]
+        outs: list[list[torch.Tensor]] = [[] for _ in [*models, *raw_features]]
         skipped: Counter = Counter()
         batch: list[np.ndarray] = []
 
         def flush() -> None:
-            x = torch.from_numpy(np.stack(batch)).to(self.device)
+            raw = np.stack(batch)
+            x = torch.from_numpy(raw).to(self.device)
             for model, out in zip(models, outs):
                 out.append(self._encode(model, x))
+            for fn, out in zip(raw_features, outs[len(models):]):
+                out.append(torch.from_numpy(np.asarray(fn(raw), np.float32)))
             shown.advance(len(batch))
             batch.clear()
 
@@ -507,7 +511,8 @@ class ProbeScores:
 
 @dataclass
 class ProbeResult:
-    """A linear probe on the trained encoder vs the same probe on a random-init encoder.
+    """A linear probe on the trained encoder vs the same probe on a random-init encoder, on log band powers
+    (:func:`band_powers`) and the majority class of the training subjects.
 
     Counts are of epochs (``n_train``, ``n_test``, ``n_unlabelled``: dropped for lack of a label, ``n_skipped``:
     unreadable) and of subjects; no subject id is kept.  ``train_keys`` / ``test_keys``: the epoch keys of each
@@ -518,6 +523,8 @@ class ProbeResult:
     classes: list[str]
     trained: ProbeScores
     random: ProbeScores
+    band_power: ProbeScores
+    majority: ProbeScores
     n_train: int
     n_test: int
     n_subjects: int
@@ -538,13 +545,42 @@ class ProbeResult:
         def num(v: float) -> float | None:
             return None if math.isnan(v) else v
 
-        out = {k: v for k, v in self.__dict__.items() if k not in ("trained", "random", "train_keys", "test_keys")}
-        for name in ("trained", "random"):
+        scored = ("trained", "random", "band_power", "majority")
+        out = {k: v for k, v in self.__dict__.items() if k not in (*scored, "train_keys", "test_keys")}
+        for name in scored:
             s = getattr(self, name)
             out[name] = dict(balanced_accuracy=num(s.balanced_accuracy), kappa=num(s.kappa))
         if keys:
             out.update(train_keys=self.train_keys, test_keys=self.test_keys)
         return out
+
+
+#: The band-power baseline's bands, Hz: slow and fast delta, theta, alpha, sigma, beta, low gamma (the classical EEG
+#: bands as YASA's ``bandpower`` uses them, delta split at 2 Hz where slow waves and K-complexes sit).
+BANDS = ((0.5, 2.0), (2.0, 4.0), (4.0, 8.0), (8.0, 12.0), (12.0, 16.0), (16.0, 30.0), (30.0, 45.0))
+
+
+def band_powers(x: np.ndarray, sfreq: float, bands=BANDS) -> np.ndarray:
+    """log10 band powers of epochs: ``x`` ``(B, C, T)`` µV -> ``(B, C * len(bands))`` (µV²; Welch, 4-s Hann
+    windows, 50 % overlap, SciPy's defaults otherwise; a band above Nyquist gives the floor 1e-12). The
+    hand-made baseline a foundation model's embedding has to beat (issue #20)."""
+    from scipy.signal import welch
+
+    nper = min(x.shape[-1], int(round(4 * sfreq)))
+    f, pxx = welch(np.asarray(x, np.float64), fs=sfreq, nperseg=nper, axis=-1)
+    df = f[1] - f[0]
+    out = [pxx[..., (f >= lo) & (f < hi)].sum(axis=-1) * df for lo, hi in bands]
+    return np.log10(np.maximum(np.stack(out, axis=-1), 1e-12)).reshape(x.shape[0], -1)
+
+
+def _majority(sk, y_train, y_test) -> ProbeScores:
+    """The scores of always predicting the training subjects' most frequent class."""
+    values, counts = np.unique(y_train, return_counts=True)
+    pred = np.full(len(y_test), values[counts.argmax()])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return ProbeScores(float(sk.balanced_accuracy_score(y_test, pred)), float(sk.cohen_kappa_score(y_test, pred)))
 
 
 def _score(sk, x_train, y_train, x_test, y_test, seed: int) -> ProbeScores:
@@ -634,7 +670,9 @@ def probe(checkpoint_path: str | Path, manifest_path: str | Path, label: str, *,
     = the epochs' pseudonymous ``subject``, ``test_size=test_fraction`` of the subjects, ``random_state=seed``)
     puts every subject's epochs on one side.  For each encoder the features are standardised (mean and SD of the
     training epochs) and a ``LogisticRegression(max_iter=1000, class_weight="balanced")`` is fitted on the
-    training subjects and scored on the test subjects: balanced accuracy and Cohen's kappa.
+    training subjects and scored on the test subjects: balanced accuracy and Cohen's kappa. Beside them, the same
+    probe on each epoch's log band powers (:func:`band_powers`, computed in the same pass) and the majority class
+    of the training subjects: the baselines an embedding worth having must beat.
 
     A metadata-only pass over the shards (the ``json`` members) runs these checks before anything is embedded, so
     a probe that cannot be made fails in seconds; they are run again on the epochs actually embedded.
@@ -658,13 +696,16 @@ def probe(checkpoint_path: str | Path, manifest_path: str | Path, label: str, *,
     _split(sk, [_label_fields(meta) for _, meta in _iter_metas(enc.manifest, enc.manifest_path)], label,
            test_fraction, seed, str(manifest_path))
     models = [enc.model(False, seed), enc.model(True, seed)]
-    keys, metas, (trained, rand), skipped = enc.run(models, batch_size, keep=_label_fields, progress=progress)
+    sfreq = enc.manifest.sfreq
+    keys, metas, (trained, rand, bands), skipped = enc.run(models, batch_size, keep=_label_fields, progress=progress,
+                                                           raw_features=[lambda x: band_powers(x, sfreq)])  # fmt: skip
 
     split = _split(sk, metas, label, test_fraction, seed, str(manifest_path))
     rows, y, groups, tr, te = split.rows, split.y, split.groups, split.train, split.test
-    scores = [_score(sk, emb[rows[tr]], y[tr], emb[rows[te]], y[te], seed) for emb in (trained, rand)]
+    scores = [_score(sk, emb[rows[tr]], y[tr], emb[rows[te]], y[te], seed) for emb in (trained, rand, bands)]
     return ProbeResult(
-        label=label, classes=split.classes, trained=scores[0], random=scores[1], n_train=len(tr), n_test=len(te),
+        label=label, classes=split.classes, trained=scores[0], random=scores[1], band_power=scores[2],
+        majority=_majority(sk, y[tr], y[te]), n_train=len(tr), n_test=len(te),
         n_subjects=split.n_subjects, n_train_subjects=len(set(groups[tr].tolist())),
         n_test_subjects=len(set(groups[te].tolist())), n_unlabelled=len(keys) - len(rows),
         n_skipped=sum(skipped.values()),
