@@ -32,6 +32,7 @@ def test_export_round_trips_through_mne_and_pyedflib(corpus, tmp_path):
     assert r.exit_code == 0, r.output
     files = sorted(out.glob("*.edf"))
     assert len(files) == 6 and not list(tmp_path.glob(".edf.tmp*"))  # one per subject (4 consecutive epochs)
+    assert "export: 6/6 recordings (100.0 %)" in r.stderr and "sub-" not in r.stderr  # progress, counts only
     by_subject = {}
     for key in corpus.keys:
         by_subject.setdefault(corpus.subject[key], []).append(key)

@@ -19,9 +19,11 @@ def edf(
     """Write the manifest's epochs as EDF+C files, one per recording and run of consecutive epochs, with their
     annotations and taxonomy labels; physical ranges from the data (nothing clips). No identity in them."""
     from ephys.export.edf import export_edf
+    from ephys.progress import setup_logging
 
+    setup_logging()
     try:
-        r = export_edf(manifest, out)
+        r = export_edf(manifest, out, progress=True)
     except EphysError as exc:
         fail(str(exc))
     typer.echo(f"wrote {len(r['files'])} EDF+ files ({r['epochs']} epochs of {r['recordings']} recordings, "

@@ -79,8 +79,9 @@ def _edf_label(name: str) -> str:
     return name[:EDF_LABEL_CHARS]
 
 
-def export_edf(manifest_path: str | Path, out: str | Path) -> dict:
-    """Write the manifest's epochs as EDF+C files under ``out`` (module docstring).
+def export_edf(manifest_path: str | Path, out: str | Path, *, progress: bool = False) -> dict:
+    """Write the manifest's epochs as EDF+C files under ``out`` (module docstring); ``progress`` shows the
+    recordings written (:class:`ephys.progress.Progress`: a bar on a terminal, counted lines otherwise).
 
     Returns
     -------
@@ -107,9 +108,13 @@ def export_edf(manifest_path: str | Path, out: str | Path) -> dict:
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     files, n_ann = [], 0
+    from ephys.progress import Progress
+
+    shown = Progress("export", len(groups), "recordings", enabled=progress)
     try:
         tmp.mkdir(parents=True)
         for (subject, recording), items in sorted(groups.items()):
+            shown.advance()
             items.sort(key=lambda it: it[0]["start_s"])
             runs: list[list[tuple[dict, np.ndarray]]] = []
             for it in items:
@@ -121,6 +126,7 @@ def export_edf(manifest_path: str | Path, out: str | Path) -> dict:
                 name = f"sub-{subject}_rec-{recording[:12]}_run-{k}.edf"
                 n_ann += _write_run(edfio, tmp / name, run, manifest, epoch_s)
                 files.append(name)
+        shown.close()
         os.replace(tmp, out)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
