@@ -347,6 +347,29 @@ def test_probe_category_on_mae(data, mae_ckpt):
         assert 0.0 <= s.balanced_accuracy <= 1.0
 
 
+def test_probe_with_a_sites_label_file(data, hiera_ckpt, hiera_emb, tmp_path):
+    """--labels: a TSV keyed by recording SHA-256 and time; an epoch takes the row holding its midpoint. Oracle:
+    the class each epoch was written with (every epoch of the corpus shares one recording hash, so times decide)."""
+    from ephys.pretrain.evaluate import read_label_file
+
+    # Epoch i of a subject starts at 10 i s (10-s epochs); write the classes of epochs 0..3 as intervals.
+    rows = "".join(f"{'ab' * 32}\t{10 * i}\t10\t{'fast' if i % 2 == 0 else 'slow'}\n" for i in range(3))
+    tsv = tmp_path / "labels.tsv"
+    tsv.write_text("recording\tonset\tduration\tlabel\n" + rows)
+    r = probe(hiera_ckpt, data.manifest, "ignored", labels=tsv, seed=0)
+    assert r.label == "file" and r.classes == ["fast", "slow"]
+    index = {k: m["epoch_index"] for k, m in zip(hiera_emb.keys, hiera_emb.metas)}
+    covered = {k for k in data.keys if index[k] < 3}  # the rows cover epochs 0-2 of each subject, not epoch 3
+    assert set(r.train_keys) | set(r.test_keys) == covered and r.n_unlabelled == len(data.keys) - len(covered)
+    assert r.band_power.balanced_accuracy == 1.0  # fast = 10 Hz, slow = 2 Hz by construction
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("recording\tonset\tduration\tlabel\nchb05_06.edf\t0\t1\tx\n")
+    with pytest.raises(PretrainError, match="line 2: recording must be a SHA-256"):
+        read_label_file(bad)
+    with pytest.raises(PretrainError, match="label file cannot be read"):
+        read_label_file(tmp_path / "none.tsv")
+
+
 def test_probe_refuses_unusable_labels_and_splits(data, hiera_ckpt, tmp_path, monkeypatch):
     from sklearn.model_selection import GroupShuffleSplit
 

@@ -53,7 +53,11 @@ def _fmt(v: float) -> str:
 def probe_cmd(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="checkpoint.pt of an ephys pretrain run"),
     manifest: Path = typer.Option(..., "--manifest", help="manifest file (JSON) selecting the epochs"),
-    label: str = typer.Option(..., "--label", help="stage (sleep stage), category (annotation), valid (QC verdict)"),
+    label: Optional[str] = typer.Option(None, "--label", help="stage (sleep stage), category (annotation), valid "
+                                        "(QC verdict); or give --labels"),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="your own labels: a TSV with the columns recording "
+                                          "(SHA-256), onset, duration (s) and label; an epoch takes the row "
+                                          "holding its midpoint"),
     test_fraction: float = typer.Option(0.3, "--test-fraction", min=0.0, max=1.0, help="fraction of subjects held out"),
     seed: int = typer.Option(0, "--seed", min=0, help="seed of the subject split and of the random encoder"),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="epochs per forward pass"),
@@ -69,16 +73,17 @@ def probe_cmd(
     from ephys.progress import setup_logging
 
     setup_logging()
-
+    if (label is None) == (labels is None):
+        fail("give --label or --labels (one of them)")
     try:
-        r = probe(checkpoint, manifest, label, test_fraction=test_fraction, seed=seed, batch_size=batch_size,
-                  device=device, progress=True)
+        r = probe(checkpoint, manifest, label or "file", test_fraction=test_fraction, seed=seed,
+                  batch_size=batch_size, device=device, progress=True, labels=labels)
     except EphysError as exc:
         fail(str(exc))
     if as_json:
         typer.echo(json.dumps(r.to_dict(), indent=2))
         return
-    typer.echo(f"probe of {label!r} ({len(r.classes)} classes: {', '.join(r.classes)}): {r.n_train} training epochs "
+    typer.echo(f"probe of {r.label!r} ({len(r.classes)} classes: {', '.join(r.classes)}): {r.n_train} training epochs "
                f"from {r.n_train_subjects} subjects, {r.n_test} test epochs from {r.n_test_subjects} subjects"
                + (f"; {r.n_unlabelled} unlabelled" if r.n_unlabelled else "")
                + (f"; {r.n_skipped} bad samples skipped" if r.n_skipped else ""))

@@ -616,7 +616,67 @@ def _sklearn():
 def _label_fields(meta: dict) -> dict:
     """The part of an epoch's metadata a probe needs (the rest, per-channel QC figures, can be large)."""
     return {"subject": meta.get("subject"), "sleep": meta.get("sleep"), "annotations": meta.get("annotations"),
-            "qc": {"valid": (meta.get("qc") or {}).get("valid")}}
+            "qc": {"valid": (meta.get("qc") or {}).get("valid")}, "recording": meta.get("recording"),
+            "start_s": meta.get("start_s"), "n_samples": meta.get("n_samples"), "sfreq": meta.get("sfreq")}
+
+
+#: The label a probe fitted on a user's label file (:func:`read_label_file`) reports.
+FILE_LABEL = "file"
+
+
+def read_label_file(path: str | Path) -> dict[str, list[tuple[float, float, str]]]:
+    """A site's own labels: a TSV with the columns ``recording`` (the recording's SHA-256, as in the catalog and
+    the shards), ``onset`` and ``duration`` (s from the recording's start) and ``label``.
+
+    Returns ``{sha256: [(onset, end, label), ...]}``. An epoch takes the label of the row whose interval holds the
+    epoch's midpoint (:func:`labels_from_file`); a row of duration 0 labels the epoch that contains its onset.
+
+    Raises
+    ------
+    PretrainError
+        Naming the file and the line: no such file, missing columns, a number that is not one, a recording that
+        is not a SHA-256.
+    """
+    import csv
+
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+    except OSError as exc:
+        raise PretrainError(f"label file cannot be read ({exc.strerror})", str(path)) from None
+    need = {"recording", "onset", "duration", "label"}
+    if not rows or not need <= set(rows[0]):
+        raise PretrainError(f"label file needs the tab-separated columns {', '.join(sorted(need))}", str(path))
+    out: dict[str, list[tuple[float, float, str]]] = {}
+    for line, r in enumerate(rows, 2):
+        sha = (r["recording"] or "").strip().lower()
+        if len(sha) != 64 or any(ch not in "0123456789abcdef" for ch in sha):
+            raise PretrainError(f"line {line}: recording must be a SHA-256 (64 hex digits)", str(path))
+        try:
+            onset, duration = float(r["onset"]), float(r["duration"] or 0)
+        except ValueError:
+            raise PretrainError(f"line {line}: onset and duration must be numbers (s)", str(path)) from None
+        if not (onset >= 0 and duration >= 0) or not (r["label"] or "").strip():
+            raise PretrainError(f"line {line}: a negative time or an empty label", str(path))
+        out.setdefault(sha, []).append((onset, onset + duration, r["label"].strip()))
+    return out
+
+
+def labels_from_file(metas: list[dict], table: dict[str, list[tuple[float, float, str]]]) -> list[str | None]:
+    """Each epoch's label from a :func:`read_label_file` table (None where no row covers it)."""
+    out: list[str | None] = []
+    for m in metas:
+        rows = table.get(str(m.get("recording")), ())
+        start = float(m.get("start_s") or 0.0)
+        length = (m.get("n_samples") or 0) / (m.get("sfreq") or 1.0)
+        mid, hit = start + length / 2, None
+        for onset, end, lab in rows:
+            if (onset <= mid < end) if end > onset else (start <= onset < start + length):
+                hit = lab
+                break
+        out.append(hit)
+    return out
 
 
 @dataclass
@@ -630,9 +690,9 @@ class _Split:
     n_subjects: int
 
 
-def _split(sk, metas: list[dict], label: str, test_fraction: float, seed: int, where: str) -> _Split:
+def _split(sk, metas: list[dict], label: str, test_fraction: float, seed: int, where: str, table=None) -> _Split:
     """The subject-level split of the labelled epochs, or the PretrainError that makes a probe impossible."""
-    labels = labels_from_meta(metas, label)
+    labels = labels_from_file(metas, table) if table is not None else labels_from_meta(metas, label)
     subjects = [m.get("subject") for m in metas]
     rows = np.array([i for i, (y, s) in enumerate(zip(labels, subjects)) if y is not None and s is not None], int)
     if len(rows) == 0:
@@ -661,7 +721,8 @@ def _split(sk, metas: list[dict], label: str, test_fraction: float, seed: int, w
 
 
 def probe(checkpoint_path: str | Path, manifest_path: str | Path, label: str, *, test_fraction: float = 0.3,
-          seed: int = 0, batch_size: int = 64, device: str | None = None, progress: bool = False) -> ProbeResult:
+          seed: int = 0, batch_size: int = 64, device: str | None = None, progress: bool = False,
+          labels: str | Path | None = None) -> ProbeResult:  # fmt: skip
     """Linear probe of a frozen encoder on a metadata label, against the same probe on a random-init encoder.
 
     Both encoders (the checkpoint's weights, and the same architecture initialised with ``seed``, see
@@ -673,6 +734,9 @@ def probe(checkpoint_path: str | Path, manifest_path: str | Path, label: str, *,
     training subjects and scored on the test subjects: balanced accuracy and Cohen's kappa. Beside them, the same
     probe on each epoch's log band powers (:func:`band_powers`, computed in the same pass) and the majority class
     of the training subjects: the baselines an embedding worth having must beat.
+
+    ``labels``: a site's own label file (:func:`read_label_file`: recording SHA-256, onset, duration, label)
+    instead of ``label`` (reported as ``"file"``).
 
     A metadata-only pass over the shards (the ``json`` members) runs these checks before anything is embedded, so
     a probe that cannot be made fails in seconds; they are run again on the epochs actually embedded.
@@ -686,7 +750,11 @@ def probe(checkpoint_path: str | Path, manifest_path: str | Path, label: str, *,
     ManifestError, CheckpointMismatchError
         As :func:`embed`.
     """
-    labels_from_meta([], label)  # unknown label: fail before reading anything
+    table = read_label_file(labels) if labels is not None else None
+    if table is not None:
+        label = FILE_LABEL
+    else:
+        labels_from_meta([], label)  # unknown label: fail before reading anything
     if not 0.0 < test_fraction < 1.0:
         raise PretrainError(f"test fraction must be in (0, 1), got {test_fraction}")
     _check_batch_size(batch_size)
@@ -694,13 +762,13 @@ def probe(checkpoint_path: str | Path, manifest_path: str | Path, label: str, *,
     enc = _Encoder(checkpoint_path, manifest_path, device)
     # Fail fast: the label, subject and split checks need only the metadata, not the embeddings.
     _split(sk, [_label_fields(meta) for _, meta in _iter_metas(enc.manifest, enc.manifest_path)], label,
-           test_fraction, seed, str(manifest_path))
+           test_fraction, seed, str(manifest_path), table)
     models = [enc.model(False, seed), enc.model(True, seed)]
     sfreq = enc.manifest.sfreq
     keys, metas, (trained, rand, bands), skipped = enc.run(models, batch_size, keep=_label_fields, progress=progress,
                                                            raw_features=[lambda x: band_powers(x, sfreq)])  # fmt: skip
 
-    split = _split(sk, metas, label, test_fraction, seed, str(manifest_path))
+    split = _split(sk, metas, label, test_fraction, seed, str(manifest_path), table)
     rows, y, groups, tr, te = split.rows, split.y, split.groups, split.train, split.test
     scores = [_score(sk, emb[rows[tr]], y[tr], emb[rows[te]], y[te], seed) for emb in (trained, rand, bands)]
     return ProbeResult(
