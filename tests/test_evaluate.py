@@ -347,6 +347,19 @@ def test_probe_category_on_mae(data, mae_ckpt):
         assert 0.0 <= s.balanced_accuracy <= 1.0
 
 
+def test_probe_cross_validation_over_subjects(data, hiera_ckpt):
+    """--folds: GroupKFold over the 6 subjects. Oracle: the corpus's construction (10 Hz vs 2 Hz: log band powers
+    separate the classes in every fold; the majority class has kappa 0 by definition)."""
+    r = probe(hiera_ckpt, data.manifest, "stage", seed=0, folds=3)
+    cv = r.cv
+    assert cv["folds"] == 3 and set(cv) == {"folds", "trained", "random", "band_power", "majority"}
+    assert cv["band_power"]["kappa"] == [1.0, 1.0, 1.0] and cv["band_power"]["kappa_ci"] == [1.0, 1.0]
+    assert cv["majority"]["kappa"] == [0.0, 0.0, 0.0]
+    lo, hi = cv["random"]["kappa_ci"]
+    assert lo <= cv["random"]["kappa_mean"] <= hi and len(cv["random"]["kappa"]) == 3
+    assert r.to_dict()["cv"]["folds"] == 3 and probe(hiera_ckpt, data.manifest, "stage", seed=0).cv is None
+
+
 def test_probe_with_a_sites_label_file(data, hiera_ckpt, hiera_emb, tmp_path):
     """--labels: a TSV keyed by recording SHA-256 and time; an epoch takes the row holding its midpoint. Oracle:
     the class each epoch was written with (every epoch of the corpus shares one recording hash, so times decide)."""

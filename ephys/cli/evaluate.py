@@ -60,6 +60,8 @@ def probe_cmd(
                                           "holding its midpoint"),
     test_fraction: float = typer.Option(0.3, "--test-fraction", min=0.0, max=1.0, help="fraction of subjects held out"),
     seed: int = typer.Option(0, "--seed", min=0, help="seed of the subject split and of the random encoder"),
+    folds: int = typer.Option(0, "--folds", min=0, help="also K-fold cross-validation over subjects, with 95 % "
+                              "intervals (0: the one split only)"),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="epochs per forward pass"),
     device: Optional[str] = typer.Option(None, "--device", help="torch device; default cuda if available, else cpu"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
@@ -77,7 +79,7 @@ def probe_cmd(
         fail("give --label or --labels (one of them)")
     try:
         r = probe(checkpoint, manifest, label or "file", test_fraction=test_fraction, seed=seed,
-                  batch_size=batch_size, device=device, progress=True, labels=labels)
+                  batch_size=batch_size, device=device, progress=True, labels=labels, folds=folds)
     except EphysError as exc:
         fail(str(exc))
     if as_json:
@@ -88,6 +90,15 @@ def probe_cmd(
                + (f"; {r.n_unlabelled} unlabelled" if r.n_unlabelled else "")
                + (f"; {r.n_skipped} bad samples skipped" if r.n_skipped else ""))
     typer.echo(f"{'encoder':<22}{'balanced accuracy':>18}{'kappa':>8}")
-    for name, s in ((f"trained (step {r.step})", r.trained), ("random init", r.random),
-                    (f"log band powers ({len(BANDS)})", r.band_power), ("majority class", r.majority)):  # fmt: skip
-        typer.echo(f"{name:<22}{_fmt(s.balanced_accuracy):>18}{_fmt(s.kappa):>8}")
+    names = {"trained": f"trained (step {r.step})", "random": "random init",
+             "band_power": f"log band powers ({len(BANDS)})", "majority": "majority class"}  # fmt: skip
+    for key, name in names.items():
+        sc = getattr(r, key)
+        typer.echo(f"{name:<22}{_fmt(sc.balanced_accuracy):>18}{_fmt(sc.kappa):>8}")
+    if r.cv:
+        typer.echo(f"{r.cv['folds']}-fold cross-validation over subjects (mean, 95 % interval):")
+        for key, name in names.items():
+            c = r.cv[key]
+            typer.echo(f"{name:<22} balanced accuracy {_fmt(c['balanced_accuracy_mean'])} "
+                       f"[{_fmt(c['balanced_accuracy_ci'][0])}, {_fmt(c['balanced_accuracy_ci'][1])}]  kappa "
+                       f"{_fmt(c['kappa_mean'])} [{_fmt(c['kappa_ci'][0])}, {_fmt(c['kappa_ci'][1])}]")

@@ -539,6 +539,11 @@ class ProbeResult:
     dim: int
     train_keys: list[str] = field(repr=False, default_factory=list)
     test_keys: list[str] = field(repr=False, default_factory=list)
+    #: With ``folds`` > 1: subject-level K-fold cross-validation, ``{"folds": K, name: {"kappa": [per fold],
+    #: "balanced_accuracy": [...], "kappa_mean", "kappa_ci": [lo, hi], "balanced_accuracy_mean",
+    #: "balanced_accuracy_ci"}}`` for ``trained``, ``random``, ``band_power`` and ``majority`` (95 % t-interval over
+    #: the folds; NaN fold scores left out).
+    cv: dict[str, Any] | None = None
 
     def to_dict(self, keys: bool = False) -> dict[str, Any]:
         """A JSON-ready dict (NaN scores as None); the key lists only with ``keys=True``."""
@@ -546,7 +551,8 @@ class ProbeResult:
             return None if math.isnan(v) else v
 
         scored = ("trained", "random", "band_power", "majority")
-        out = {k: v for k, v in self.__dict__.items() if k not in (*scored, "train_keys", "test_keys")}
+        out = {k: v for k, v in self.__dict__.items() if k not in (*scored, "train_keys", "test_keys", "cv")}
+        out["cv"] = json.loads(json.dumps(self.cv).replace("NaN", "null")) if self.cv else None
         for name in scored:
             s = getattr(self, name)
             out[name] = dict(balanced_accuracy=num(s.balanced_accuracy), kappa=num(s.kappa))
@@ -571,6 +577,45 @@ def band_powers(x: np.ndarray, sfreq: float, bands=BANDS) -> np.ndarray:
     df = f[1] - f[0]
     out = [pxx[..., (f >= lo) & (f < hi)].sum(axis=-1) * df for lo, hi in bands]
     return np.log10(np.maximum(np.stack(out, axis=-1), 1e-12)).reshape(x.shape[0], -1)
+
+
+def _interval(values: list[float]) -> tuple[float, list[float]]:
+    """Mean and 95 % Student-t interval of fold scores (NaN ones left out; a single value has no interval)."""
+    from scipy import stats
+
+    v = np.array([x for x in values if not math.isnan(x)], float)
+    if len(v) == 0:
+        return math.nan, [math.nan, math.nan]
+    if len(v) == 1:
+        return float(v[0]), [math.nan, math.nan]
+    half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    return float(v.mean()), [float(v.mean() - half), float(v.mean() + half)]
+
+
+def _cross_validate(sk, features: dict[str, np.ndarray], split: _Split, folds: int, seed: int) -> dict[str, Any]:
+    """Subject-level K-fold (scikit-learn ``GroupKFold``, groups = subjects) of every feature set and the majority
+    class; folds whose training subjects miss a class are still scored (``class_weight`` balances what is there)."""
+    from sklearn.model_selection import GroupKFold
+
+    k = min(folds, split.n_subjects)
+    rows, y, groups = split.rows, split.y, split.groups
+    per: dict[str, dict[str, list[float]]] = {n: {"kappa": [], "balanced_accuracy": []} for n in [*features, "majority"]}
+    for tr, te in GroupKFold(n_splits=k).split(rows, y, groups):
+        if len(set(y[tr].tolist())) < 2:
+            continue  # a fold whose training subjects hold one class cannot fit a classifier
+        for name, emb in features.items():
+            sc = _score(sk, emb[rows[tr]], y[tr], emb[rows[te]], y[te], seed)
+            per[name]["kappa"].append(sc.kappa)
+            per[name]["balanced_accuracy"].append(sc.balanced_accuracy)
+        m = _majority(sk, y[tr], y[te])
+        per["majority"]["kappa"].append(m.kappa)
+        per["majority"]["balanced_accuracy"].append(m.balanced_accuracy)
+    out: dict[str, Any] = {"folds": k}
+    for name, d in per.items():
+        out[name] = dict(d)
+        for metric in ("kappa", "balanced_accuracy"):
+            out[name][f"{metric}_mean"], out[name][f"{metric}_ci"] = _interval(d[metric])
+    return out
 
 
 def _majority(sk, y_train, y_test) -> ProbeScores:
@@ -722,7 +767,7 @@ def _split(sk, metas: list[dict], label: str, test_fraction: float, seed: int, w
 
 def probe(checkpoint_path: str | Path, manifest_path: str | Path, label: str, *, test_fraction: float = 0.3,
           seed: int = 0, batch_size: int = 64, device: str | None = None, progress: bool = False,
-          labels: str | Path | None = None) -> ProbeResult:  # fmt: skip
+          labels: str | Path | None = None, folds: int = 0) -> ProbeResult:  # fmt: skip
     """Linear probe of a frozen encoder on a metadata label, against the same probe on a random-init encoder.
 
     Both encoders (the checkpoint's weights, and the same architecture initialised with ``seed``, see
@@ -736,7 +781,8 @@ def probe(checkpoint_path: str | Path, manifest_path: str | Path, label: str, *,
     of the training subjects: the baselines an embedding worth having must beat.
 
     ``labels``: a site's own label file (:func:`read_label_file`: recording SHA-256, onset, duration, label)
-    instead of ``label`` (reported as ``"file"``).
+    instead of ``label`` (reported as ``"file"``). ``folds`` > 1 adds subject-level K-fold cross-validation with
+    95 % intervals over the folds (``ProbeResult.cv``; K is capped at the number of subjects).
 
     A metadata-only pass over the shards (the ``json`` members) runs these checks before anything is embedded, so
     a probe that cannot be made fails in seconds; they are run again on the epochs actually embedded.
@@ -771,8 +817,10 @@ def probe(checkpoint_path: str | Path, manifest_path: str | Path, label: str, *,
     split = _split(sk, metas, label, test_fraction, seed, str(manifest_path), table)
     rows, y, groups, tr, te = split.rows, split.y, split.groups, split.train, split.test
     scores = [_score(sk, emb[rows[tr]], y[tr], emb[rows[te]], y[te], seed) for emb in (trained, rand, bands)]
+    cv = _cross_validate(sk, {"trained": trained, "random": rand, "band_power": bands}, split, folds, seed) \
+        if folds > 1 else None
     return ProbeResult(
-        label=label, classes=split.classes, trained=scores[0], random=scores[1], band_power=scores[2],
+        cv=cv, label=label, classes=split.classes, trained=scores[0], random=scores[1], band_power=scores[2],
         majority=_majority(sk, y[tr], y[te]), n_train=len(tr), n_test=len(te),
         n_subjects=split.n_subjects, n_train_subjects=len(set(groups[tr].tolist())),
         n_test_subjects=len(set(groups[te].tolist())), n_unlabelled=len(keys) - len(rows),
