@@ -476,6 +476,12 @@ def test_cli_embed_and_probe(data, hiera_ckpt, mae_ckpt, tmp_path):
     assert f"{report['trained']['balanced_accuracy']:.3f}" in lines[2]
     assert "train_keys" not in report
     assert not any(s in result.stdout + lines[0] for s in data.subject.values())  # no subject id shown
+    assert lines[4].startswith("log band powers (7)") and lines[5].startswith("majority class")
+    result = runner.invoke(app, args + ["--folds", "3"])
+    assert result.exit_code == 0, result.output
+    assert "3-fold cross-validation over subjects (mean, 95 % interval):" in result.stdout
+    result = runner.invoke(app, args[:-2])  # neither --label nor --labels
+    assert result.exit_code == 2 and "give --label or --labels" in result.stderr
 
     for bad_args, message in (
         (["embed", "--checkpoint", str(tmp_path / "nope.pt"), "--manifest", str(data.manifest), "-o", str(out)],
