@@ -65,6 +65,12 @@ def test_refusals_leave_nothing_half_written(corpus, tmp_path):
     out.mkdir()
     with pytest.raises(OutputError, match="exists"):
         export_edf(corpus.manifest, out)
+    garbage = corpus.manifest.parent / "shard-000000.tar"
+    kept = garbage.read_bytes()
+    garbage.write_bytes(b"not a tar" * 100)
+    with pytest.raises(ManifestError, match="shard shard-000000.tar cannot be read as a tar"):
+        export_edf(corpus.manifest, tmp_path / "edf1")
+    garbage.write_bytes(kept)
     (corpus.manifest.parent / "shard-000001.tar").unlink()
     with pytest.raises(ManifestError, match="shard shard-000001.tar is missing"):
         export_edf(corpus.manifest, tmp_path / "edf2")

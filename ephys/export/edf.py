@@ -28,36 +28,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ephys.errors import ManifestError, OutputError
+from ephys.errors import OutputError
+from ephys.progress import Progress
 from ephys.schemas.manifest import Manifest
-from ephys.shard.index import shard_index
+from ephys.shard.index import manifest_shard_indexes
 
 EDF_LABEL_CHARS = 16
 
 
-def _local(url: str, manifest_path: Path) -> Path:
-    if "://" in url and not url.startswith("file://"):
-        raise ManifestError(f"export reads local shards only, not {url.split('://')[0]}:// URLs", str(manifest_path))
-    return Path(url.removeprefix("file://"))
-
-
 def _epochs(manifest: Manifest, manifest_path: Path):
     """Yield ``(meta, eeg float16 (C, T))`` of every selected epoch, shard by shard."""
-    for s, url in zip(manifest.shards, manifest.resolve_urls(manifest_path)):
-        path = _local(url, manifest_path)
-        keys = s.keys
-        try:
-            index = shard_index(path, set(keys))
-            f = open(path, "rb")
-        except FileNotFoundError:
-            raise ManifestError(f"shard {s.url} is missing (moved or deleted since the manifest was made)",
-                                str(manifest_path)) from None  # fmt: skip
-        except (OSError, ValueError) as exc:
-            raise ManifestError(f"shard {s.url} cannot be read as a tar ({type(exc).__name__})", str(manifest_path)) from None
-        with f:
+    for _, path, keys, index in manifest_shard_indexes(manifest, manifest_path, "export"):
+        with open(path, "rb") as f:
             for k in keys:
-                if k not in index:
-                    raise ManifestError(f"shard {s.url} lacks the selected epoch {k}", str(manifest_path))
                 (eo, es), (jo, js) = index[k]
                 f.seek(jo)
                 meta = json.loads(f.read(js))
@@ -108,8 +91,6 @@ def export_edf(manifest_path: str | Path, out: str | Path, *, progress: bool = F
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     files, n_ann = [], 0
-    from ephys.progress import Progress
-
     shown = Progress("export", len(groups), "recordings", enabled=progress)
     try:
         tmp.mkdir(parents=True)

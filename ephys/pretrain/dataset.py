@@ -21,7 +21,6 @@ import hashlib
 import io
 import json
 import os
-import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ import torch
 
 from ephys.errors import ManifestError
 from ephys.schemas.manifest import Manifest
-from ephys.shard.index import shard_index
+from ephys.shard.index import manifest_shard_indexes
 
 SPLITS = ("train", "validation", "test")
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
@@ -43,15 +42,6 @@ class _Entry:
     shard: int
     eeg: tuple[int, int]  # (offset, size) of the .eeg.npy member's data
     meta: tuple[int, int]  # (offset, size) of the .json member's data
-
-
-def _local(url: str, manifest_path: Path) -> Path:
-    if url.startswith("file://"):
-        return Path(url[len("file://") :])
-    if "://" in url:
-        raise ManifestError(f"EpochDataset reads local shards only, not {url.split('://')[0]}:// URLs "
-                            "(copy them, or stream them with the pretraining loader)", str(manifest_path))  # fmt: skip
-    return Path(url)
 
 
 def subject_splits(subjects: list[str], fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
@@ -125,25 +115,13 @@ class EpochDataset(torch.utils.data.Dataset):
         self.manifest = Manifest.load(self.manifest_path)
         self.shape = (len(self.manifest.channel_names), self.manifest.n_samples)
         self.transform, self.label = transform, label
-        self._paths = [_local(u, self.manifest_path) for u in self.manifest.resolve_urls(self.manifest_path)]
+        self._paths: list[Path] = []
         self._files: dict[int, Any] = {}
         self._pid = os.getpid()
         self.keys: list[str] = []
         self._entries: list[_Entry] = []
-        for i, (s, path) in enumerate(zip(self.manifest.shards, self._paths)):
-            wanted = s.keys
-            try:
-                index = shard_index(path, set(wanted))
-            except FileNotFoundError:
-                raise ManifestError(f"shard {s.url} is missing (moved or deleted since the manifest was made)",
-                                    str(self.manifest_path)) from None  # fmt: skip
-            except (OSError, tarfile.TarError) as exc:
-                raise ManifestError(f"shard {s.url} cannot be read as a tar ({type(exc).__name__})",
-                                    str(self.manifest_path)) from None  # fmt: skip
-            missing = [k for k in wanted if k not in index]
-            if missing:
-                raise ManifestError(f"shard {s.url} lacks {len(missing)} selected epochs (first {missing[0]}): "
-                                    "not the shard the manifest was made from", str(self.manifest_path))  # fmt: skip
+        for i, path, wanted, index in manifest_shard_indexes(self.manifest, self.manifest_path, "EpochDataset"):
+            self._paths.append(path)
             for k in wanted:
                 self.keys.append(k)
                 self._entries.append(_Entry(i, *index[k]))
@@ -179,7 +157,7 @@ class EpochDataset(torch.utils.data.Dataset):
         return [_meta_field(m, label) for m in self.metas()]
 
     def _set_labels(self, values: list[Any]) -> None:
-        if all(v is None or isinstance(v, (int, float, bool)) and not isinstance(v, bool) for v in values):
+        if all(v is None or isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             self._labels = [-1 if v is None else v for v in values]
             return
         self.classes = sorted({str(v) for v in values if v is not None})

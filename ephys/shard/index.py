@@ -8,7 +8,11 @@ selected sample's two members lie, so a reader can ``seek`` and read exactly one
 from __future__ import annotations
 
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
+
+from ephys.errors import ManifestError
+from ephys.schemas.manifest import Manifest
 
 #: ``(offset of the member's data, its size)`` in bytes.
 Span = tuple[int, int]
@@ -32,3 +36,45 @@ def shard_index(path: str | Path, keys: set[str] | None = None) -> dict[str, tup
             if (keys is None or key in keys) and ext in ("eeg.npy", "json") and m.isfile():
                 found.setdefault(key, {})[ext] = (m.offset_data, m.size)
     return {k: (v["eeg.npy"], v["json"]) for k, v in found.items() if len(v) == 2}
+
+
+def local_shard(url: str, manifest_path: Path, reader: str) -> Path:
+    """The local path of a shard URL as :meth:`Manifest.resolve_urls` gives it (a path or ``file://``).
+
+    Raises ManifestError for any other scheme: ``reader`` (e.g. ``"EpochDataset"``) reads local shards only.
+    """
+    if url.startswith("file://"):
+        return Path(url[len("file://") :])
+    if "://" in url:
+        raise ManifestError(f"{reader} reads local shards only, not {url.split('://')[0]}:// URLs "
+                            "(copy them, or stream them with the pretraining loader)", str(manifest_path))  # fmt: skip
+    return Path(url)
+
+
+def manifest_shard_indexes(manifest: Manifest, manifest_path: str | Path,
+                           reader: str) -> Iterator[tuple[int, Path, list[str], dict[str, tuple[Span, Span]]]]:  # fmt: skip
+    """For each shard of ``manifest``: ``(shard number, local path, selected keys in shard order, their spans)``.
+
+    Raises
+    ------
+    ManifestError
+        A remote shard (:func:`local_shard`), a missing one (moved or deleted since the manifest was made), one
+        that is not a tar, or one that lacks a selected epoch (not the shard the manifest was made from).
+    """
+    manifest_path = Path(manifest_path)
+    for i, (s, url) in enumerate(zip(manifest.shards, manifest.resolve_urls(manifest_path))):
+        path = local_shard(url, manifest_path, reader)
+        keys = s.keys
+        try:
+            index = shard_index(path, set(keys))
+        except FileNotFoundError:
+            raise ManifestError(f"shard {s.url} is missing (moved or deleted since the manifest was made)",
+                                str(manifest_path)) from None  # fmt: skip
+        except (OSError, tarfile.TarError) as exc:
+            raise ManifestError(f"shard {s.url} cannot be read as a tar ({type(exc).__name__})",
+                                str(manifest_path)) from None  # fmt: skip
+        missing = [k for k in keys if k not in index]
+        if missing:
+            raise ManifestError(f"shard {s.url} lacks {len(missing)} selected epochs (first {missing[0]}): "
+                                "not the shard the manifest was made from", str(manifest_path))  # fmt: skip
+        yield i, path, keys, index
