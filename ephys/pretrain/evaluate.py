@@ -46,7 +46,8 @@ from torch import nn
 from ephys.errors import ManifestError
 from ephys.pretrain.data import EEG_MEMBER, _decode_eeg, _open_shard, _sample_key, shard_layout, verify_shards
 from ephys.pretrain.hiera import HieraConfig
-from ephys.pretrain.train import CheckpointMismatchError, PretrainError, atomic_write, build_model, read_checkpoint
+from ephys.pretrain.train import (CheckpointMismatchError, PretrainError, atomic_write, build_model, pooled_embedding,
+                                  read_checkpoint)
 from ephys.pretrain.views import View, ViewConfig, make_view
 from ephys.schemas.manifest import Manifest
 
@@ -257,7 +258,7 @@ class _Encoder:
     def _encode(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         inputs = self.view(x)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            out = model.encode(inputs) if self.arch == "hiera" else model.embed(inputs).mean(dim=1)
+            out = pooled_embedding(model, inputs)
         return out.float().cpu()
 
     def run(self, models: list[nn.Module], batch_size: int, keep=lambda meta: meta, progress: bool = False,
@@ -546,16 +547,21 @@ class ProbeResult:
     cv: dict[str, Any] | None = None
 
     def to_dict(self, keys: bool = False) -> dict[str, Any]:
-        """A JSON-ready dict (NaN scores as None); the key lists only with ``keys=True``."""
-        def num(v: float) -> float | None:
-            return None if math.isnan(v) else v
+        """A JSON-ready dict (NaN scores as None, in the cross-validation too); the key lists only with
+        ``keys=True``."""
+        def num(v: Any) -> Any:
+            if isinstance(v, dict):
+                return {k: num(x) for k, x in v.items()}
+            if isinstance(v, list):
+                return [num(x) for x in v]
+            return None if isinstance(v, float) and math.isnan(v) else v
 
         scored = ("trained", "random", "band_power", "majority")
         out = {k: v for k, v in self.__dict__.items() if k not in (*scored, "train_keys", "test_keys", "cv")}
-        out["cv"] = json.loads(json.dumps(self.cv).replace("NaN", "null")) if self.cv else None
+        out["cv"] = num(self.cv)
         for name in scored:
             s = getattr(self, name)
-            out[name] = dict(balanced_accuracy=num(s.balanced_accuracy), kappa=num(s.kappa))
+            out[name] = num(dict(balanced_accuracy=s.balanced_accuracy, kappa=s.kappa))
         if keys:
             out.update(train_keys=self.train_keys, test_keys=self.test_keys)
         return out

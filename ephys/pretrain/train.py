@@ -442,6 +442,13 @@ def pretrain(manifest_path: str | Path, out_dir: str | Path, config: RunConfig |
             dist.destroy_process_group()
 
 
+def pooled_embedding(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """The frozen-encoder embedding ``(B, D)`` that ``embed``, ``probe`` and the collapse figures use: Hiera's
+    :meth:`~ephys.pretrain.hiera.HieraMAE.encode` (final-stage tokens, normed, mean-pooled), the patch MAE's
+    token embeddings mean-pooled."""
+    return model.encode(inputs) if isinstance(model, HieraMAE) else model.embed(inputs).mean(dim=1)
+
+
 @torch.no_grad()
 def collapse_stats(features: torch.Tensor) -> dict[str, float]:
     """How far the embeddings of a batch are from one vector: ``features`` ``(n_samples, dim)``.
@@ -570,7 +577,7 @@ def _train(manifest_path: Path, out_dir: Path, c: RunConfig, d: _Dist, dev: torc
         model.eval()
         with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
             inputs = view(probe_x)
-            feats = model.encode(inputs) if isinstance(model_config, HieraConfig) else model.embed(inputs).mean(dim=1)
+            feats = pooled_embedding(model, inputs)
         model.train()
         return collapse_stats(feats)
 
