@@ -98,20 +98,29 @@ def sniff_sidecar(head: bytes) -> str | None:
 
 
 def read_sidecar(path: Path, fmt: str | None = None) -> Sidecar:
-    """Parse the sidecar at ``path`` (format sniffed when ``fmt`` is None).
+    """Parse the sidecar at ``path`` (format sniffed when ``fmt`` is None): :func:`sidecar_bytes`, then
+    :func:`parse_sidecar`. Raises what they raise."""
+    return parse_sidecar(sidecar_bytes(path), fmt)
 
-    Raises
-    ------
-    ValueError
-        When the file is not one of :data:`FORMATS` or is larger than :data:`MAX_BYTES`; the
-        message names no file (the caller knows which).
-    OSError
-        When it cannot be read.
-    """
+
+def sidecar_bytes(path: Path) -> bytes:
+    """The content of a sidecar file. Raises ValueError when it is larger than :data:`MAX_BYTES` (the
+    message names no file: the caller knows which), OSError when it cannot be read."""
     with open(path, "rb") as f:
         data = f.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
         raise ValueError(f"larger than {MAX_BYTES // (1024 * 1024)} MiB: not read as a sidecar")
+    return data
+
+
+def parse_sidecar(data: bytes, fmt: str | None = None) -> Sidecar:
+    """Parse a sidecar's content (format sniffed when ``fmt`` is None).
+
+    Raises
+    ------
+    ValueError
+        When the content is not one of :data:`FORMATS`.
+    """
     fmt = fmt or sniff_sidecar(data[:4096])
     text = _decode(data).replace("\r\n", "\n").replace("\r", "\n")
     if fmt == "chbmit":

@@ -34,7 +34,7 @@ from pathlib import Path
 from ephys.annotate.attach import label_annotations
 from ephys.ingest.discover import Discovered
 from ephys.ingest.identity import path_hash, printable_path, scrub_text
-from ephys.ingest.sidecars import SidecarEntry, is_sha256, read_sidecar
+from ephys.ingest.sidecars import SidecarEntry, is_sha256, parse_sidecar, sidecar_bytes
 from ephys.schemas import Annotation
 
 
@@ -101,12 +101,13 @@ def attach_sidecars(sidecars: list[tuple[Path, str, str]], recordings: list[tupl
     by_sha: dict[str, list[Annotation]] = defaultdict(list)
     rows = []
     for path, fmt, relpath in sidecars:
+        data = b""
         try:
-            data = path.read_bytes()
-            parsed = read_sidecar(path, fmt)
+            data = sidecar_bytes(path)
+            parsed = parse_sidecar(data, fmt)
         except (OSError, ValueError) as exc:
             reason = f"not read: {exc.strerror or type(exc).__name__}" if isinstance(exc, OSError) else f"not read: {exc}"
-            data, parsed = b"", None
+            parsed = None
         sha = hashlib.sha256(data).hexdigest()
         name = printable_path(relpath) if show_paths else sha[:12]
         problems: list[tuple[int, str]] = []
