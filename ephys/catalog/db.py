@@ -26,6 +26,19 @@ from ephys.errors import RunError
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+#: Values per ``IN (...)`` list: well under SQLite's 32,766 bound parameters and PostgreSQL's 65,535.
+IN_CHUNK = 500
+
+
+def _by_sha(s: Session, column, shas: list[str]) -> dict:
+    """``{sha256: column}`` of the recordings among ``shas``, in ``IN`` lists of :data:`IN_CHUNK`."""
+    out: dict = {}
+    for i in range(0, len(shas), IN_CHUNK):
+        out.update(s.execute(select(m.Recording.sha256, column)
+                             .where(m.Recording.sha256.in_(shas[i : i + IN_CHUNK]))).all())  # fmt: skip
+    return out
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
@@ -241,9 +254,9 @@ class Catalog:
         if not shas:
             return out
         with self.session() as s:
-            for i in range(0, len(shas), 500):
+            for i in range(0, len(shas), IN_CHUNK):
                 rows = s.execute(select(m.Recording.sha256, m.Epoch.index).join(m.Epoch, m.Epoch.recording_id == m.Recording.id)
-                                 .where(m.Recording.sha256.in_(shas[i : i + 500])))  # fmt: skip
+                                 .where(m.Recording.sha256.in_(shas[i : i + IN_CHUNK])))  # fmt: skip
                 for sha, index in rows:
                     out[sha].add(index)
         return out
@@ -254,10 +267,7 @@ class Catalog:
         if not paths:
             return 0
         with self.session.begin() as s:
-            ids = {}
-            shas = sorted({p[0] for p in paths})
-            for i in range(0, len(shas), 500):
-                ids.update(s.execute(select(m.Recording.sha256, m.Recording.id).where(m.Recording.sha256.in_(shas[i : i + 500]))).all())
+            ids = _by_sha(s, m.Recording.id, sorted({p[0] for p in paths}))
             known = set(s.execute(select(m.RecordingPath.recording_id, m.RecordingPath.path_hash)
                                   .where(m.RecordingPath.recording_id.in_(list(ids.values())))).all())  # fmt: skip
             new = []
@@ -342,12 +352,8 @@ class Catalog:
 
     def recording_durations(self, shas: list[str]) -> dict[str, float | None]:
         """``{sha256: duration_s}`` of the catalog's recordings among ``shas`` (None where not known)."""
-        out: dict[str, float | None] = {}
         with self.session() as s:
-            for i in range(0, len(shas), 500):
-                out.update(s.execute(select(m.Recording.sha256, m.Recording.duration_s)
-                                     .where(m.Recording.sha256.in_(shas[i : i + 500]))).all())  # fmt: skip
-        return out
+            return _by_sha(s, m.Recording.duration_s, shas)
 
     def replace_sidecar_annotations(self, recordings: list[str], annotations: dict[str, list], sidecars: list[dict],
                                     *, run_id: int) -> int:  # fmt: skip
@@ -360,13 +366,10 @@ class Catalog:
         ``path_hash``. Returns the annotation rows inserted.
         """
         with self.session.begin() as s:
-            ids: dict[str, int] = {}
-            for i in range(0, len(recordings), 500):
-                ids.update(s.execute(select(m.Recording.sha256, m.Recording.id)
-                                     .where(m.Recording.sha256.in_(recordings[i : i + 500]))).all())  # fmt: skip
+            ids: dict[str, int] = _by_sha(s, m.Recording.id, recordings)
             rec_ids = list(ids.values())
-            for i in range(0, len(rec_ids), 500):
-                s.execute(delete(m.Annotation).where(m.Annotation.recording_id.in_(rec_ids[i : i + 500]),
+            for i in range(0, len(rec_ids), IN_CHUNK):
+                s.execute(delete(m.Annotation).where(m.Annotation.recording_id.in_(rec_ids[i : i + IN_CHUNK]),
                                                      m.Annotation.source.like("sidecar:%")))  # fmt: skip
             rows = [
                 m.Annotation(recording_id=ids[sha], onset_s=a.onset_s, duration_s=a.duration_s, text=a.text,
