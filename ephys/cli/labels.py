@@ -40,10 +40,11 @@ def cluster(
         fail(str(exc))
     folder = dest or (Path(out) / "annotations" if out and not catalog else Path("annotations"))
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "clusters.json").write_text(json.dumps(result.to_dict(), indent=1, ensure_ascii=False), encoding="utf-8")
+    as_dict = result.to_dict()
+    (folder / "clusters.json").write_text(json.dumps(as_dict, indent=1, ensure_ascii=False), encoding="utf-8")
     (folder / "proposals.yaml").write_text(proposals_yaml(result, min_count=min_count), encoding="utf-8")
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+        typer.echo(json.dumps(as_dict, ensure_ascii=False))
         return
     from rich.table import Table
 
