@@ -161,3 +161,22 @@ class TooShortError(RejectedError):
 class ManifestError(EphysError):
     code = "manifest_error"
     stage = "manifest"
+
+
+class ExportError(EphysError):
+    """``ephys export``: what the manifest names cannot be exported (named by SHA-256 prefix, never by file)."""
+
+    code = "export_error"
+    stage = "export"
+
+
+class MissingRecordingError(ExportError):
+    """A manifest recording is not in the catalog, not in the archive, or its file changed since ingest."""
+
+    code = "missing_recording"
+
+
+class BIDSLayoutError(ExportError):
+    """A recording BIDS (through MNE) cannot express: EEG channels at several rates, a discontinuous recording."""
+
+    code = "bids_layout"

@@ -14,9 +14,9 @@ import os
 from sqlalchemy import or_, select
 
 from ephys.catalog import models as m
-from ephys.catalog.db import Catalog
+from ephys.catalog.db import IN_CHUNK, Catalog
 from ephys.errors import RunError
-from ephys.ingest.discover import discover
+from ephys.ingest.discover import Discovered, discover
 from ephys.ingest.identity import load_site_secret, path_hash
 
 
@@ -46,19 +46,53 @@ def locate(catalog_url: str, archive: str | os.PathLike, prefix: str, *, secret:
     catalog = Catalog(catalog_url)
     try:
         with catalog.session() as s:
-            recs = s.execute(select(m.Recording.id, m.Recording.sha256, m.Recording.path_hash).where(
-                or_(m.Recording.sha256.startswith(prefix), m.Recording.path_hash.startswith(prefix)))).all()  # fmt: skip
-            wanted: dict[str, str] = {ph: sha for _, sha, ph in recs}
-            ids = {rid: sha for rid, sha, _ in recs}
-            if ids:
+            recs = s.execute(select(m.Recording.sha256).where(
+                or_(m.Recording.sha256.startswith(prefix), m.Recording.path_hash.startswith(prefix)))).scalars().all()  # fmt: skip
+    finally:
+        catalog.close()
+    found = locate_recordings(catalog_url, archive, list(recs), secret=secret)
+    return {sha: [d.relpath for d in found.get(sha, [])] for sha in recs}
+
+
+def locate_recordings(catalog: Catalog | str, archive: str | os.PathLike, shas: list[str], *,
+                      secret: bytes | None = None) -> dict[str, list[Discovered]]:  # fmt: skip
+    """``{sha256: [discovered recordings]}``: where in ``archive`` the catalog's recordings ``shas`` lie, by
+    keyed path hash (no file is read or hashed: a caller that needs the content checks it). Recordings not
+    found (or not in the catalog) are absent from the result.
+
+    Raises
+    ------
+    RunError
+        When ``archive`` does not exist.
+    """
+    if not os.path.isdir(archive):
+        raise RunError(f"archive {archive} is not a folder")
+    own = isinstance(catalog, str)
+    catalog = Catalog(catalog, readonly=True) if own else catalog
+    wanted: dict[str, str] = {}
+    try:
+        with catalog.session() as s:
+            for i in range(0, len(shas), IN_CHUNK):
+                chunk = shas[i : i + IN_CHUNK]
+                ids = {}
+                for rid, sha, ph in s.execute(select(m.Recording.id, m.Recording.sha256, m.Recording.path_hash)
+                                              .where(m.Recording.sha256.in_(chunk))):  # fmt: skip
+                    wanted[ph], ids[rid] = sha, sha
                 for rid, ph in s.execute(select(m.RecordingPath.recording_id, m.RecordingPath.path_hash)
                                          .where(m.RecordingPath.recording_id.in_(list(ids)))):  # fmt: skip
                     wanted[ph] = ids[rid]
     finally:
-        catalog.close()
-    out: dict[str, list[str]] = {sha: [] for _, sha, _ in recs}
+        if own:
+            catalog.close()
+    out: dict[str, list[Discovered]] = {}
     if not wanted:
         return out
+    secret = load_site_secret() if secret is None else secret
+    for rec in discover(archive).recordings:
+        sha = wanted.get(path_hash(secret, rec.relpath))
+        if sha is not None:
+            out.setdefault(sha, []).append(rec)
+    return out
     secret = load_site_secret() if secret is None else secret
     for rec in discover(archive).recordings:
         sha = wanted.get(path_hash(secret, rec.relpath))

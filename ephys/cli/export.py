@@ -1,4 +1,4 @@
-"""``ephys export edf``: a manifest's curated, de-identified, conditioned epochs in the field's formats."""
+"""``ephys export edf|bids``: a manifest's curated, de-identified recordings and epochs in the field's formats."""
 
 from __future__ import annotations
 
@@ -28,3 +28,27 @@ def edf(
         fail(str(exc))
     typer.echo(f"wrote {len(r['files'])} EDF+ files ({r['epochs']} epochs of {r['recordings']} recordings, "
                f"{r['annotations']} annotations) to {r['out']}")
+
+
+@export_app.command("bids")
+def bids(
+    manifest: Path = typer.Option(..., "--manifest", help="manifest file"),
+    archive: Path = typer.Option(..., "--archive", help="the archive folder the recordings were ingested from"),
+    out: Path = typer.Option(..., "--out", "-o", help="BIDS root to create (must not exist)"),
+    catalog: str = typer.Option(..., "--catalog", help="catalog URL of the ingest (sqlite:///OUT/catalog.sqlite)"),
+    task: str = typer.Option("clinical", "--task", help="BIDS task label"),
+) -> None:
+    """Write the manifest's recordings as a BIDS EEG dataset (mne-bids, EDF): native signals de-identified as
+    ephys de-identifies, events with taxonomy labels and HED-SCORE tags, channels with QC status, participants
+    with age and sex only. Needs ``pip install 'ephys[bids]'``."""
+    from ephys.export.bids import export_bids
+    from ephys.progress import setup_logging
+
+    setup_logging()
+    try:
+        r = export_bids(manifest, archive, out, catalog=catalog, task=task, progress=True)
+    except EphysError as exc:
+        fail(str(exc))
+    typer.echo(f"wrote a BIDS dataset of {r['recordings']} recordings of {r['subjects']} subjects to {r['out']}: "
+               f"{r['events']} events ({r['hed_tagged']} with HED), {r['bad_channels']} bad channels marked, "
+               f"{r['channels_left_out']} channels at another rate left out")
