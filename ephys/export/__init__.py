@@ -1,1 +1,1 @@
-"""Exports of a manifest's corpus into the field's formats (EDF+ now; see :mod:`ephys.export.edf`)."""
+"""Exports of a manifest's corpus into the field's formats: EDF+ (:mod:`ephys.export.edf`) and BIDS (:mod:`ephys.export.bids`)."""

@@ -43,9 +43,8 @@ Sources: BIDS specification 1.10 (EEG, events, participants, scans, dataset_desc
 from __future__ import annotations
 
 import csv
+import itertools
 import json
-import os
-import shutil
 import warnings
 from collections import defaultdict
 from datetime import datetime
@@ -59,7 +58,8 @@ from ephys.annotate.hed import HED_VERSION, STAGE_TAGS, hed_issues, hed_tags, st
 from ephys.catalog import models as m
 from ephys.catalog.db import IN_CHUNK, Catalog
 from ephys.catalog.locate import locate_recordings
-from ephys.errors import BIDSLayoutError, MissingRecordingError, OutputError, RunError
+from ephys.errors import BIDSLayoutError, MissingRecordingError, RunError
+from ephys.export.folder import new_folder, refuse_existing
 from ephys.ingest.hashing import hash_recording
 from ephys.ingest.readers import open_recording
 from ephys.progress import Progress
@@ -77,8 +77,8 @@ EVENT_COLUMNS = {
     "source": "Where the annotation came from: the recording file's format, a seizure-list sidecar "
               "('sidecar:<format>'), or 'ephys-stager' for ephys's automatic sleep staging of each 30-s epoch.",
 }  # fmt: skip
-CITATION = ("Exported by ephys (https://github.com/ephys-project/ephys), the open pipeline from a hospital EEG "
-            "archive to a curated corpus; please cite ephys and the source archive's own publication.")  # fmt: skip
+CITATION = ("Exported by ephys, the open pipeline from a hospital EEG archive to a curated corpus: please cite "
+            "ephys (its version is in GeneratedBy) and the source archive's own publication.")  # fmt: skip
 
 
 def _mne_bids():
@@ -175,7 +175,7 @@ def _raw_of(mne, reader, sha: str, bad_kinds=("annotation",)):
         raise BIDSLayoutError(f"recording {sha[:12]}: EEG channels at {len(eeg_rates)} sampling rates "
                               f"({', '.join(f'{r:g}' for r in eeg_rates)} Hz); BIDS data through MNE hold one rate")  # fmt: skip
     segs = sorted(header.segments, key=lambda g: g.start_s)
-    gaps = sum(1 for a, b in zip(segs, segs[1:]) if b.start_s - (a.start_s + a.duration_s) > 1e-3)
+    gaps = sum(1 for a, b in itertools.pairwise(segs) if b.start_s - (a.start_s + a.duration_s) > 1e-3)
     if gaps:
         raise BIDSLayoutError(f"recording {sha[:12]} is discontinuous ({len(segs)} segments, {gaps} gaps): BIDS EEG "
                               "data written through MNE are continuous")  # fmt: skip
@@ -243,8 +243,7 @@ def export_bids(manifest_path: str | Path, archive: str | Path, out: str | Path,
     manifest_path, out = Path(manifest_path), Path(out)
     if not task.isalnum():
         raise RunError(f"task label {task!r} must be letters and digits only (BIDS)")
-    if out.exists():
-        raise OutputError(f"{out} exists: export into a new folder")
+    refuse_existing(out)
     manifest = Manifest.load(manifest_path)
     subjects = manifest_recordings(manifest, manifest_path)
     shas = sorted(subjects)
@@ -271,13 +270,10 @@ def export_bids(manifest_path: str | Path, archive: str | Path, out: str | Path,
     for s in order:
         per_subject[subjects[s]] += 1
         run_of[s] = per_subject[subjects[s]]
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     counts = dict(events=0, hed_tagged=0, bad_channels=0, channels_left_out=0)
     scans: dict[str, list[tuple[str, str]]] = defaultdict(list)
     shown = Progress("export", len(order), "recordings", enabled=progress)
-    try:
-        tmp.mkdir(parents=True)
+    with new_folder(out, "the BIDS dataset") as tmp:
         for sha in order:
             shown.advance()
             rec, label = recs[sha], subjects[sha].removeprefix("sub-")
@@ -313,13 +309,6 @@ def export_bids(manifest_path: str | Path, archive: str | Path, out: str | Path,
             raw.close()
         shown.close()
         _finish(mne_bids, tmp, task, manifest, subjects, recs, scans, tags)
-        os.replace(tmp, out)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise OutputError(f"cannot write the BIDS dataset to {out}: {exc.strerror or exc}") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dict(out=str(out), subjects=len(per_subject), recordings=len(order), **counts)
 
 

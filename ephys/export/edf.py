@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import shutil
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from ephys.errors import OutputError
+from ephys.export.folder import new_folder, refuse_existing
 from ephys.progress import Progress
 from ephys.schemas.manifest import Manifest
 from ephys.shard.index import manifest_shard_indexes
@@ -82,18 +80,14 @@ def export_edf(manifest_path: str | Path, out: str | Path, *, progress: bool = F
 
     manifest_path, out = Path(manifest_path), Path(out)
     manifest = Manifest.load(manifest_path)
-    if out.exists():
-        raise OutputError(f"{out} exists: export into a new folder")
+    refuse_existing(out)
     epoch_s = manifest.n_samples / manifest.sfreq
     groups: dict[tuple[str, str], list[tuple[dict, np.ndarray]]] = defaultdict(list)
     for meta, eeg in _epochs(manifest, manifest_path):
         groups[(str(meta["subject"]), str(meta["recording"]))].append((meta, eeg))
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     files, n_ann = [], 0
     shown = Progress("export", len(groups), "recordings", enabled=progress)
-    try:
-        tmp.mkdir(parents=True)
+    with new_folder(out, "the export") as tmp:
         for (subject, recording), items in sorted(groups.items()):
             shown.advance()
             items.sort(key=lambda it: it[0]["start_s"])
@@ -108,13 +102,6 @@ def export_edf(manifest_path: str | Path, out: str | Path, *, progress: bool = F
                 n_ann += _write_run(edfio, tmp / name, run, manifest, epoch_s)
                 files.append(name)
         shown.close()
-        os.replace(tmp, out)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise OutputError(f"cannot write the export to {out}: {exc.strerror or exc}") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dict(out=str(out), files=files, recordings=len(groups), epochs=sum(len(v) for v in groups.values()),
                 annotations=n_ann)  # fmt: skip
 
