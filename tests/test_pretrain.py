@@ -227,8 +227,13 @@ def test_collapse_stats_against_numpy():
     r = np.corrcoef(x)  # rows are samples: Pearson correlation between samples' vectors
     assert got["emb_corr"] == pytest.approx(r[~np.eye(16, dtype=bool)].mean(), abs=1e-5)
     assert got["emb_sd"] == pytest.approx(np.median(x.std(axis=0, ddof=1)), rel=1e-5)
+    sv = np.linalg.svd(x - x.mean(axis=0), compute_uv=False)
+    p = sv / sv.sum()
+    assert got["emb_rank"] == pytest.approx(np.exp(-(p * np.log(p)).sum()), rel=1e-6)  # effective rank, NumPy
     one = collapse_stats(torch.from_numpy(np.tile(x[:1], (16, 1)) + 1e-3 * x))  # nearly one vector
     assert one["emb_corr"] > 0.99 and one["emb_sd"] < 0.01
+    line = collapse_stats(torch.from_numpy(np.outer(np.arange(16.0), x[0]) + 5.0))  # samples on one line + offset
+    assert line["emb_rank"] == pytest.approx(1.0, abs=1e-4)
     assert np.isnan(collapse_stats(torch.ones(1, 8))["emb_corr"])
 
 
@@ -237,7 +242,7 @@ def test_train_loss_decreases_and_run_files(data, straight):
     rows = read_metrics(out)
     assert [r["step"] for r in rows] == list(range(1, 21))
     base = {"step", "loss", "lr", "muon_lr", "grad_norm", "samples_per_s", "tokens_per_s", "data_wait_s", "mfu"}
-    collapse = {"emb_sd", "emb_abs", "emb_corr"}  # on a fixed batch, at the first, every log_every-th, the last step
+    collapse = {"emb_sd", "emb_abs", "emb_corr", "emb_rank"}  # on a fixed batch, at the first, every log_every-th, the last step
     every = load_config(out / "config.toml").run.log_every
     assert set(rows[0]) == base | collapse
     assert [r["step"] for r in rows if collapse <= set(r)] == sorted({1, 20} | set(range(every, 21, every)))
@@ -528,7 +533,7 @@ def test_cli_pretrain(data, tmp_path):
     assert len(read_metrics(out)) == 3
     saved = load_config(out / "config.toml")
     assert (saved.optim.lr, saved.model.mask_ratio, saved.run.seed, saved.run.steps) == (0.002, 0.5, 1, 3)
-    assert saved.model.overrides == {"mask_mode": "amplitude"} and saved.data.batch_size == 4
+    assert saved.model.overrides == {**load_config("cpu-tiny").model.overrides, "mask_mode": "amplitude"} and saved.data.batch_size == 4
     assert runner.invoke(app, args).stdout.startswith("nothing to do")
 
     result = runner.invoke(app, ["pretrain", "--manifest", str(tmp_path / "nope.json"), "--out", str(out)])

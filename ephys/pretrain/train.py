@@ -11,7 +11,8 @@ Outputs in ``out_dir`` (written by rank 0):
 * ``metrics.jsonl``: one JSON line per step: ``loss`` (mean over ranks), ``lr``, ``muon_lr``, ``grad_norm``,
   ``samples_per_s`` and ``tokens_per_s`` (all ranks), ``data_wait_s``, and ``mfu`` where the GPU's peak is known;
   every ``run.log_every`` steps (and at the first and last step) also the collapse figures of :func:`collapse_stats`
-  on a fixed batch (``emb_sd``, ``emb_corr``, ``emb_abs``), so a user sees embeddings collapse without a probe;
+  on a fixed batch (``emb_sd``, ``emb_corr``, ``emb_abs``, ``emb_rank``), so a user sees embeddings collapse
+  without a probe;
 * ``checkpoint.pt``: model, both optimisers, both schedulers, step, config, the data layout (channel names,
   sfreq, samples per epoch), every rank's RNG states (atomic
   write: temporary file, fsync, rename), every ``run.checkpoint_every`` steps and at the end;
@@ -455,18 +456,34 @@ def collapse_stats(features: torch.Tensor) -> dict[str, float]:
 
     ``emb_sd``: median over dimensions of the SD across samples; ``emb_abs``: mean |value| (its scale);
     ``emb_corr``: mean Pearson correlation between the embedding vectors of two different samples (1.0: every
-    sample maps to the same direction, the collapse issue #20 measured at 0.988). NaN where undefined.
+    sample maps to the same direction, the collapse issue #20 measured at 0.988); ``emb_rank``: the effective
+    rank of the features centred across samples, ``exp(H(s / sum(s)))`` over their singular values ``s`` (Roy &
+    Vetterli 2007; RankMe, Garrido et al. 2023, ICML), between 1 and ``min(n_samples, dim)``: how many directions
+    the samples actually vary in. ``emb_sd`` and ``emb_corr`` are dominated by a per-position constant that a
+    Hiera MAE's last stage carries (~99 % of the embedding's norm even when the rest is informative), so
+    ``emb_rank`` is the one that tells dimensional collapse (~2 of 64) from a working encoder (~24 of 64, random
+    init ~28; docs/benchmarks.md). NaN where undefined.
     """
     f = features.detach().float()
     n = f.shape[0]
     out = dict(emb_sd=float(torch.quantile(f.std(dim=0), 0.5)) if n > 1 else math.nan, emb_abs=float(f.abs().mean()))
     z = f - f.mean(dim=1, keepdim=True)
     norm = z.norm(dim=1, keepdim=True)
+    out["emb_rank"] = _effective_rank(f - f.mean(dim=0, keepdim=True)) if n > 1 else math.nan
     if n < 2 or bool((norm == 0).any()):
         return out | dict(emb_corr=math.nan)
     r = (z / norm) @ (z / norm).T
     out["emb_corr"] = float((r.sum() - r.diagonal().sum()) / (n * (n - 1)))
     return out
+
+
+def _effective_rank(z: torch.Tensor) -> float:
+    s = torch.linalg.svdvals(z.double())
+    if float(s.sum()) == 0.0:
+        return math.nan
+    p = s / s.sum()
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
 
 
 def _probe_batch(manifest: Manifest, manifest_path: Path, c: RunConfig) -> torch.Tensor:

@@ -1,0 +1,59 @@
+"""The synthetic sleep-like benchmark of issue #20 (benchmarks/probe_synthetic.py) is what it says: deterministic,
+loadable by ephys's own readers, and its classes differ where the docstring says they do (SciPy Welch as the
+oracle). The probe figures themselves are in docs/benchmarks.md (minutes of training: not a test)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.signal import welch
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "probe_synthetic.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("probe_synthetic", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _band(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    f, p = welch(x, fs=250.0, nperseg=1024)
+    return p[..., (f >= lo) & (f < hi)].mean(axis=-1)
+
+
+def test_corpus_is_deterministic_and_reads_back(bench, tmp_path):
+    from ephys.data import EpochDataset
+
+    a = bench.write_corpus(tmp_path / "a", 4, 6, seed=3)
+    b = bench.write_corpus(tmp_path / "b", 4, 6, seed=3)
+    digest = lambda m: [hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(m.parent.glob("shards/*.tar"))]  # noqa: E731
+    assert digest(a) == digest(b)
+    ds = EpochDataset(a, label="stage")
+    assert len(ds) == 24 and set(ds.classes) <= set(bench.STAGES)
+    x, y, meta = ds[0]
+    assert tuple(x.shape) == (8, 7500) and str(x.dtype) == "torch.float32" and meta["montage"] == "regional8"
+    assert len({m["subject"] for m in (ds[i][2] for i in range(len(ds)))}) == 4
+
+
+def test_stages_differ_where_the_docstring_says(bench):
+    from ephys.ingest.montage import REGION_NAMES
+
+    rng = np.random.default_rng(0)
+    occ, frontal = REGION_NAMES.index("occipital"), REGION_NAMES.index("L-frontal")
+    w = np.stack([bench.epoch(rng, "W", 1.0, 10.0, REGION_NAMES) for _ in range(5)])
+    n3 = np.stack([bench.epoch(rng, "N3", 1.0, 10.0, REGION_NAMES) for _ in range(5)])
+    n2 = np.stack([bench.epoch(rng, "N2", 1.0, 10.0, REGION_NAMES) for _ in range(5)])
+    n1 = np.stack([bench.epoch(rng, "N1", 1.0, 10.0, REGION_NAMES) for _ in range(5)])
+    assert np.all(_band(w[:, occ], 8, 12) > 3 * _band(n3[:, occ], 8, 12))  # occipital alpha in W
+    assert np.all(_band(n3[:, frontal], 0.5, 2) > 10 * _band(w[:, frontal], 0.5, 2))  # frontal delta in N3
+    assert _band(n2[:, REGION_NAMES.index("L-central")], 12, 14).mean() > 2 * _band(
+        n1[:, REGION_NAMES.index("L-central")], 12, 14).mean()  # spindles (sigma) in N2
+    assert np.allclose(bench.epoch(np.random.default_rng(1), "N2", 2.0, 10.0, REGION_NAMES),
+                       2 * bench.epoch(np.random.default_rng(1), "N2", 1.0, 10.0, REGION_NAMES), rtol=1e-5, atol=1e-4)
