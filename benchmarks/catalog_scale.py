@@ -34,7 +34,7 @@ import resource
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import numpy as np
@@ -212,7 +212,7 @@ def main() -> None:
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
     print(json.dumps({"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                      "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "python": platform.python_version(),
+                      "date": datetime.now(UTC).strftime("%Y-%m-%d"), "python": platform.python_version(),
                       "catalog": a.catalog.split(":")[0], "fraction": a.fraction}))  # fmt: skip
     if not a.skip_fill:
         t = time.perf_counter()

@@ -70,7 +70,7 @@ class LatencyShare:
         self.mnt = tempfile.mkdtemp(prefix="ephys-share-")
         self.counters = mp.Array("q", 2)
 
-    def __enter__(self) -> "LatencyShare":
+    def __enter__(self) -> LatencyShare:
         ready = mp.Event()
         self.proc = mp.get_context("fork").Process(
             target=_serve, args=(self.src, self.mnt, self.latency_s, self.counters, ready), daemon=True

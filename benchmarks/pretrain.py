@@ -49,7 +49,7 @@ import tarfile
 import tempfile
 import time
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +112,7 @@ def write_dataset(root: Path, n_shards: int = 8, per_shard: int = 64, seed: int 
                 keys.append(key)
         digest = hashlib.sha256(shard.read_bytes()).hexdigest()
         shards.append(ManifestShard(url=shard.name, sha256=digest, n_samples=per_shard, keys=keys))
-    Manifest(ephys_version="bench", created_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    Manifest(ephys_version="bench", created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
              query=["benchmark"], montage="bench-8", channel_names=channels, sfreq=SFREQ, n_samples=N_T,
              counts={"epochs": n_shards * per_shard, "shards": n_shards}, shards=shards).save(path)
     return path
@@ -239,7 +239,7 @@ _cpu_name = _ingest_bench._cpu_name  # one /proc/cpuinfo reader for both benchma
 def environment(device: str) -> dict:
     dev = torch.device(device)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return dict(date=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), host=socket.gethostname(),
+    return dict(date=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), host=socket.gethostname(),
                 cpu=_cpu_name(), cores=cores, torch_threads=torch.get_num_threads(), python=platform.python_version(),
                 torch_version=torch.__version__, device=str(dev),
                 device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",

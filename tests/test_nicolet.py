@@ -129,7 +129,7 @@ def test_patient_only_in_patient_info(rec):
     for s in PHI:
         assert s not in blob
     with NicoletReader(p, timezone="UTC") as r:
-        assert r.patient.start == START.replace(tzinfo=dt.timezone.utc)
+        assert r.patient.start == START.replace(tzinfo=dt.UTC)
     with NicoletReader(p, timezone="Europe/Berlin") as r:
         assert r.patient.start.utcoffset() == dt.timedelta(hours=1)
 

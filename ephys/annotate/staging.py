@@ -419,11 +419,11 @@ _GSSC_LOCK = threading.Lock()
 _GSSC_NETS: tuple | None = None  # (sig_net, gru_net), loaded once per process
 _GSSC_VERSION = "0.0.9"
 _GSSC_HINT = (
-    "the 'gssc' sleep-staging backend needs the optional package gssc=={v} "
+    f"the 'gssc' sleep-staging backend needs the optional package gssc=={_GSSC_VERSION} "
     "(pip install 'ephys[gssc]'). Note: gssc is licensed under the GNU AGPL-3.0 "
     "(its network weights ship in the same wheel); ephys itself is BSD-3-Clause. "
     "Choose the 'yasa' (BSD-3-Clause) or 'none' backend to avoid it."
-).format(v=_GSSC_VERSION)
+)
 
 
 def _import_gssc():

@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 from sqlalchemy import create_engine, delete, event, func, insert, select, text, update
@@ -40,7 +40,7 @@ def _by_sha(s: Session, column, shas: list[str]) -> dict:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def redact_url(url: str) -> str:

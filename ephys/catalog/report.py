@@ -27,7 +27,7 @@ import io
 import math
 import os
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -203,7 +203,7 @@ def _report_data(cat: Catalog) -> dict:
 
     return {
         "catalog": redact_url(cat.url),
-        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "ephys_version": __version__,
         "layout": {"sfreq": sfreq, "epoch_s": epoch_s},
         "stats": stats,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -15,7 +14,7 @@ from ephys.cli import app
 def audit_cmd(
     output: Path = typer.Argument(..., help="The ingest output folder (shards, catalog, hash log, ...)."),
     archive: Path = typer.Option(..., "--archive", help="The archive it was built from."),
-    also: Optional[List[Path]] = typer.Option(None, "--also", help="More files or folders to scan: manifests, Slurm logs."),
+    also: list[Path] | None = typer.Option(None, "--also", help="More files or folders to scan: manifests, Slurm logs."),
     as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
 ) -> None:
     """Read every identity field of every recording in ARCHIVE (names, IDs, birth and start dates,

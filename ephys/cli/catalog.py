@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -71,8 +70,8 @@ def _print_stats(st: dict) -> None:
 
 @catalog_app.command("stats")
 def stats(
-    catalog: Optional[str] = CATALOG_OPT,
-    out: Optional[Path] = OUT_OPT,
+    catalog: str | None = CATALOG_OPT,
+    out: Path | None = OUT_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
     """Counts of recordings by status and failure code, EEG hours, epochs, shards, subjects, runs."""
@@ -91,20 +90,20 @@ def stats(
 
 @catalog_app.command("query")
 def query(
-    catalog: Optional[str] = CATALOG_OPT,
-    out: Optional[Path] = OUT_OPT,
-    where: Optional[list[str]] = typer.Option(
+    catalog: str | None = CATALOG_OPT,
+    out: Path | None = OUT_OPT,
+    where: list[str] | None = typer.Option(
         None, "--where", "-w", help=f"FIELD OP VALUE, repeatable (all must hold). {valid_fields_text()}"
     ),
-    status: Optional[str] = typer.Option(None, "--status", help="ok, rejected or failed"),
-    fmt: Optional[str] = typer.Option(None, "--format", help="recording format, e.g. edf"),
-    min_duration: Optional[float] = typer.Option(None, "--min-duration", help="duration_s >= this (seconds)"),
-    min_channels: Optional[int] = typer.Option(None, "--min-channels", help="n_eeg_channels >= this"),
-    min_valid_epochs: Optional[int] = typer.Option(None, "--min-valid-epochs", help="n_valid_epochs >= this"),
-    subject: Optional[str] = typer.Option(None, "--subject", help="pseudonymous subject id"),
-    annotation: Optional[str] = typer.Option(None, "--annotation", help="has an annotation containing this text"),
-    failure_code: Optional[str] = typer.Option(None, "--failure-code", help="e.g. corrupt, too_short"),
-    limit: Optional[int] = typer.Option(None, "--limit", min=0, help="at most this many recordings"),
+    status: str | None = typer.Option(None, "--status", help="ok, rejected or failed"),
+    fmt: str | None = typer.Option(None, "--format", help="recording format, e.g. edf"),
+    min_duration: float | None = typer.Option(None, "--min-duration", help="duration_s >= this (seconds)"),
+    min_channels: int | None = typer.Option(None, "--min-channels", help="n_eeg_channels >= this"),
+    min_valid_epochs: int | None = typer.Option(None, "--min-valid-epochs", help="n_valid_epochs >= this"),
+    subject: str | None = typer.Option(None, "--subject", help="pseudonymous subject id"),
+    annotation: str | None = typer.Option(None, "--annotation", help="has an annotation containing this text"),
+    failure_code: str | None = typer.Option(None, "--failure-code", help="e.g. corrupt, too_short"),
+    limit: int | None = typer.Option(None, "--limit", min=0, help="at most this many recordings"),
     as_json: bool = JSON_OPT,
 ) -> None:
     """List recordings matching every clause, ordered by SHA-256."""
@@ -147,9 +146,9 @@ def query(
 
 @catalog_app.command("verify")
 def verify(
-    catalog: Optional[str] = CATALOG_OPT,
-    out: Optional[Path] = OUT_OPT,
-    shards: Optional[Path] = typer.Option(None, "--shards", help="shard folder [default: OUT/shards with --out, "
+    catalog: str | None = CATALOG_OPT,
+    out: Path | None = OUT_OPT,
+    shards: Path | None = typer.Option(None, "--shards", help="shard folder [default: OUT/shards with --out, "
                                           "else the folder the ingest recorded in the catalog]"),
     repair: bool = typer.Option(False, "--repair", help="quarantine damaged shards and re-queue their recordings "
                                 "for the next `ephys ingest` of the archive"),  # fmt: skip
@@ -216,8 +215,8 @@ def verify(
 def locate_cmd(
     prefix: str = typer.Argument(..., help="SHA-256 prefix of a recording as logs print it (12 hex digits; 6 at least)."),
     archive: Path = typer.Option(..., "--archive", help="The archive folder the ingest walked."),
-    catalog: Optional[str] = CATALOG_OPT,
-    out: Optional[Path] = OUT_OPT,
+    catalog: str | None = CATALOG_OPT,
+    out: Path | None = OUT_OPT,
     to_pipe: bool = typer.Option(False, "--to-pipe", help="Print paths even when stdout is not a terminal."),
 ) -> None:
     """Print the archive path(s) of a recording named in a log line or failure (needs the site secret).
@@ -247,9 +246,9 @@ def locate_cmd(
 
 @catalog_app.command("relabel")
 def relabel_cmd(
-    catalog: Optional[str] = CATALOG_OPT,
-    out: Optional[Path] = OUT_OPT,
-    taxonomy: Optional[Path] = typer.Option(None, "--taxonomy", help="taxonomy YAML [default: the packaged one]"),
+    catalog: str | None = CATALOG_OPT,
+    out: Path | None = OUT_OPT,
+    taxonomy: Path | None = typer.Option(None, "--taxonomy", help="taxonomy YAML [default: the packaged one]"),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Label every annotation of the catalog again with --taxonomy, from its stored text (no signal is read).

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -20,7 +19,7 @@ def embed_cmd(
     manifest: Path = typer.Option(..., "--manifest", help="manifest file (JSON) selecting the epochs to embed"),
     out: Path = typer.Option(..., "-o", "--out", help="output .npy (float32, epochs x dims); keys go to .keys.json"),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="epochs per forward pass"),
-    device: Optional[str] = typer.Option(None, "--device", help="torch device; default cuda if available, else cpu"),
+    device: str | None = typer.Option(None, "--device", help="torch device; default cuda if available, else cpu"),
     random_init: bool = typer.Option(False, "--random-init", help="embed with random weights (the baseline)"),
     seed: int = typer.Option(0, "--seed", min=0, help="seed of the random weights of --random-init"),
 ) -> None:
@@ -53,9 +52,9 @@ def _fmt(v: float) -> str:
 def probe_cmd(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="checkpoint.pt of an ephys pretrain run"),
     manifest: Path = typer.Option(..., "--manifest", help="manifest file (JSON) selecting the epochs"),
-    label: Optional[str] = typer.Option(None, "--label", help="stage (sleep stage), category (annotation), valid "
+    label: str | None = typer.Option(None, "--label", help="stage (sleep stage), category (annotation), valid "
                                         "(QC verdict); or give --labels"),
-    labels: Optional[Path] = typer.Option(None, "--labels", help="your own labels: a TSV with the columns recording "
+    labels: Path | None = typer.Option(None, "--labels", help="your own labels: a TSV with the columns recording "
                                           "(SHA-256), onset, duration (s) and label; an epoch takes the row "
                                           "holding its midpoint"),
     test_fraction: float = typer.Option(0.3, "--test-fraction", min=0.0, max=1.0, help="fraction of subjects held out"),
@@ -63,7 +62,7 @@ def probe_cmd(
     folds: int = typer.Option(0, "--folds", min=0, help="also K-fold cross-validation over subjects, with 95 % "
                               "intervals (0: the one split only)"),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="epochs per forward pass"),
-    device: Optional[str] = typer.Option(None, "--device", help="torch device; default cuda if available, else cpu"),
+    device: str | None = typer.Option(None, "--device", help="torch device; default cuda if available, else cpu"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Fit a linear probe (logistic regression, subject-level split) on a label of the epochs' metadata.

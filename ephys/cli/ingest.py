@@ -6,7 +6,6 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -38,15 +37,15 @@ def _cluster_options(items: list[str]) -> dict:
 def ingest_cmd(
     archive: Path = typer.Argument(..., help="Folder of recordings (walked recursively) or one recording file."),
     out: Path = typer.Option(Path("ephys-out"), "--out", "-o", help="Output folder: shards/, hashlog.csv, catalog."),
-    catalog: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the catalog [default: sqlite:///OUT/catalog.sqlite]."),
-    scheduler: Optional[str] = typer.Option(None, help="Address of a running Dask scheduler [default: a local cluster]."),
-    shards: Optional[str] = typer.Option(None, "--shards", help="Where shards go: a folder or an fsspec URL such as "
+    catalog: str | None = typer.Option(None, help="SQLAlchemy URL of the catalog [default: sqlite:///OUT/catalog.sqlite]."),
+    scheduler: str | None = typer.Option(None, help="Address of a running Dask scheduler [default: a local cluster]."),
+    shards: str | None = typer.Option(None, "--shards", help="Where shards go: a folder or an fsspec URL such as "
                                          "s3://bucket/corpus (needs its package, e.g. the 's3' extra) [default: OUT/shards]."),
-    workers: Optional[int] = typer.Option(None, min=1, help="Worker processes: of the local cluster [default: CPU "
+    workers: int | None = typer.Option(None, min=1, help="Worker processes: of the local cluster [default: CPU "
                                           "count], or the most at a time with --cluster slurm [default: 16]."),
     cluster: str = typer.Option("local", help="Without --scheduler, where the workers run: local (this machine) or "
                                 "slurm (Dask workers submitted as Slurm jobs by dask-jobqueue, as the work needs them)."),
-    cluster_option: Optional[List[str]] = typer.Option(None, "--cluster-option", metavar="KEY=VALUE",
+    cluster_option: list[str] | None = typer.Option(None, "--cluster-option", metavar="KEY=VALUE",
                                                        help="A dask_jobqueue.SLURMCluster setting, repeatable: queue=gpu, "
                                                        "account=neuro, walltime=08:00:00, memory=16GiB, cores=4 (worker "
                                                        "processes per job), job_extra_directives='[\"--exclusive\"]' "
@@ -67,9 +66,9 @@ def ingest_cmd(
                                "installed) or none."),
     date_shift: bool = typer.Option(False, "--date-shift", help="Store recording starts shifted per subject by a keyed "
                                     "offset (time of day and intervals kept); without it no dates are stored."),
-    task_timeout: Optional[float] = typer.Option(None, "--task-timeout", min=0.001, help="Seconds one recording may "
+    task_timeout: float | None = typer.Option(None, "--task-timeout", min=0.001, help="Seconds one recording may "
                                                  "take; a slower one is recorded as failed (timeout) and its worker restarted."),
-    taxonomy: Optional[Path] = typer.Option(None, "--taxonomy", help="Annotation taxonomy YAML [default: the packaged "
+    taxonomy: Path | None = typer.Option(None, "--taxonomy", help="Annotation taxonomy YAML [default: the packaged "
                                             "one]; `ephys annotations apply` writes one from reviewed cluster proposals."),
     buffer_mib: int = typer.Option(8, min=1, help="Size of one buffered read, MiB."),
     block_epochs: int = typer.Option(40, min=1, help="Epochs processed at a time (40 = 20 min): bounds worker memory; "
@@ -133,10 +132,10 @@ def demo_archive_cmd(
 @app.command("quickstart")
 def quickstart_cmd(
     out: Path = typer.Option(Path("ephys-quickstart"), "--out", "-o", help="Folder of everything it writes."),
-    real: Optional[Path] = typer.Option(None, "--real", help="Real recordings to tile the demo archive from and ingest "
+    real: Path | None = typer.Option(None, "--real", help="Real recordings to tile the demo archive from and ingest "
                                         "[default: shared/data/real beside the source checkout, or ../shared/data/real]."),
     synthetic: bool = typer.Option(False, "--synthetic", help="Use the synthetic demo archive instead of real EEG."),
-    workers: Optional[int] = typer.Option(None, min=1, help="Local cluster worker processes [default: CPU count]."),
+    workers: int | None = typer.Option(None, min=1, help="Local cluster worker processes [default: CPU count]."),
     steps: int = typer.Option(40, min=1, help="Training steps of the cpu-tiny model."),
 ):
     """Walk the whole product on a small archive: build it, ingest, catalog, manifest, pretrain, probe, report.

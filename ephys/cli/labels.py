@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -17,11 +16,11 @@ from ephys.errors import EphysError
 
 @annotations_app.command("cluster")
 def cluster(
-    catalog: Optional[str] = CATALOG_OPT,
-    out: Optional[Path] = OUT_OPT,
-    dest: Optional[Path] = typer.Option(None, "--dest", help="where clusters.json and proposals.yaml go "
+    catalog: str | None = CATALOG_OPT,
+    out: Path | None = OUT_OPT,
+    dest: Path | None = typer.Option(None, "--dest", help="where clusters.json and proposals.yaml go "
                                         "[default: OUT/annotations, or ./annotations with --catalog]"),
-    taxonomy: Optional[Path] = typer.Option(None, "--taxonomy", help="taxonomy YAML [default: the packaged one]"),
+    taxonomy: Path | None = typer.Option(None, "--taxonomy", help="taxonomy YAML [default: the packaged one]"),
     threshold: float = typer.Option(85.0, min=1, max=100, help="similarity (rapidfuzz token_sort_ratio, 0-100) "
                                     "a text needs to join a cluster"),
     top: int = typer.Option(20, min=1, help="clusters shown in the table"),
@@ -65,7 +64,7 @@ def cluster(
 def apply(
     patch: Path = typer.Argument(..., help="a reviewed proposals.yaml of `ephys annotations cluster`"),
     output: Path = typer.Option(..., "-o", "--output", help="the taxonomy file to write"),
-    taxonomy: Optional[Path] = typer.Option(None, "--taxonomy", help="taxonomy YAML to start from "
+    taxonomy: Path | None = typer.Option(None, "--taxonomy", help="taxonomy YAML to start from "
                                             "[default: the packaged one]"),
 ) -> None:
     """Add the keywords of reviewed proposals (those given a subcategory) to a taxonomy, validated, as a new file.

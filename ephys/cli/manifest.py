@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -19,9 +18,9 @@ from ephys.errors import EphysError
 @manifest_app.command("create")
 def create(
     output: Path = typer.Option(..., "--output", "-o", help="manifest file to write (JSON)"),
-    catalog: Optional[str] = CATALOG_OPT,
-    out: Optional[Path] = OUT_OPT,
-    where: Optional[list[str]] = typer.Option(
+    catalog: str | None = CATALOG_OPT,
+    out: Path | None = OUT_OPT,
+    where: list[str] | None = typer.Option(
         None, "--where", "-w", help=f"FIELD OP VALUE, repeatable (all must hold). {valid_fields_text()}"
     ),
     relative_urls: bool = typer.Option(
@@ -90,9 +89,9 @@ def show(
 @manifest_app.command("card")
 def card(
     path: Path = typer.Argument(..., help="manifest file"),
-    out: Optional[Path] = typer.Option(None, "-o", "--out", help="folder for README.md and croissant.json "
+    out: Path | None = typer.Option(None, "-o", "--out", help="folder for README.md and croissant.json "
                                        "[default: the manifest's folder]"),
-    name: Optional[str] = typer.Option(None, "--name", help="the dataset's name [default: from the content hash]"),
+    name: str | None = typer.Option(None, "--name", help="the dataset's name [default: from the content hash]"),
 ) -> None:
     """Write a dataset card: README.md (Hugging Face YAML metadata; `datasets.load_dataset` reads the shards) and
     croissant.json (MLCommons Croissant 1.0). Licence, citation and contact are left as TODO for the site."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -18,14 +17,14 @@ EX_TEMPFAIL = 75  # sysexits.h: stopped by a signal with a checkpoint; run again
 def pretrain_cmd(
     manifest: Path = typer.Option(..., "--manifest", help="manifest file (JSON) selecting the epochs"),
     out: Path = typer.Option(..., "--out", help="run folder: config.toml, run.json, metrics.jsonl, checkpoint.pt"),
-    config: Optional[Path] = typer.Option(None, "--config", help="run config: a TOML file, or cpu-tiny, epi250k-base, epi250k-large (shipped) [default: the run's "
+    config: Path | None = typer.Option(None, "--config", help="run config: a TOML file, or cpu-tiny, epi250k-base, epi250k-large (shipped) [default: the run's "
                                           "own config.toml when --out holds one, else epi250k-base on a GPU, cpu-tiny on a CPU]"),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="run.steps: total optimizer steps"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="data.batch_size, per process"),
-    lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="optim.lr: peak AdamW learning rate"),
-    mask_ratio: Optional[float] = typer.Option(None, "--mask-ratio", min=0.0, max=1.0, help="model.mask_ratio"),
-    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="run.seed"),
-    device: Optional[str] = typer.Option(None, "--device", help="run.device; default cuda if available, else cpu"),
+    steps: int | None = typer.Option(None, "--steps", min=1, help="run.steps: total optimizer steps"),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="data.batch_size, per process"),
+    lr: float | None = typer.Option(None, "--lr", min=0.0, help="optim.lr: peak AdamW learning rate"),
+    mask_ratio: float | None = typer.Option(None, "--mask-ratio", min=0.0, max=1.0, help="model.mask_ratio"),
+    seed: int | None = typer.Option(None, "--seed", min=0, help="run.seed"),
+    device: str | None = typer.Option(None, "--device", help="run.device; default cuda if available, else cpu"),
     set_: list[str] = typer.Option([], "--set", help="any config key, e.g. --set model.preset=tiny (repeatable)"),
 ) -> None:
     """Pretrain the masked autoencoder of --config on the manifest's epochs; a run in --out is resumed.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -15,8 +14,8 @@ from ephys.errors import EphysError
 
 @app.command("report")
 def report_cmd(
-    source: Optional[Path] = typer.Argument(None, help="ingest output folder (its catalog.sqlite); or give --catalog"),
-    catalog: Optional[str] = CATALOG_OPT,
+    source: Path | None = typer.Argument(None, help="ingest output folder (its catalog.sqlite); or give --catalog"),
+    catalog: str | None = CATALOG_OPT,
     out: Path = typer.Option(Path("report.html"), "--out", "-o", help="HTML file to write"),
     title: str = typer.Option("ephys corpus report", "--title", help="page title"),
 ) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import ephys
@@ -141,7 +141,7 @@ def create_manifest(
 
     manifest = Manifest(
         ephys_version=ephys.__version__,
-        created_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         query=query,
         montage=montage,
         channel_names=list(channel_names),

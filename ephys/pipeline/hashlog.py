@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 FIELDS = ["sha256", "outcome", "code", "n_epochs", "finished_at", "path_hash", "relpath"]
@@ -38,7 +38,7 @@ class HashLog:
 
     def append(self, sha256: str, outcome: str, code: str | None, n_epochs: int, path_hash: str, relpath: str | None) -> None:
         self._w.writerow(dict(sha256=sha256, outcome=outcome, code=code or "", n_epochs=n_epochs,
-                              finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                              finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
                               path_hash=path_hash, relpath=relpath or ""))  # fmt: skip
         self._sync()
         self.done[sha256] = outcome

@@ -14,7 +14,7 @@ import fcntl
 import json
 import os
 import socket
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 from ephys.errors import OutputError, OutputLockedError
@@ -37,7 +37,7 @@ class OutputLock:
         self.path = Path(folder) / LOCK_NAME
         self._fd: int | None = None
 
-    def acquire(self) -> "OutputLock":
+    def acquire(self) -> OutputLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
         except OSError as exc:
@@ -51,7 +51,7 @@ class OutputLock:
                                     f"({holder}); wait for it to finish or use another --out") from None  # fmt: skip
         os.ftruncate(fd, 0)
         info = dict(pid=os.getpid(), host=socket.gethostname(),
-                    since=datetime.now(timezone.utc).isoformat(timespec="seconds"))  # fmt: skip
+                    since=datetime.now(UTC).isoformat(timespec="seconds"))  # fmt: skip
         os.pwrite(fd, json.dumps(info).encode() + b"\n", 0)
         self._fd = fd
         return self
@@ -65,7 +65,7 @@ class OutputLock:
             os.close(self._fd)  # closing releases the flock
             self._fd = None
 
-    def __enter__(self) -> "OutputLock":
+    def __enter__(self) -> OutputLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -24,7 +24,8 @@ import time
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
+from collections.abc import Callable
 
 import numpy as np
 
@@ -635,7 +636,7 @@ class _StagedArray:
         except OSError as exc:
             raise _output_error(exc, self.path.parent, self.nbytes) from None
 
-    def __enter__(self) -> "_StagedArray":
+    def __enter__(self) -> _StagedArray:
         return self
 
     def __exit__(self, *exc) -> None:

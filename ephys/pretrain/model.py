@@ -37,7 +37,7 @@ class MAEConfig(BaseModel):
     mlp_ratio: int = Field(4, ge=1, description="feed-forward width / model width")
 
     @model_validator(mode="after")
-    def _check(self) -> "MAEConfig":
+    def _check(self) -> MAEConfig:
         if self.n_samples % self.patch_size:
             raise ValueError(f"n_samples {self.n_samples} is not a multiple of patch_size {self.patch_size}")
         if self.dim % self.heads or self.decoder_dim % self.decoder_heads:

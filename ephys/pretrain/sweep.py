@@ -40,7 +40,7 @@ import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +178,7 @@ def _make_subset(parent: Manifest, manifest_path: Path, fraction: float, seed: i
     subset = parent.model_copy(update=dict(
         format=MANIFEST_FORMAT,
         ephys_version=__version__,
-        created_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         query=[*parent.query, f"subset fraction={_fraction_text(fraction)} seed={seed}"],
         counts={"epochs": n_epochs, "shards": len(shards)},
         shards=shards,
@@ -418,7 +418,7 @@ def run_sweep(manifest_path: str | Path, out_dir: str | Path, base_config: RunCo
             out_dir=str(run_dir), steps_run=int(summary["steps_run"]),
         ))
         sweep_text = "".join(json.dumps(asdict(r), default=str) + "\n" for r in results).encode()
-        atomic_write(out_dir / SWEEP, lambda f: f.write(sweep_text))
+        atomic_write(out_dir / SWEEP, lambda f, text=sweep_text: f.write(text))
     fits = sweep_fits(results)
     atomic_write(out_dir / FIT, lambda f: f.write((json.dumps(fits, indent=2) + "\n").encode()))
     return results

@@ -31,7 +31,7 @@ class Failure(BaseModel):
     reason: str
 
     @classmethod
-    def from_exception(cls, exc: BaseException, stage: str | None = None) -> "Failure":
+    def from_exception(cls, exc: BaseException, stage: str | None = None) -> Failure:
         from ephys.errors import EphysError
 
         if isinstance(exc, EphysError):

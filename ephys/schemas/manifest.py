@@ -251,7 +251,7 @@ class Manifest(BaseModel):
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "Manifest":
+    def load(cls, path: str | Path) -> Manifest:
         """Read and verify a manifest.
 
         Raises

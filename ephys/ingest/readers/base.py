@@ -92,7 +92,7 @@ class Reader(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional
         pass
 
-    def __enter__(self) -> "Reader":
+    def __enter__(self) -> Reader:
         return self
 
     def __exit__(self, *exc) -> None:

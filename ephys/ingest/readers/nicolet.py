@@ -145,7 +145,7 @@ class NicoletReader(Reader):
             raise ValueError("buffer_bytes must be at least 16")
         if isinstance(timezone, str):
             try:
-                timezone = _dt.timezone.utc if timezone.upper() == "UTC" else zoneinfo.ZoneInfo(timezone)
+                timezone = _dt.UTC if timezone.upper() == "UTC" else zoneinfo.ZoneInfo(timezone)
             except (zoneinfo.ZoneInfoNotFoundError, ValueError):
                 raise ValueError(f"unknown time zone {timezone!r}") from None
         self.path, self._p = Path(path), str(path)
