@@ -180,3 +180,42 @@ class BIDSLayoutError(ExportError):
     """A recording BIDS (through MNE) cannot express: EEG channels at several rates, a discontinuous recording."""
 
     code = "bids_layout"
+
+
+class NoStagingChannelError(RejectedError):
+    """A recording has no EEG channel usable for sleep staging.
+
+    A subclass of :class:`~ephys.errors.RejectedError` (code
+    ``no_staging_eeg``, stage ``annotate``) so that the reason can be
+    recorded like other curation outcomes. It does **not** mean the recording
+    must be rejected: the pipeline should catch it, store the epochs as
+    unstaged and keep the reason (see :func:`ephys.annotate.staging.stage_reader`, which does that).
+    """
+
+    code = "no_staging_eeg"
+    stage = "annotate"
+
+
+class StagingBackendUnavailable(ImportError):
+    """The optional package a staging backend needs is not installed."""
+
+
+class ConfigError(EphysError):
+    """A run config file is unreadable, not TOML, or fails validation (the message names the field)."""
+
+    code = "config_error"
+    stage = "pretrain"
+
+
+class PretrainError(EphysError):
+    """Pretraining, embedding or probing cannot proceed (unreadable checkpoint, non-finite loss, a probe that
+    cannot be made); the message names the file."""
+
+    code = "pretrain_error"
+    stage = "pretrain"
+
+
+class CheckpointMismatchError(PretrainError):
+    """``out_dir`` or ``--checkpoint`` holds a checkpoint of another manifest or model."""
+
+    code = "checkpoint_mismatch"

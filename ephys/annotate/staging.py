@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
-from ephys.errors import RejectedError
+from ephys.errors import NoStagingChannelError, StagingBackendUnavailable
 from ephys.ingest.channels import canonical_electrode
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -73,24 +73,6 @@ log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------
 # errors
-
-
-class NoStagingChannelError(RejectedError):
-    """A recording has no EEG channel usable for sleep staging.
-
-    A subclass of :class:`~ephys.errors.RejectedError` (code
-    ``no_staging_eeg``, stage ``annotate``) so that the reason can be
-    recorded like other curation outcomes. It does **not** mean the recording
-    must be rejected: the pipeline should catch it, store the epochs as
-    unstaged and keep the reason (see :func:`stage_reader`, which does that).
-    """
-
-    code = "no_staging_eeg"
-    stage = "annotate"
-
-
-class StagingBackendUnavailable(ImportError):
-    """The optional package a staging backend needs is not installed."""
 
 
 #: The backends the ``ensemble`` backend combines.

@@ -93,7 +93,8 @@ class IngestSummary:
 
 def _check_stager(name: str) -> None:
     """Refuse to start when the chosen sleep-staging backend is not installed (workers share this environment)."""
-    from ephys.annotate.staging import StagingBackendUnavailable, require_backend
+    from ephys.annotate.staging import require_backend
+    from ephys.errors import StagingBackendUnavailable
 
     try:
         require_backend(name)

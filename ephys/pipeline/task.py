@@ -526,7 +526,8 @@ def _staging_channels(header, config):
     """The sleep-staging channel choice (read with the EEG in one pass), or ``None`` and why not."""
     if config.stager == "none":
         return None, None
-    from ephys.annotate.staging import NoStagingChannelError, choose_channels
+    from ephys.annotate.staging import choose_channels
+    from ephys.errors import NoStagingChannelError
 
     try:
         return choose_channels(header.channels), None

@@ -35,20 +35,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError, model_validator
 
-from ephys.errors import EphysError
+from ephys.errors import ConfigError
 from ephys.pretrain.hiera import PRESETS, HieraConfig
 from ephys.pretrain.model import MAEConfig
 from ephys.pretrain.views import ViewConfig
 
 __all__ = ["ConfigError", "DataConfig", "ModelSection", "OptimConfig", "RunConfig", "RunSection", "dotted",
            "load_config", "parse_overrides"]
-
-
-class ConfigError(EphysError):
-    """A run config file is unreadable, not TOML, or fails validation (the message names the field)."""
-
-    code = "config_error"
-    stage = "pretrain"
 
 
 _MODEL_KEYS = {"arch", "preset", "mask_ratio"}

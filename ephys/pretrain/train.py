@@ -76,7 +76,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ephys import __version__
-from ephys.errors import EphysError, ManifestError
+from ephys.errors import CheckpointMismatchError, EphysError, ManifestError, PretrainError
 from ephys.pretrain.config import RunConfig
 from ephys.pretrain.data import SampleFilter, StepBatches, shard_layout
 from ephys.pretrain.hiera import HieraConfig, HieraMAE, encoder_parameter_count, param_groups
@@ -99,17 +99,6 @@ PEAK_BF16_FLOPS = (
     ("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H100", 989e12), ("H200", 989e12), ("GH200", 989e12), ("B200", 2250e12),
     ("A100", 312e12), ("L40S", 362e12), ("A10G", 70e12),
 )
-
-
-class PretrainError(EphysError):
-    code = "pretrain_error"
-    stage = "pretrain"
-
-
-class CheckpointMismatchError(PretrainError):
-    """``out_dir`` or ``--checkpoint`` holds a checkpoint of another manifest or model."""
-
-    code = "checkpoint_mismatch"
 
 
 # ------------------------------------------------------------------------------------------------ model and optimisers
