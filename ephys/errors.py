@@ -219,3 +219,20 @@ class CheckpointMismatchError(PretrainError):
     """``out_dir`` or ``--checkpoint`` holds a checkpoint of another manifest or model."""
 
     code = "checkpoint_mismatch"
+
+
+class TaxonomyError(EphysError, ValueError):
+    """A taxonomy file does not load (not YAML, a missing field, a duplicate keyword, a pattern that does not
+    compile...); the message names the file and the category/subcategory. Also a ``ValueError``, as before."""
+
+    code = "taxonomy_error"
+    stage = "annotate"
+
+
+class FilterError(EphysError, ValueError):
+    """A ``--where`` clause of the filter language does not parse (unknown field or operator, a value of the wrong
+    type); the message quotes the clause and lists what is valid. Also a ``ValueError``, as before."""
+
+    code = "filter_error"
+    stage = "catalog"
+

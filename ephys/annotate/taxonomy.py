@@ -204,6 +204,8 @@ from typing import Any
 import yaml
 from rapidfuzz import fuzz, process
 
+from ephys.errors import TaxonomyError
+
 __all__ = [
     "CATEGORY_IDS",
     "SOURCE_TAGS",
@@ -474,60 +476,60 @@ _SUB_KEYS = {"id", "label", "source", "refs", "en", "de", "abbr", "weak", "patte
 def _str_list(value: Any, where: str, field: str, *, required: bool = False) -> tuple[str, ...]:
     if value is None:
         if required:
-            raise ValueError(f"{where}: missing '{field}'")
+            raise TaxonomyError(f"{where}: missing '{field}'")
         return ()
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise ValueError(f"{where}: '{field}' must be a list of non-empty strings (quote yes/no/on/off)")
+        raise TaxonomyError(f"{where}: '{field}' must be a list of non-empty strings (quote yes/no/on/off)")
     return tuple(v.strip() for v in value)
 
 
 def _parse(data: Any, origin: str) -> Taxonomy:
     if not isinstance(data, Mapping):
-        raise ValueError(f"{origin}: top level must be a mapping with 'version' and 'categories'")
+        raise TaxonomyError(f"{origin}: top level must be a mapping with 'version' and 'categories'")
     unknown = set(data) - {"version", "categories"}
     if unknown:
-        raise ValueError(f"{origin}: unknown top-level keys {sorted(unknown)}")
+        raise TaxonomyError(f"{origin}: unknown top-level keys {sorted(unknown)}")
     version = data.get("version")
     if not isinstance(version, str) or not _VERSION_RE.match(version):
-        raise ValueError(f"{origin}: 'version' must be a quoted string like \"2026.11.1\", got {version!r}")
+        raise TaxonomyError(f"{origin}: 'version' must be a quoted string like \"2026.11.1\", got {version!r}")
     cats = data.get("categories")
     if not isinstance(cats, list) or not cats:
-        raise ValueError(f"{origin}: 'categories' must be a non-empty list")
+        raise TaxonomyError(f"{origin}: 'categories' must be a non-empty list")
 
     owner: dict[str, str] = {}  # normalised keyword -> subcategory path
     categories: list[Category] = []
     for ci, c in enumerate(cats):
         where = f"{origin}: categories[{ci}]"
         if not isinstance(c, Mapping):
-            raise ValueError(f"{where}: must be a mapping")
+            raise TaxonomyError(f"{where}: must be a mapping")
         cid, clabel, subs = c.get("id"), c.get("label"), c.get("subcategories")
         if set(c) - {"id", "label", "subcategories"}:
-            raise ValueError(f"{where}: unknown keys {sorted(set(c) - {'id', 'label', 'subcategories'})}")
+            raise TaxonomyError(f"{where}: unknown keys {sorted(set(c) - {'id', 'label', 'subcategories'})}")
         if cid not in CATEGORY_IDS:
-            raise ValueError(f"{where}: 'id' must be one of {CATEGORY_IDS}, got {cid!r}")
+            raise TaxonomyError(f"{where}: 'id' must be one of {CATEGORY_IDS}, got {cid!r}")
         if not isinstance(clabel, str) or not clabel.strip():
-            raise ValueError(f"{where} ({cid}): missing 'label'")
+            raise TaxonomyError(f"{where} ({cid}): missing 'label'")
         if not isinstance(subs, list) or not subs:
-            raise ValueError(f"{where} ({cid}): 'subcategories' must be a non-empty list")
+            raise TaxonomyError(f"{where} ({cid}): 'subcategories' must be a non-empty list")
         parsed: list[Subcategory] = []
         for si, s in enumerate(subs):
             sw = f"{where}.subcategories[{si}]"
             if not isinstance(s, Mapping):
-                raise ValueError(f"{sw}: must be a mapping")
+                raise TaxonomyError(f"{sw}: must be a mapping")
             sid = s.get("id")
             if not isinstance(sid, str) or not _ID_RE.match(sid):
-                raise ValueError(f"{sw}: 'id' must be a lower-case identifier, got {sid!r}")
+                raise TaxonomyError(f"{sw}: 'id' must be a lower-case identifier, got {sid!r}")
             sw = f"{sw} ({cid}/{sid})"
             if set(s) - _SUB_KEYS:
-                raise ValueError(f"{sw}: unknown keys {sorted(set(s) - _SUB_KEYS)}")
+                raise TaxonomyError(f"{sw}: unknown keys {sorted(set(s) - _SUB_KEYS)}")
             if any(p.id == sid for p in parsed):
-                raise ValueError(f"{sw}: duplicate subcategory id")
+                raise TaxonomyError(f"{sw}: duplicate subcategory id")
             label = s.get("label")
             if not isinstance(label, str) or not label.strip():
-                raise ValueError(f"{sw}: missing 'label'")
+                raise TaxonomyError(f"{sw}: missing 'label'")
             source = _str_list(s.get("source"), sw, "source", required=True)
             if not source or any(t not in SOURCE_TAGS for t in source):
-                raise ValueError(f"{sw}: 'source' must be a non-empty list of {SOURCE_TAGS}, got {list(source)}")
+                raise TaxonomyError(f"{sw}: 'source' must be a non-empty list of {SOURCE_TAGS}, got {list(source)}")
             en = _str_list(s.get("en"), sw, "en")
             de = _str_list(s.get("de"), sw, "de")
             abbr = _str_list(s.get("abbr"), sw, "abbr")
@@ -536,37 +538,37 @@ def _parse(data: Any, origin: str) -> Taxonomy:
             patterns = _str_list(s.get("patterns"), sw, "patterns")
             refs = _str_list(s.get("refs"), sw, "refs")
             if not (en or de or abbr):
-                raise ValueError(f"{sw}: no keywords (en, de, abbr all empty)")
+                raise TaxonomyError(f"{sw}: no keywords (en, de, abbr all empty)")
             for a in abbr:
                 if len(a) > ABBR_MAX_LEN or " " in a:
-                    raise ValueError(f"{sw}: abbreviation {a!r} longer than {ABBR_MAX_LEN} or contains a space")
+                    raise TaxonomyError(f"{sw}: abbreviation {a!r} longer than {ABBR_MAX_LEN} or contains a space")
             local: set[str] = set()
             for k in (*en, *de, *abbr):
                 n = normalise(k)
                 if not n or not any(ch.isalpha() for ch in n):
-                    raise ValueError(f"{sw}: keyword {k!r} has no letters after normalisation")
+                    raise TaxonomyError(f"{sw}: keyword {k!r} has no letters after normalisation")
                 if n in RESERVED_PHRASES:
-                    raise ValueError(f"{sw}: keyword {k!r} is a negation/uncertainty cue or clause terminator")
+                    raise TaxonomyError(f"{sw}: keyword {k!r} is a negation/uncertainty cue or clause terminator")
                 if len(n.split()) == 1 and len(n) == 1:
-                    raise ValueError(f"{sw}: keyword {k!r} is a single letter")
+                    raise TaxonomyError(f"{sw}: keyword {k!r} is a single letter")
                 other = owner.get(n)
                 if other is not None and other != f"{cid}/{sid}":
-                    raise ValueError(f"{sw}: keyword {k!r} (normalised {n!r}) duplicates one of {other}")
+                    raise TaxonomyError(f"{sw}: keyword {k!r} (normalised {n!r}) duplicates one of {other}")
                 owner[n] = f"{cid}/{sid}"
                 local.add(n)
             for w in weak:
                 if normalise(w) not in local:
-                    raise ValueError(f"{sw}: weak keyword {w!r} is not one of its en/de/abbr keywords")
+                    raise TaxonomyError(f"{sw}: weak keyword {w!r} is not one of its en/de/abbr keywords")
             for p in patterns:
                 try:
                     re.compile(p)
                 except re.error as exc:
-                    raise ValueError(f"{sw}: pattern {p!r} does not compile: {exc}") from None
+                    raise TaxonomyError(f"{sw}: pattern {p!r} does not compile: {exc}") from None
             if weak_all:
                 weak = tuple(local)
             generic = s.get("generic", False)
             if not isinstance(generic, bool):
-                raise ValueError(f"{sw}: 'generic' must be true or false")
+                raise TaxonomyError(f"{sw}: 'generic' must be true or false")
             parsed.append(
                 Subcategory(
                     id=sid, label=label.strip(), category=cid, source=source, en=en, de=de, abbr=abbr,
@@ -582,13 +584,13 @@ def _parse(data: Any, origin: str) -> Taxonomy:
                 key = " ".join(stem(t) for t in normalise(k).split())
                 prev = stem_owner.setdefault(key, (sub.path, k))
                 if prev[0] != sub.path:
-                    raise ValueError(
+                    raise TaxonomyError(
                         f"{origin}: keyword {k!r} of {sub.path} duplicates {prev[1]!r} of {prev[0]} "
                         f"after inflection folding ({key!r})"
                     )
     ids = [c.id for c in categories]
     if sorted(ids) != sorted(CATEGORY_IDS):
-        raise ValueError(f"{origin}: categories must be exactly {CATEGORY_IDS} once each, got {ids}")
+        raise TaxonomyError(f"{origin}: categories must be exactly {CATEGORY_IDS} once each, got {ids}")
     return Taxonomy(version=version, categories=tuple(categories), origin=origin)
 
 
@@ -598,7 +600,7 @@ def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
     ``path=None`` loads the packaged ``ephys/annotate/taxonomy.yaml`` through
     :mod:`importlib.resources` (works from a wheel or an editable install).
 
-    Raises :class:`ValueError` naming the problem (with the position of the offending
+    Raises :class:`~ephys.errors.TaxonomyError` (a ``ValueError``) naming the problem (with the position of the offending
     category/subcategory) when the YAML does not parse, a required field is missing,
     a source tag is unknown, an abbreviation is too long, a keyword is a cue word or
     appears (after normalisation, or after inflection folding with :func:`stem`) in
@@ -615,7 +617,7 @@ def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
     try:
         data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
-        raise ValueError(f"{origin}: not valid YAML: {exc}") from None
+        raise TaxonomyError(f"{origin}: not valid YAML: {exc}") from None
     return _parse(data, origin)
 
 

@@ -47,6 +47,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from ephys.errors import FilterError
+
 FieldType = Literal["str", "int", "float", "bool"]
 
 #: Recording fields of the filter language and their value types.
@@ -155,16 +157,16 @@ def parse_where(clause: str) -> Clause:
 
     Raises
     ------
-    ValueError
-        If the clause is not ``FIELD OP VALUE``, names an unknown field (the
+    FilterError
+        (a ``ValueError``) If the clause is not ``FIELD OP VALUE``, names an unknown field (the
         message lists the valid fields), uses an unknown operator or one the
         field's type does not allow, or has a value of the wrong type.
     """
     if not isinstance(clause, str):
-        raise ValueError(f"a clause must be text, got {type(clause).__name__}")
+        raise FilterError(f"a clause must be text, got {type(clause).__name__}")
     match = _CLAUSE_RE.match(clause)
     if match is None:
-        raise ValueError(
+        raise FilterError(
             f"cannot parse clause {clause!r}: expected FIELD OP VALUE, e.g. 'n_eeg_channels >= 19' "
             f"(operators: {' '.join(OPERATORS)}); {valid_fields_text()}"
         )
@@ -179,26 +181,26 @@ def parse_where(clause: str) -> Clause:
     elif field == ANNOTATION_FIELD or field in LABEL_FIELDS:
         kind, ftype = "annotation", "annotation"
     else:
-        raise ValueError(f"unknown field {match['field']!r} in clause {clause!r}; {valid_fields_text()}")
+        raise FilterError(f"unknown field {match['field']!r} in clause {clause!r}; {valid_fields_text()}")
 
     if op not in OPERATORS:
-        raise ValueError(f"unknown operator {op!r} in clause {clause!r}; operators: {' '.join(OPERATORS)}")
+        raise FilterError(f"unknown operator {op!r} in clause {clause!r}; operators: {' '.join(OPERATORS)}")
     allowed = _OPS_BY_TYPE[ftype]
     if op not in allowed:
-        raise ValueError(
+        raise FilterError(
             f"operator {op!r} does not apply to {field} in clause {clause!r}; {field} takes {' '.join(allowed)}"
         )
 
     if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
         raw = raw[1:-1]
     if raw == "":
-        raise ValueError(f"clause {clause!r} has no value")
+        raise FilterError(f"clause {clause!r} has no value")
 
     value: str | int | float | bool
     if ftype in ("str", "annotation"):
         value = raw
         if field == "status" and op != "~" and raw not in STATUSES:
-            raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {raw!r} in clause {clause!r}")
+            raise FilterError(f"status must be one of {', '.join(STATUSES)}, got {raw!r} in clause {clause!r}")
     elif ftype == "bool":
         low = raw.lower()
         if low in _TRUE:
@@ -206,24 +208,24 @@ def parse_where(clause: str) -> Clause:
         elif low in _FALSE:
             value = False
         else:
-            raise ValueError(f"{field} is true/false (or 1/0), got {raw!r} in clause {clause!r}")
+            raise FilterError(f"{field} is true/false (or 1/0), got {raw!r} in clause {clause!r}")
     elif ftype == "int":
         try:
             value = int(raw)
         except ValueError:
-            raise ValueError(f"{field} takes an integer, got {raw!r} in clause {clause!r}") from None
+            raise FilterError(f"{field} takes an integer, got {raw!r} in clause {clause!r}") from None
     else:
         try:
             value = float(raw)
         except ValueError:
-            raise ValueError(f"{field} takes a number, got {raw!r} in clause {clause!r}") from None
+            raise FilterError(f"{field} takes a number, got {raw!r} in clause {clause!r}") from None
         if not math.isfinite(value):
-            raise ValueError(f"{field} takes a finite number, got {raw!r} in clause {clause!r}")
+            raise FilterError(f"{field} takes a finite number, got {raw!r} in clause {clause!r}")
     return Clause(field=field, op=op, value=value, kind=kind)  # type: ignore[arg-type]
 
 
 def parse_all(where: Sequence[str] | None) -> list[Clause]:
-    """Parse every clause (see :func:`parse_where`); raises ValueError on the first bad one."""
+    """Parse every clause (see :func:`parse_where`); raises FilterError (a ValueError) on the first bad one."""
     if isinstance(where, str):
         where = [where]
     return [parse_where(c) for c in (where or [])]
