@@ -36,8 +36,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError, model_validator
 
 from ephys.errors import ConfigError
-from ephys.pretrain.hiera import PRESETS, HieraConfig
-from ephys.pretrain.model import MAEConfig
+from ephys.pretrain.arch import get as get_arch
 from ephys.pretrain.views import ViewConfig
 
 __all__ = ["ConfigError", "DataConfig", "ModelSection", "OptimConfig", "RunConfig", "RunSection", "dotted",
@@ -50,15 +49,16 @@ _MODEL_KEYS = {"arch", "preset", "mask_ratio"}
 class ModelSection(BaseModel):
     """``[model]``: the architecture and its sizes.
 
-    ``arch = "hiera"`` builds :class:`~ephys.pretrain.hiera.HieraMAE` from ``preset`` plus any
-    :class:`~ephys.pretrain.hiera.HieraConfig` field given here (``in_chans`` and ``image_size`` come from the
-    manifest and the view).  ``arch = "mae"`` builds :class:`~ephys.pretrain.model.MaskedAutoencoder` from the
-    :class:`~ephys.pretrain.model.MAEConfig` fields given here (``n_channels``, ``n_samples`` from the manifest).
+    ``arch`` names a registered architecture (:mod:`ephys.pretrain.arch`).  ``arch = "hiera"`` builds
+    :class:`~ephys.pretrain.hiera.HieraMAE` from ``preset`` plus any :class:`~ephys.pretrain.hiera.HieraConfig`
+    field given here (``in_chans`` and ``image_size`` come from the manifest and the view).  ``arch = "mae"`` builds
+    :class:`~ephys.pretrain.model.MaskedAutoencoder` from the :class:`~ephys.pretrain.model.MAEConfig` fields given
+    here (``n_channels``, ``n_samples`` from the manifest).
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    arch: Literal["hiera", "mae"] = "hiera"
+    arch: str = Field("hiera", description="a registered architecture: hiera or mae (ephys.pretrain.arch)")
     preset: str | None = Field(None, description="hiera preset (tiny, base50m, large210m); default base50m")
     mask_ratio: float = Field(0.6, gt=0.0, lt=1.0, description="fraction of the input hidden from the encoder")
 
@@ -69,28 +69,23 @@ class ModelSection(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> ModelSection:
-        if self.arch == "mae" and self.preset is not None:
-            raise ValueError("preset is a hiera option; arch 'mae' takes MAEConfig fields only")
-        if self.arch == "hiera" and self.preset is not None and self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; choose from {sorted(PRESETS)}")
-        banned = {"in_chans", "image_size"} if self.arch == "hiera" else {"n_channels", "n_samples"}
-        if given := banned & self.overrides.keys():
+        arch = get_arch(self.arch)
+        if self.preset is not None and not arch.presets:
+            raise ValueError(f"preset is not an option of arch {arch.name!r}; it takes {arch.config.__name__} fields only")
+        if self.preset is not None and self.preset not in arch.presets:
+            raise ValueError(f"unknown preset {self.preset!r}; choose from {sorted(arch.presets)}")
+        if given := set(arch.sized_by_data) & self.overrides.keys():
             raise ValueError(f"{sorted(given)} come from the manifest and the view, not from [model]")
         return self
 
-    def build(self, n_channels: int, n_samples: int, view: ViewConfig) -> HieraConfig | MAEConfig:
-        """The model config for epochs ``(n_channels, n_samples)`` seen through ``view``.
+    def build(self, n_channels: int, n_samples: int, view: ViewConfig):
+        """The model config for epochs ``(n_channels, n_samples)`` seen through ``view`` (the architecture's
+        ``make_config``).
 
         Raises ``ValueError`` (pydantic ``ValidationError``) naming the field for unknown keys or impossible sizes.
         """
-        if self.arch == "hiera":
-            if view.kind != "spectrogram":
-                raise ValueError("arch 'hiera' takes images: set [view] kind = 'spectrogram'")
-            return HieraConfig.preset(self.preset or "base50m", **self.overrides, in_chans=n_channels,
-                                      image_size=view.image_size, mask_ratio=self.mask_ratio)
-        if view.kind != "raw":
-            raise ValueError("arch 'mae' takes the raw signal: set [view] kind = 'raw'")
-        return MAEConfig(**self.overrides, n_channels=n_channels, n_samples=n_samples)
+        return get_arch(self.arch).make_config(self.overrides, self.preset, self.mask_ratio, n_channels, n_samples,
+                                               view)  # fmt: skip
 
 
 class DataConfig(BaseModel):

@@ -45,7 +45,6 @@ from torch import nn
 
 from ephys.errors import ManifestError
 from ephys.pretrain.data import EEG_MEMBER, _decode_eeg, _open_shard, _sample_key, shard_layout, verify_shards
-from ephys.pretrain.hiera import HieraConfig
 from ephys.pretrain.train import (CheckpointMismatchError, PretrainError, atomic_write, build_model, pooled_embedding,
                                   read_checkpoint)
 from ephys.pretrain.views import View, ViewConfig, make_view
@@ -322,10 +321,7 @@ def _view_config(ckpt: dict, path: Path) -> ViewConfig:
 def _check_fit(model_config, view_config: ViewConfig, manifest: Manifest, n_channels: int, n_samples: int,
                checkpoint_path: Path, manifest_path: Path) -> None:
     """Raise :class:`CheckpointMismatchError` unless the model takes what the view makes of the manifest's epochs."""
-    if isinstance(model_config, HieraConfig):
-        takes: tuple[int, ...] = (model_config.in_chans, *model_config.image_size)
-    else:
-        takes = (model_config.n_channels, model_config.n_samples)
+    takes = tuple(model_config.input_shape)
     gives = view_config.input_shape(n_channels, n_samples)
     if tuple(takes) != tuple(gives):
         raise CheckpointMismatchError(

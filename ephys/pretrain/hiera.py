@@ -266,6 +266,16 @@ class HieraConfig(BaseModel):
         )
 
     @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """One sample: ``(in_chans, H, W)`` (the spectrogram view's image)."""
+        return (self.in_chans, *self.image_size)
+
+    @property
+    def tokens_per_sample(self) -> int:
+        """Input tokens of one sample: the stage-1 token grid."""
+        return self.token_grid[0] * self.token_grid[1]
+
+    @property
     def pred_patch(self) -> tuple[int, int]:
         """Predicted pixel patch ``(ph, pw)`` (``pred_stride``, default the final-stage stride)."""
         return self.pred_stride if self.pred_stride is not None else self.final_stride
@@ -639,6 +649,14 @@ class HieraMAE(nn.Module):
         g = reroll(p.transpose(1, 2), (hd, wd), c.decoder_unit_size, (1, 1), 0)  # (B, hd, wd, P)
         return g.reshape(B, hd, wd, ph, pw, C).permute(0, 5, 1, 3, 2, 4).reshape(B, C, hd * ph, wd * pw)
 
+    def param_groups(self, names: bool = False) -> dict[str, list]:
+        """Muon / AdamW split of the parameters (:func:`param_groups`)."""
+        return param_groups(self, names=names)
+
+    def encoder_parameters(self) -> int:
+        """Parameters of the encoder (stem, position embedding, stages, final norm)."""
+        return sum(p.numel() for p in self.encoder.parameters())
+
     # ---- encoder / decoder
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Embedding ``(B, D_final)``: encoder on all units, final-stage tokens after the encoder norm, mean-pooled."""
@@ -724,40 +742,31 @@ class HieraMAE(nn.Module):
 
 def encoder_parameter_count(config: HieraConfig) -> int:
     """Encoder parameters (stem, position embedding, stages, final norm), counted on the meta device."""
-    with torch.device("meta"):
-        model = HieraMAE(config)
-    return sum(p.numel() for p in model.encoder.parameters())
+    from ephys.pretrain.arch import encoder_parameters
+
+    return encoder_parameters(config)
 
 
 def flops_per_sample(
     config: HieraConfig, mask_ratio: float | None = None, backward: bool = False, encoder_only: bool = False
 ) -> int:
-    """FLOPs of one sample, counted with ``torch.utils.flop_counter.FlopCounterMode``.
+    """FLOPs of one sample, counted by the one counter, :func:`ephys.pretrain.arch.flops_per_sample`.
 
-    The count covers a forward pass (plus the backward pass if ``backward``) of a batch of 1 on the meta device.
-    ``mask_ratio`` defaults to ``config.mask_ratio``; ``0.0`` counts :meth:`HieraMAE.encode` (all units).
-    ``encoder_only`` counts only the encoder (stem + stages) on the visible units.  Counted ops are matmuls,
-    convolutions and attention (on meta, SDPA runs its math path as counted ``bmm`` calls), at 2 FLOPs per
-    multiply-add.  Elementwise ops, norms and softmax are not counted.
+    A forward pass (plus the backward pass if ``backward``) of a batch of 1 on the meta device.  ``mask_ratio``
+    defaults to ``config.mask_ratio``; ``0.0`` counts :meth:`HieraMAE.encode` (all units).  ``encoder_only`` counts
+    only the encoder (stem + stages) on the visible units.  Counted ops are matmuls, convolutions and attention (on
+    meta, SDPA runs its math path as counted ``bmm`` calls), at 2 FLOPs per multiply-add.  Elementwise ops, norms
+    and softmax are not counted.
     """
-    from torch.utils.flop_counter import FlopCounterMode
+    from ephys.pretrain.arch import flops_per_sample as count
 
-    with torch.device("meta"):
-        model = HieraMAE(config)
-    x = torch.zeros(1, config.in_chans, *config.image_size, device="meta")
-    with FlopCounterMode(display=False) as counter:
-        if mask_ratio == 0.0:
-            out = model.encode(x).sum()
-        elif encoder_only:
-            n_keep = config.n_mask_units - config.n_masked(mask_ratio)
-            mask = model.sample_mask(x, mask_ratio)
-            ids_keep = torch.argsort(mask.to(torch.int8), dim=1, stable=True)[:, :n_keep]
-            out = model.encoder(x, mask, ids_keep).sum()
-        else:
-            out = model(x, mask_ratio)[0]
-        if backward:
-            out.backward()
-    return int(counter.get_total_flops())
+    def encoder(model: HieraMAE, x: torch.Tensor) -> torch.Tensor:
+        n_keep = config.n_mask_units - config.n_masked(mask_ratio)
+        mask = model.sample_mask(x, mask_ratio)
+        ids_keep = torch.argsort(mask.to(torch.int8), dim=1, stable=True)[:, :n_keep]
+        return model.encoder(x, mask, ids_keep).sum()
+
+    return count(config, mask_ratio, backward=backward, run=encoder if encoder_only and mask_ratio != 0.0 else None)
 
 
 def param_groups(model: HieraMAE, names: bool = False) -> dict[str, list]:

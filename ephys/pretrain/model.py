@@ -53,6 +53,16 @@ class MAEConfig(BaseModel):
     def n_tokens(self) -> int:
         return self.n_channels * self.n_patches
 
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        """One sample: ``(n_channels, n_samples)`` µV (the raw view)."""
+        return (self.n_channels, self.n_samples)
+
+    @property
+    def tokens_per_sample(self) -> int:
+        """Input tokens of one sample: channels x 1-s patches."""
+        return self.n_tokens
+
 
 def _transformer(dim: int, depth: int, heads: int, mlp_ratio: int) -> nn.TransformerEncoder:
     layer = nn.TransformerEncoderLayer(
@@ -117,6 +127,23 @@ class MaskedAutoencoder(nn.Module):
         """Encoder features of all tokens, no masking: ``(B, C, T)`` µV -> ``(B, N, dim)``."""
         tokens = self.patch_embed(self.patchify(x)) + self._positions(self.time_embed, self.channel_embed)
         return self.encoder_norm(self.encoder(tokens))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The frozen embedding ``(B, dim)``: :meth:`embed`'s token features, mean-pooled."""
+        return self.embed(x).mean(dim=1)
+
+    def param_groups(self, names: bool = False) -> dict[str, list]:
+        """``{"muon": [...], "adamw": [...]}``: the 2-D weights inside the transformer layers for Muon, the rest for
+        AdamW (``(name, parameter)`` pairs with ``names``)."""
+        groups: dict[str, list] = {"muon": [], "adamw": []}
+        for name, p in self.named_parameters():
+            groups["muon" if p.ndim == 2 and ".layers." in name else "adamw"].append((name, p) if names else p)
+        return groups
+
+    @staticmethod
+    def encoder_parameters() -> None:
+        """None: this model's run.json reports no separate encoder count."""
+        return None
 
     def forward(
         self, x: torch.Tensor, mask_ratio: float = 0.6, generator: torch.Generator | None = None

@@ -79,8 +79,8 @@ from ephys import __version__
 from ephys.errors import CheckpointMismatchError, EphysError, ManifestError, PretrainError
 from ephys.pretrain.config import RunConfig
 from ephys.pretrain.data import SampleFilter, StepBatches, shard_layout
-from ephys.pretrain.hiera import HieraConfig, HieraMAE, encoder_parameter_count, param_groups
-from ephys.pretrain.model import MAEConfig, MaskedAutoencoder, count_parameters
+from ephys.pretrain.arch import arch_of, build_model, flops_per_sample, model_config_from
+from ephys.pretrain.model import count_parameters
 from ephys.pretrain.views import make_view
 from ephys.schemas.manifest import Manifest
 
@@ -104,30 +104,9 @@ PEAK_BF16_FLOPS = (
 # ------------------------------------------------------------------------------------------------ model and optimisers
 
 
-def build_model(model_config: HieraConfig | MAEConfig) -> nn.Module:
-    """The network for a model config: :class:`HieraMAE` or :class:`MaskedAutoencoder`."""
-    return HieraMAE(model_config) if isinstance(model_config, HieraConfig) else MaskedAutoencoder(model_config)
-
-
-def model_config_from(arch: str, fields: dict) -> HieraConfig | MAEConfig:
-    """Rebuild a model config saved in a checkpoint (``arch`` "hiera" or "mae"; ``ValueError`` otherwise)."""
-    if arch not in ("hiera", "mae"):
-        raise ValueError(f"unknown arch {arch!r}")
-    return HieraConfig(**fields) if arch == "hiera" else MAEConfig(**fields)
-
-
-def _arch(model_config: HieraConfig | MAEConfig) -> str:
-    return "hiera" if isinstance(model_config, HieraConfig) else "mae"
-
-
 def split_parameters(model: nn.Module) -> dict[str, list[tuple[str, nn.Parameter]]]:
-    """``{"muon": [...], "adamw": [...]}`` of ``(name, parameter)``: hidden 2-D block weights vs the rest."""
-    if isinstance(model, HieraMAE):
-        return param_groups(model, names=True)
-    groups: dict[str, list] = {"muon": [], "adamw": []}
-    for name, p in model.named_parameters():  # MaskedAutoencoder: weights inside nn.TransformerEncoder layers
-        groups["muon" if p.ndim == 2 and ".layers." in name else "adamw"].append((name, p))
-    return groups
+    """``{"muon": [...], "adamw": [...]}`` of ``(name, parameter)``: the model's own split (:mod:`ephys.pretrain.arch`)."""
+    return model.param_groups(names=True)
 
 
 def make_optimizers(model: nn.Module, config: RunConfig) -> dict[str, torch.optim.Optimizer]:
@@ -167,27 +146,18 @@ def lr_factor(step: int, warmup_steps: int, decay_steps: int, min_lr_ratio: floa
     return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def train_flops_per_sample(model_config: HieraConfig | MAEConfig, input_shape: tuple[int, ...],
-                           mask_ratio: float) -> int:
-    """Forward + backward FLOPs of one training sample, counted by ``FlopCounterMode`` on the meta device.
-
-    Matmuls, convolutions and attention at 2 FLOPs per multiply-add; elementwise ops are not counted.
-    """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with torch.device("meta"):
-        model = build_model(model_config)
-    x = torch.zeros(1, *input_shape, device="meta")
-    with FlopCounterMode(display=False) as counter:
-        model(x, mask_ratio=mask_ratio)[0].backward()
-    return int(counter.get_total_flops())
+def train_flops_per_sample(model_config, input_shape: tuple[int, ...], mask_ratio: float) -> int:
+    """Forward + backward FLOPs of one training sample (:func:`ephys.pretrain.arch.flops_per_sample`, the one
+    counter: matmuls, convolutions and attention at 2 FLOPs per multiply-add; elementwise ops are not counted).
+    ``input_shape`` is checked against the model's."""
+    if tuple(input_shape) != tuple(model_config.input_shape):
+        raise ValueError(f"input shape {tuple(input_shape)} is not the model's {tuple(model_config.input_shape)}")
+    return flops_per_sample(model_config, mask_ratio, backward=True)
 
 
-def tokens_per_sample(model_config: HieraConfig | MAEConfig) -> int:
-    """Input tokens of one sample: the stage-1 token grid (Hiera) or channel x 1-s patches (MAE)."""
-    if isinstance(model_config, HieraConfig):
-        return model_config.token_grid[0] * model_config.token_grid[1]
-    return model_config.n_tokens
+def tokens_per_sample(model_config) -> int:
+    """Input tokens of one sample (the config's ``tokens_per_sample``: Hiera's stage-1 grid, MAE's patches)."""
+    return model_config.tokens_per_sample
 
 
 def peak_flops(device: torch.device) -> float | None:
@@ -281,7 +251,7 @@ def _check_resume(ckpt: dict, path: Path, model_config, manifest_hash: str, conf
     saved = ckpt["model_config"]
     if type(saved) is not type(model_config):
         raise CheckpointMismatchError(
-            f"checkpoint holds a {ckpt['arch']} model, the config asks for {_arch(model_config)}", str(path))
+            f"checkpoint holds a {ckpt['arch']} model, the config asks for {arch_of(model_config).name}", str(path))
     if saved != model_config:
         diff = {k: (v, getattr(model_config, k)) for k, v in saved.model_dump().items() if getattr(model_config, k) != v}
         raise CheckpointMismatchError(
@@ -433,10 +403,9 @@ def pretrain(manifest_path: str | Path, out_dir: str | Path, config: RunConfig |
 
 
 def pooled_embedding(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-    """The frozen-encoder embedding ``(B, D)`` that ``embed``, ``probe`` and the collapse figures use: Hiera's
-    :meth:`~ephys.pretrain.hiera.HieraMAE.encode` (final-stage tokens, normed, mean-pooled), the patch MAE's
-    token embeddings mean-pooled."""
-    return model.encode(inputs) if isinstance(model, HieraMAE) else model.embed(inputs).mean(dim=1)
+    """The frozen-encoder embedding ``(B, D)`` that ``embed``, ``probe`` and the collapse figures use: the model's
+    ``encode`` (Hiera: final-stage tokens, normed, mean-pooled; the patch MAE: token features mean-pooled)."""
+    return model.encode(inputs)
 
 
 @torch.no_grad()
@@ -546,10 +515,9 @@ def _train(manifest_path: Path, out_dir: Path, c: RunConfig, d: _Dist, dev: torc
                           n_epochs=manifest.n_epochs, channel_names=manifest.channel_names, sfreq=manifest.sfreq),
             code=_code_version(), torch_version=torch.__version__, device=str(dev),
             device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu", world_size=d.world,
-            precision="bf16" if bf16 else "fp32", arch=_arch(model_config), model_config=model_config.model_dump(),
+            precision="bf16" if bf16 else "fp32", arch=arch_of(model_config).name, model_config=model_config.model_dump(),
             input_shape=list(input_shape), n_parameters=count_parameters(model),
-            n_encoder_parameters=encoder_parameter_count(model_config) if isinstance(model_config, HieraConfig)
-            else None, train_flops_per_sample=flops, tokens_per_sample=tokens,
+            n_encoder_parameters=model.encoder_parameters(), train_flops_per_sample=flops, tokens_per_sample=tokens,
             optimizers={name: sum(p.numel() for g in opt.param_groups for p in g["params"])
                         for name, opt in optimizers.items()},
         )
@@ -564,7 +532,7 @@ def _train(manifest_path: Path, out_dir: Path, c: RunConfig, d: _Dist, dev: torc
             states = [None] * d.world
             dist.all_gather_object(states, _rng_state(mask_rng))
         if d.main:
-            state = dict(format=CHECKPOINT_FORMAT, step=step, arch=_arch(model_config),
+            state = dict(format=CHECKPOINT_FORMAT, step=step, arch=arch_of(model_config).name,
                          model_config=model_config.model_dump(), model=model.state_dict(),
                          optimizers={n: o.state_dict() for n, o in optimizers.items()},
                          schedulers={n: s.state_dict() for n, s in schedulers.items()}, rng=states,
