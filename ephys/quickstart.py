@@ -147,6 +147,7 @@ def quickstart(out: str | Path = "ephys-quickstart", *, real: str | Path | None 
     from ephys.catalog.queries import catalog_stats
     from ephys.catalog.report import write_report
     from ephys.manifest import create_manifest
+    from ephys.catalog.db import default_catalog_url
     from ephys.pipeline.progress import summary_lines
     from ephys.pipeline.run import ingest
 
@@ -154,7 +155,7 @@ def quickstart(out: str | Path = "ephys-quickstart", *, real: str | Path | None 
     out.mkdir(parents=True, exist_ok=True)
     real_dir = (Path(real) if real is not None else find_real()) if use_real else None
     corpus = out / "corpus"
-    res = QuickstartResult(out=out, archive=out / "archive", catalog=f"sqlite:///{corpus.resolve() / 'catalog.sqlite'}",
+    res = QuickstartResult(out=out, archive=out / "archive", catalog=default_catalog_url(corpus),
                            shards=corpus / "shards", manifest=out / "manifest.json", run=out / "pretrain",
                            report=out / "report.html")  # fmt: skip
 

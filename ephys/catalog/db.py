@@ -43,6 +43,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+#: File name of the default SQLite catalog inside an ingest output folder.
+DEFAULT_CATALOG_NAME = "catalog.sqlite"
+
+
+def default_catalog_url(out: str | Path) -> str:
+    """``sqlite:///OUT/catalog.sqlite`` (absolute): the catalog of an ingest output folder when no URL is given."""
+    return f"sqlite:///{Path(out).resolve() / DEFAULT_CATALOG_NAME}"
+
+
 def redact_url(url: str) -> str:
     """The URL with any password masked, for messages."""
     try:

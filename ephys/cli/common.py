@@ -13,7 +13,9 @@ def catalog_url(catalog: str | None, out: Path | None) -> str:
         return catalog
     if out is None:
         raise typer.BadParameter("give --catalog URL or --out DIR")
-    return f"sqlite:///{Path(out).resolve() / 'catalog.sqlite'}"
+    from ephys.catalog.db import default_catalog_url  # here, not at import: --help loads no SQLAlchemy
+
+    return default_catalog_url(out)
 
 
 def fail(message: str, code: int = 2) -> None:

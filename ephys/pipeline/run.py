@@ -41,7 +41,7 @@ import numpy as np
 
 from ephys import __version__
 from ephys.annotate.attach import epoch_annotations
-from ephys.catalog.db import Catalog
+from ephys.catalog.db import Catalog, default_catalog_url
 from ephys.errors import TRANSIENT_CODES, ConfigMismatchError, OutputError, ReadError, RunError
 from ephys.ingest.discover import Discovered, discover
 from ephys.ingest.hashing import hash_recording
@@ -504,7 +504,7 @@ def ingest(
         raise RunError(f"cannot create output folder {out}: {exc.strerror}") from None
     lock = OutputLock(out).acquire()
     try:
-        catalog_url = catalog_url or f"sqlite:///{out.resolve() / 'catalog.sqlite'}"
+        catalog_url = catalog_url or default_catalog_url(out)
         catalog = Catalog(catalog_url)
     except BaseException:
         lock.release()
