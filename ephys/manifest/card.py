@@ -21,12 +21,13 @@ import yaml
 
 from ephys import __version__
 from ephys.schemas.manifest import Manifest
+from ephys.schemas.urls import has_scheme
 
 LICENSE_TODO = "other"  # Hugging Face's value for "see the card"; the site fills in the real terms
 
 
 def _rel(url: str, manifest_path: Path, dest: Path) -> str:
-    if "://" in url:
+    if has_scheme(url):
         return url
     p = Path(url) if Path(url).is_absolute() else manifest_path.resolve().parent / url
     return os.path.relpath(p, dest.resolve())

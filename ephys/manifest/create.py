@@ -19,7 +19,8 @@ from ephys.catalog.db import Catalog
 from ephys.catalog.queries import GROUP_SEP, corpus_layout, iter_epoch_groups, opened_catalog, parse_all
 from ephys.errors import ManifestError
 from ephys.schemas.manifest import Manifest, ManifestShard, joined_key_runs, key_runs, run_keys
-from ephys.shard.store import is_url, join, local_path
+from ephys.schemas.urls import has_scheme, is_url
+from ephys.shard.store import join, local_path
 
 
 def _shard_url(shards_root: str, name: str, output: Path, relative: bool) -> str:
@@ -178,9 +179,9 @@ def show_manifest(path: str | Path) -> dict:
     resolved = man.resolve_urls(path)
     shards = []
     for s, url in zip(man.shards, resolved):
-        if "://" not in url:
+        if not has_scheme(url):
             url = os.path.normpath(url)
-        exists = None if "://" in url else Path(url).is_file()
+        exists = None if has_scheme(url) else Path(url).is_file()
         shards.append(
             {
                 "url": s.url,

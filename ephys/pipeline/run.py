@@ -53,7 +53,8 @@ from ephys.pipeline.progress import Reporter
 from ephys.pipeline.sidecars import SidecarReport, attach_sidecars
 from ephys.pipeline.task import BLOCK_PRIORITY, bounded, failpoints, run_recording
 from ephys.schemas import EpochMeta, Failure, IngestConfig, RecordingResult, RecordingStatus
-from ephys.shard.store import is_url, local_path
+from ephys.schemas.urls import is_url
+from ephys.shard.store import local_path
 from ephys.shard.writer import write_shard
 
 log = logging.getLogger("ephys")

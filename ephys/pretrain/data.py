@@ -29,6 +29,7 @@ import webdataset as wds
 
 from ephys.errors import ManifestError
 from ephys.schemas.manifest import Manifest
+from ephys.schemas.urls import is_url
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ DEFAULT_SHUFFLE_BUFFER = 500  # samples (raw float16 bytes, before decoding)
 
 
 def _is_remote(url: str) -> bool:
-    return url.startswith("pipe:") or ("://" in url and not url.startswith("file://"))
+    return url.startswith("pipe:") or is_url(url)
 
 
 def _open_shard(url: str):

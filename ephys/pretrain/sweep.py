@@ -50,6 +50,7 @@ from ephys import __version__
 from ephys.pretrain.config import RunConfig, dotted, load_config, parse_overrides
 from ephys.pretrain.train import METRICS, RUN_INFO, atomic_write, pretrain, train_flops_per_sample
 from ephys.schemas.manifest import MANIFEST_FORMAT, Manifest, ManifestShard
+from ephys.schemas.urls import has_scheme
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ def _subset_keys(keys: list[str], fraction: float, seed: int, shard_index: int) 
 def _relocated_url(url: str, resolved: str, out_dir: Path) -> str:
     """A shard URL that resolves from a manifest in ``out_dir``: remote and absolute ones unchanged, relative ones
     re-expressed relative to ``out_dir`` (absolute where no relative path exists, e.g. another drive)."""
-    if "://" in url or Path(url).is_absolute():
+    if has_scheme(url) or Path(url).is_absolute():
         return url
     try:
         return Path(os.path.relpath(resolved, out_dir)).as_posix()

@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
 from ephys.errors import ManifestError
+from ephys.schemas.urls import has_scheme
 
 #: Written by this version: selections as runs of consecutive keys. ``ephys-manifest/1`` (keys listed
 #: one by one) is still read.
@@ -277,7 +278,7 @@ class Manifest(BaseModel):
         base = Path(manifest_path).resolve().parent
         out = []
         for s in self.shards:
-            if "://" in s.url or Path(s.url).is_absolute():
+            if has_scheme(s.url) or Path(s.url).is_absolute():
                 out.append(s.url)
             else:
                 out.append(str(base / s.url))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ephys.errors import ManifestError
 from ephys.schemas.manifest import Manifest
+from ephys.schemas.urls import is_url
 
 #: ``(offset of the member's data, its size)`` in bytes.
 Span = tuple[int, int]
@@ -45,7 +46,7 @@ def local_shard(url: str, manifest_path: Path, reader: str) -> Path:
     """
     if url.startswith("file://"):
         return Path(url[len("file://") :])
-    if "://" in url:
+    if is_url(url):
         raise ManifestError(f"{reader} reads local shards only, not {url.split('://')[0]}:// URLs "
                             "(copy them, or stream them with the pretraining loader)", str(manifest_path))  # fmt: skip
     return Path(url)

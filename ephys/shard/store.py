@@ -21,13 +21,9 @@ import hashlib
 import os
 from pathlib import Path
 
+from ephys.schemas.urls import is_url
+
 READ_CHUNK = 8 * 1024 * 1024
-
-
-def is_url(root: str | os.PathLike) -> bool:
-    """True for an fsspec URL other than ``file://`` (which is a local folder)."""
-    s = str(root)
-    return "://" in s and not s.startswith("file://")
 
 
 def local_path(root: str | os.PathLike) -> Path:
