@@ -1,0 +1,123 @@
+"""Outputs recorded once, compared on every run (issue #21: a refactor must leave shards, catalog rows and manifests
+byte-identical on ../shared/data/real and the tiled clinical archive).
+
+Two ingests with a fixed site secret: the quickstart's archive (six clinical-like recordings tiled from real EEG
+beside a copy of ../shared/data/real) in the default regional8 montage, and the same real recordings in the native
+montage. Recorded: every shard's SHA-256, a SHA-256 per catalog table of its rows (ids replaced by natural keys:
+recording SHA-256, shard name; timestamps, timings and output paths left out) and the manifest content hash of
+``valid = true``. They depend on floating-point results (filters, resampling), which can differ on another CPU's
+BLAS/FFT kernels, so the file records the CPU it was made on and the test is skipped, saying so, on another one.
+
+Regenerate, only when the output is meant to change: ``python -m tests.test_golden_outputs`` (then say why in the
+commit)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import pytest
+
+GOLDEN = Path(__file__).resolve().parent / "data" / "golden_outputs.json"
+SECRET = "golden-outputs-test-secret"
+#: Columns whose values are times, timings, paths or row ids (replaced by natural keys below).
+VOLATILE = {"id", "processed_at", "seconds_json", "run_id", "created_at", "started_at", "finished_at", "wall_s",
+            "recording_id", "shard_id", "config_json"}  # fmt: skip
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "Model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _catalog_digests(url: str) -> dict[str, str]:
+    from sqlalchemy import create_engine, inspect, text
+
+    eng = create_engine(url)
+    try:
+        with eng.connect() as c:
+            rec = dict(c.execute(text("SELECT id, sha256 FROM recordings")).fetchall())
+            shard = dict(c.execute(text("SELECT id, name FROM shards")).fetchall())
+            out = {}
+            for table in sorted(inspect(eng).get_table_names()):
+                cols = [x["name"] for x in inspect(eng).get_columns(table)]
+                rows = []
+                for r in c.execute(text(f"SELECT * FROM {table}")).fetchall():  # noqa: S608 - table names from the schema
+                    d = dict(zip(cols, r))
+                    if table == "meta" and d["key"] == "shards_root":
+                        continue
+                    keyed = {k: v for k, v in d.items() if k not in VOLATILE}
+                    if "recording_id" in d:
+                        keyed["recording"] = rec.get(d["recording_id"])
+                    if "shard_id" in d:
+                        keyed["shard"] = shard.get(d["shard_id"])
+                    rows.append(json.dumps(keyed, sort_keys=True, default=str))
+                out[table] = hashlib.sha256("\n".join(sorted(rows)).encode()).hexdigest()
+            return out
+    finally:
+        eng.dispose()
+
+
+def _ingest(archive: Path, out: Path, montage: str, manifest: Path | None) -> dict:
+    from ephys.manifest.create import create_manifest
+    from ephys.pipeline.run import ingest
+    from ephys.schemas import IngestConfig
+
+    ingest(archive, out, config=IngestConfig(montage=montage), workers=1)
+    url = f"sqlite:///{out / 'catalog.sqlite'}"
+    result = dict(shards={p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((out / "shards").glob("*.tar"))},
+                  catalog=_catalog_digests(url))  # fmt: skip
+    if manifest is not None:
+        result["manifest"] = create_manifest(url, ["valid = true"], manifest).content_hash
+    return result
+
+
+def outputs(root: Path) -> dict:
+    """The recorded figures of the two ingests, run under ``root`` (module docstring)."""
+    from ephys.quickstart import build_archive
+    from tests.ingest_helpers import REAL
+
+    old = os.environ.get("EPHYS_SITE_SECRET")
+    os.environ["EPHYS_SITE_SECRET"] = SECRET
+    try:
+        archive, _ = build_archive(root / "archive", REAL)
+        return dict(cpu=_cpu(), regional8=_ingest(archive, root / "out-regional8", "regional8", root / "m.json"),
+                    native=_ingest(archive / "real", root / "out-native", "native", None))  # fmt: skip
+    finally:
+        if old is None:
+            os.environ.pop("EPHYS_SITE_SECRET", None)
+        else:
+            os.environ["EPHYS_SITE_SECRET"] = old
+
+
+def test_outputs_are_the_recorded_ones(tmp_path):
+    from tests.ingest_helpers import REAL
+
+    if not REAL.exists():
+        pytest.skip("../shared/data/real is not present")
+    want = json.loads(GOLDEN.read_text())
+    if want["cpu"] != _cpu():
+        pytest.skip(f"golden outputs were recorded on {want['cpu']!r}, this is {_cpu()!r}: floating-point kernels may "
+                    "differ; regenerate with `python -m tests.test_golden_outputs` on this machine before a refactor")
+    got = outputs(tmp_path)
+    for run in ("regional8", "native"):
+        assert got[run]["shards"] == want[run]["shards"], f"{run}: shard bytes changed"
+        changed = sorted(t for t in want[run]["catalog"] if got[run]["catalog"].get(t) != want[run]["catalog"][t])
+        assert not changed and set(got[run]["catalog"]) == set(want[run]["catalog"]), f"{run}: catalog tables {changed}"
+    assert got["regional8"]["manifest"] == want["regional8"]["manifest"], "manifest content hash changed"
+
+
+if __name__ == "__main__":
+    with tempfile.TemporaryDirectory() as d:
+        figures = outputs(Path(d))
+    GOLDEN.write_text(json.dumps(figures, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {GOLDEN}: {sum(len(figures[r]['shards']) for r in ('regional8', 'native'))} shards")
