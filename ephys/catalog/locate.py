@@ -48,9 +48,9 @@ def locate(catalog_url: str, archive: str | os.PathLike, prefix: str, *, secret:
         with catalog.session() as s:
             recs = s.execute(select(m.Recording.sha256).where(
                 or_(m.Recording.sha256.startswith(prefix), m.Recording.path_hash.startswith(prefix)))).scalars().all()  # fmt: skip
+        found = locate_recordings(catalog, archive, list(recs), secret=secret)
     finally:
         catalog.close()
-    found = locate_recordings(catalog_url, archive, list(recs), secret=secret)
     return {sha: [d.relpath for d in found.get(sha, [])] for sha in recs}
 
 
@@ -92,10 +92,4 @@ def locate_recordings(catalog: Catalog | str, archive: str | os.PathLike, shas: 
         sha = wanted.get(path_hash(secret, rec.relpath))
         if sha is not None:
             out.setdefault(sha, []).append(rec)
-    return out
-    secret = load_site_secret() if secret is None else secret
-    for rec in discover(archive).recordings:
-        sha = wanted.get(path_hash(secret, rec.relpath))
-        if sha is not None:
-            out[sha].append(rec.relpath)
     return out
