@@ -19,8 +19,6 @@ either holds the whole export or does not exist.
 
 from __future__ import annotations
 
-import io
-import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -29,22 +27,9 @@ import numpy as np
 from ephys.export.folder import new_folder, refuse_existing
 from ephys.progress import Progress
 from ephys.schemas.manifest import Manifest
-from ephys.shard.index import manifest_shard_indexes
+from ephys.shard.index import manifest_samples
 
 EDF_LABEL_CHARS = 16
-
-
-def _epochs(manifest: Manifest, manifest_path: Path):
-    """Yield ``(meta, eeg float16 (C, T))`` of every selected epoch, shard by shard."""
-    for _, path, keys, index in manifest_shard_indexes(manifest, manifest_path, "export"):
-        with open(path, "rb") as f:
-            for k in keys:
-                (eo, es), (jo, js) = index[k]
-                f.seek(jo)
-                meta = json.loads(f.read(js))
-                f.seek(eo)
-                eeg = np.load(io.BytesIO(f.read(es)), allow_pickle=False)
-                yield meta, eeg
 
 
 def _label(a: dict) -> str:
@@ -83,7 +68,7 @@ def export_edf(manifest_path: str | Path, out: str | Path, *, progress: bool = F
     refuse_existing(out)
     epoch_s = manifest.n_samples / manifest.sfreq
     groups: dict[tuple[str, str], list[tuple[dict, np.ndarray]]] = defaultdict(list)
-    for meta, eeg in _epochs(manifest, manifest_path):
+    for meta, eeg in manifest_samples(manifest, manifest_path, "export"):
         groups[(str(meta["subject"]), str(meta["recording"]))].append((meta, eeg))
     files, n_ann = [], 0
     shown = Progress("export", len(groups), "recordings", enabled=progress)

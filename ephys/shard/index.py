@@ -7,9 +7,13 @@ selected sample's two members lie, so a reader can ``seek`` and read exactly one
 
 from __future__ import annotations
 
+import io
+import json
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+
+import numpy as np
 
 from ephys.errors import ManifestError
 from ephys.schemas.manifest import Manifest
@@ -79,3 +83,23 @@ def manifest_shard_indexes(manifest: Manifest, manifest_path: str | Path,
             raise ManifestError(f"shard {s.url} lacks {len(missing)} selected epochs (first {missing[0]}): "
                                 "not the shard the manifest was made from", str(manifest_path))  # fmt: skip
         yield i, path, keys, index
+
+
+def manifest_samples(manifest: Manifest, manifest_path: str | Path, reader: str, *,
+                     eeg: bool = True) -> Iterator[tuple[dict, np.ndarray | None]]:  # fmt: skip
+    """``(meta, eeg)`` of every selected epoch, shard by shard in manifest order: the parsed JSON member and, with
+    ``eeg``, the ``.eeg.npy`` array (float16 µV ``(C, T)``; None without), each read with one seek.
+
+    Raises ManifestError as :func:`manifest_shard_indexes` does.
+    """
+    for _, path, keys, index in manifest_shard_indexes(manifest, manifest_path, reader):
+        with open(path, "rb") as f:
+            for k in keys:
+                (eo, es), (jo, js) = index[k]
+                f.seek(jo)
+                meta = json.loads(f.read(js))
+                arr = None
+                if eeg:
+                    f.seek(eo)
+                    arr = np.load(io.BytesIO(f.read(es)), allow_pickle=False)
+                yield meta, arr
