@@ -64,7 +64,7 @@ from ephys.ingest.hashing import hash_recording
 from ephys.ingest.readers import open_recording
 from ephys.progress import Progress
 from ephys.schemas.manifest import Manifest
-from ephys.shard.index import manifest_shard_indexes
+from ephys.shard.index import manifest_samples
 
 #: ephys channel kinds -> BIDS/MNE channel types (``resp`` is MNE's ``resp``, BIDS ``RESP``).
 CHANNEL_TYPES = {"eeg": "eeg", "eog": "eog", "ecg": "ecg", "emg": "emg", "resp": "resp", "stim": "stim", "misc": "misc"}
@@ -93,16 +93,11 @@ def _mne_bids():
 def manifest_recordings(manifest: Manifest, manifest_path: Path) -> dict[str, str]:
     """``{recording sha256: subject}`` of the manifest's epochs (read from the shards' JSON members).
 
-    Raises ManifestError for a missing, moved, remote or foreign shard (:func:`manifest_shard_indexes`).
+    Raises ManifestError for a missing, moved, remote or foreign shard (:func:`manifest_samples`).
     """
     out: dict[str, str] = {}
-    for _, path, keys, index in manifest_shard_indexes(manifest, manifest_path, "export bids"):
-        with open(path, "rb") as f:
-            for k in keys:
-                _, (jo, js) = index[k]
-                f.seek(jo)
-                meta = json.loads(f.read(js))
-                out.setdefault(str(meta["recording"]), str(meta["subject"]))
+    for meta, _ in manifest_samples(manifest, manifest_path, "export bids", eeg=False):
+        out.setdefault(str(meta["recording"]), str(meta["subject"]))
     return out
 
 
@@ -164,10 +159,10 @@ def _write_tsv(path: Path, rows: list[dict], columns: list[str]) -> None:
             w.writerow([f"{r[c]:.6f}".rstrip("0").rstrip(".") if isinstance(r[c], float) else _na(r[c]) for c in columns])
 
 
-def _raw_of(mne, reader, sha: str, bad_kinds=("annotation",)):
+def _raw_of(mne, reader, sha: str):
     """``(RawArray in V, names, left_out)`` of the recording open in ``reader``; raises BIDSLayoutError."""
     header = reader.header
-    chans = [c for c in header.channels if c.kind not in bad_kinds]
+    chans = [c for c in header.channels if c.kind != "annotation"]
     eeg_rates = sorted({c.sfreq for c in chans if c.kind == "eeg"})
     if not eeg_rates:
         raise BIDSLayoutError(f"recording {sha[:12]} has no EEG channel")
@@ -278,7 +273,7 @@ def export_bids(manifest_path: str | Path, archive: str | Path, out: str | Path,
             shown.advance()
             rec, label = recs[sha], subjects[sha].removeprefix("sub-")
             disc = found[sha][0]
-            got, _ = hash_recording([str(f) for f in disc.files])
+            got, _ = hash_recording(disc.file_strs)
             if got != sha:
                 raise MissingRecordingError(f"recording {sha[:12]} changed in the archive since it was ingested "
                                             "(its SHA-256 differs): ingest again, then export", str(manifest_path))  # fmt: skip
@@ -308,26 +303,24 @@ def export_bids(manifest_path: str | Path, archive: str | Path, out: str | Path,
             scans[label].append((f"eeg/{bp.copy().update(suffix='eeg', extension='.edf').fpath.name}", acq))
             raw.close()
         shown.close()
-        _finish(mne_bids, tmp, task, manifest, subjects, recs, scans, tags)
+        firsts = {subjects[s].removeprefix("sub-"): recs[s] for s in order if run_of[s] == 1}
+        _finish(mne_bids, tmp, task, manifest, firsts, len(order), scans)
     return dict(out=str(out), subjects=len(per_subject), recordings=len(order), **counts)
 
 
-def _finish(mne_bids, root: Path, task: str, manifest: Manifest, subjects: dict, recs: dict, scans: dict,
-            tags: dict) -> None:  # fmt: skip
-    """Dataset-level files: description, participants (age, sex only), scans' times, events.json, README."""
-    hed_strings = {t for t in tags.values()} | {t for t in STAGE_TAGS.values() if t}
-    bad = {t: hed_issues(t) for t in sorted(hed_strings)}
-    bad = {t: i for t, i in bad.items() if i}
-    if bad:  # cannot happen with hed_tags' own validation; a guard for a hand-edited schema
+def _finish(mne_bids, root: Path, task: str, manifest: Manifest, firsts: dict, n_recordings: int,
+            scans: dict) -> None:  # fmt: skip
+    """Dataset-level files: description, participants (age, sex only, from each subject's run 1 = ``firsts``),
+    scans' times, events.json, README."""
+    # hed_tags validated the taxonomy's tags; the stage tags are constants, checked here against the schema
+    bad = {t: i for t in STAGE_TAGS.values() if (i := hed_issues(t))}
+    if bad:
         raise RunError(f"HED strings fail validation: {bad}")
     mne_bids.make_dataset_description(
         path=root, name="ephys export", hed_version=list(HED_VERSION), dataset_type="raw",
         how_to_acknowledge=CITATION, generated_by=[{"Name": "ephys", "Version": ephys.__version__,
                                                     "Description": f"ephys export bids of manifest {manifest.content_hash}"}],
         overwrite=True, verbose=False)  # fmt: skip
-    firsts: dict[str, object] = {}
-    for sha in sorted(subjects, key=lambda s: (recs[s].start_time or datetime.max, s)):
-        firsts.setdefault(subjects[sha].removeprefix("sub-"), recs[sha])
     rows = [dict(participant_id=f"sub-{lab}", age=r.age_years, sex=r.sex) for lab, r in sorted(firsts.items())]
     _write_tsv(root / "participants.tsv", rows, ["participant_id", "age", "sex"])
     (root / "participants.json").write_text(json.dumps({
@@ -342,7 +335,7 @@ def _finish(mne_bids, root: Path, task: str, manifest: Manifest, subjects: dict,
         {k: {"Description": v} for k, v in EVENT_COLUMNS.items()}, indent=2) + "\n")  # fmt: skip
     (root / "README").write_text(
         "ephys export\n============\n\n"
-        f"{len(recs)} recordings of {len(firsts)} pseudonymous subjects: the recordings with epochs in ephys manifest "
+        f"{n_recordings} recordings of {len(firsts)} pseudonymous subjects: the recordings with epochs in ephys manifest "
         f"{manifest.content_hash[:16]} (query: {'; '.join(manifest.query) or 'all'}), as read from the archive (native "
         "channels and sampling rate), de-identified by ephys: subject labels are keyed pseudonyms, dates are shifted "
         "per subject or absent, annotation text is scrubbed of names, IDs and dates, and no file or folder name of the "
