@@ -167,7 +167,7 @@ def _files(run_dir: Path) -> dict[str, tuple[bytes, int]]:
 def test_tiny_sweep_records_compute_fits_and_resumes(data, tmp_path):
     config = load_config("cpu-tiny", **{"data.batch_size": 4, "run.progress": False})
     model_config = config.model.build(N_CH, N_T, config.view)
-    flops = train_flops_per_sample(model_config, config.view.input_shape(N_CH, N_T), config.model.mask_ratio)
+    flops = train_flops_per_sample(model_config, config.model.mask_ratio)
     step_flops = 4 * flops
     # 2 steps on the whole manifest; 4 steps (budget rounds to the nearest step) on half of it
     points = [SweepPoint(budget=2 * step_flops, name="two"),

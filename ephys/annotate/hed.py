@@ -46,7 +46,6 @@ _REF_RE = re.compile(r"^\s*(HED-SCORE|HED 8\.4)\s*:\s*(.*)$", re.DOTALL)
 
 def _hed():
     try:
-        import hed  # noqa: F401
         from hed import HedString
         from hed.schema import load_schema_version
     except ImportError:

@@ -289,10 +289,9 @@ class SweepResult:
 def _flops_per_sample(config: RunConfig, manifest: Manifest, cache: dict) -> int:
     n_channels, n_samples = len(manifest.channel_names), manifest.n_samples
     model_config = config.model.build(n_channels, n_samples, config.view)
-    input_shape = config.view.input_shape(n_channels, n_samples)
-    key = (type(model_config).__name__, model_config.model_dump_json(), input_shape, config.model.mask_ratio)
+    key = (type(model_config).__name__, model_config.model_dump_json(), config.model.mask_ratio)
     if key not in cache:
-        cache[key] = train_flops_per_sample(model_config, input_shape, config.model.mask_ratio)
+        cache[key] = train_flops_per_sample(model_config, config.model.mask_ratio)
     return cache[key]
 
 

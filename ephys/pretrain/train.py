@@ -146,12 +146,10 @@ def lr_factor(step: int, warmup_steps: int, decay_steps: int, min_lr_ratio: floa
     return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def train_flops_per_sample(model_config, input_shape: tuple[int, ...], mask_ratio: float) -> int:
-    """Forward + backward FLOPs of one training sample (:func:`ephys.pretrain.arch.flops_per_sample`, the one
-    counter: matmuls, convolutions and attention at 2 FLOPs per multiply-add; elementwise ops are not counted).
-    ``input_shape`` is checked against the model's."""
-    if tuple(input_shape) != tuple(model_config.input_shape):
-        raise ValueError(f"input shape {tuple(input_shape)} is not the model's {tuple(model_config.input_shape)}")
+def train_flops_per_sample(model_config, mask_ratio: float) -> int:
+    """Forward + backward FLOPs of one training sample of the config's ``input_shape``
+    (:func:`ephys.pretrain.arch.flops_per_sample`, the one counter: matmuls, convolutions and attention at 2 FLOPs
+    per multiply-add; elementwise ops are not counted)."""
     return flops_per_sample(model_config, mask_ratio, backward=True)
 
 
@@ -504,7 +502,7 @@ def _train(manifest_path: Path, out_dir: Path, c: RunConfig, d: _Dist, dev: torc
         if d.world > 1 else model
     bf16 = c.run.precision == "bf16" or (c.run.precision == "auto" and dev.type == "cuda")
 
-    flops = train_flops_per_sample(model_config, input_shape, c.model.mask_ratio)
+    flops = train_flops_per_sample(model_config, c.model.mask_ratio)
     tokens = tokens_per_sample(model_config)
     peak = peak_flops(dev)
     if d.main:
