@@ -35,6 +35,7 @@ __all__ = ["REGISTRY", "Architecture", "arch_of", "build_model", "flops_per_samp
 class Architecture:
     """One registered architecture (module docstring).
 
+    ``view``: the ``[view] kind`` the model takes (checked before ``make_config`` is called).
     ``make_config(section_fields, preset, mask_ratio, n_channels, n_samples, view)`` returns the model config for
     epochs ``(n_channels, n_samples)`` seen through ``view``; it raises ``ValueError`` naming the field.
     ``presets``: preset names ``[model] preset`` may give (empty: the architecture has none).
@@ -50,6 +51,8 @@ class Architecture:
     sized_by_data: tuple[str, ...] = ()
 
 
+#: How an error names what a view kind gives the model.
+VIEW_INPUTS = {"spectrogram": "images", "raw": "the raw signal"}
 #: Architecture name -> :class:`Architecture`.
 REGISTRY: dict[str, Architecture] = {}
 
@@ -124,8 +127,6 @@ def encoder_parameters(model_config: Any) -> int | None:
 def _hiera_config(fields: dict, preset: str | None, mask_ratio: float, n_channels: int, n_samples: int, view):
     from ephys.pretrain.hiera import HieraConfig
 
-    if view.kind != "spectrogram":
-        raise ValueError("arch 'hiera' takes images: set [view] kind = 'spectrogram'")
     return HieraConfig.preset(preset or "base50m", **fields, in_chans=n_channels, image_size=view.image_size,
                               mask_ratio=mask_ratio)  # fmt: skip
 
@@ -133,8 +134,6 @@ def _hiera_config(fields: dict, preset: str | None, mask_ratio: float, n_channel
 def _mae_config(fields: dict, preset: str | None, mask_ratio: float, n_channels: int, n_samples: int, view):
     from ephys.pretrain.model import MAEConfig
 
-    if view.kind != "raw":
-        raise ValueError("arch 'mae' takes the raw signal: set [view] kind = 'raw'")
     return MAEConfig(**fields, n_channels=n_channels, n_samples=n_samples)
 
 

@@ -36,6 +36,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError, model_validator
 
 from ephys.errors import ConfigError
+from ephys.pretrain.arch import VIEW_INPUTS
 from ephys.pretrain.arch import get as get_arch
 from ephys.pretrain.views import ViewConfig
 
@@ -84,8 +85,11 @@ class ModelSection(BaseModel):
 
         Raises ``ValueError`` (pydantic ``ValidationError``) naming the field for unknown keys or impossible sizes.
         """
-        return get_arch(self.arch).make_config(self.overrides, self.preset, self.mask_ratio, n_channels, n_samples,
-                                               view)  # fmt: skip
+        arch = get_arch(self.arch)
+        if view.kind != arch.view:
+            raise ValueError(f"arch {arch.name!r} takes {VIEW_INPUTS.get(arch.view, arch.view)}: set [view] kind = "
+                             f"'{arch.view}'")  # fmt: skip
+        return arch.make_config(self.overrides, self.preset, self.mask_ratio, n_channels, n_samples, view)
 
 
 class DataConfig(BaseModel):

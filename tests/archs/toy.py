@@ -65,8 +65,6 @@ class ToyMAE(nn.Module):
 
 
 def _config(fields, preset, mask_ratio, n_channels, n_samples, view):
-    if view.kind != "raw":
-        raise ValueError("arch 'toy' takes the raw signal: set [view] kind = 'raw'")
     return ToyConfig(**fields, n_channels=n_channels, n_samples=n_samples)
 
 
