@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 from sqlalchemy import func, select
 
@@ -21,6 +23,15 @@ def sha(path: Path) -> str:
 
 def real(rel: str) -> Path:
     return REAL / rel
+
+
+def benchmark(name: str) -> ModuleType:
+    """The module ``benchmarks/<name>.py`` (benchmarks are scripts, not a package), so a test uses its code."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def rows_by_sha(url: str) -> dict[str, m.Recording]:

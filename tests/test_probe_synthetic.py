@@ -5,22 +5,17 @@ oracle). The probe figures themselves are in docs/benchmarks.md (minutes of trai
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.signal import welch
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "probe_synthetic.py"
+from tests.ingest_helpers import benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("probe_synthetic", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return benchmark("probe_synthetic")
 
 
 def _band(x: np.ndarray, lo: float, hi: float) -> np.ndarray:

@@ -13,24 +13,9 @@ from sqlalchemy import create_engine, text
 from ephys.ingest.writers.edf import write_edf
 from ephys.pipeline.run import ingest
 from ephys.schemas import IngestConfig
-from tests.ingest_helpers import real, sha
+from tests.ingest_helpers import benchmark, real, sha
 
 pyprep = pytest.importorskip("pyprep", reason="pyprep is a test dependency (pip install -e '.[test]')")
-
-
-def _pyprep_bads(x_uv: np.ndarray, names: list[str], sfreq: float) -> dict[str, set[str]]:
-    import mne
-    from pyprep.find_noisy_channels import NoisyChannels
-
-    raw = mne.io.RawArray(x_uv * 1e-6, mne.create_info(names, sfreq, "eeg"), verbose="error")
-    nc = NoisyChannels(raw, do_detrend=True, random_state=0)
-    nc.find_all_bads(ransac=False)
-    out: dict[str, set[str]] = {}
-    for crit, chans in nc.get_bads(as_dict=True).items():
-        if crit != "bad_all":
-            for c in chans:
-                out.setdefault(c, set()).add(crit.removeprefix("bad_by_"))
-    return out
 
 
 def test_injected_flat_noisy_and_disconnected_channels_agree_with_pyprep(tmp_path):
@@ -62,7 +47,7 @@ def test_injected_flat_noisy_and_disconnected_channels_agree_with_pyprep(tmp_pat
                                    {"s": sha(path)}).scalar_one())  # fmt: skip
     engine.dispose()
     ephys_bad = {k.upper(): v for k, v in bad.items()}
-    ref = {k.upper(): v for k, v in _pyprep_bads(x, names, sf).items()}
+    ref = {k.upper(): set(v) for k, v in benchmark("qc_pyprep").pyprep_bads(x, names, sf).items()}  # the benchmark's call
 
     # Both flag every injected channel; ephys flags nothing else on this recording.
     assert set(ephys_bad) == {k.upper() for k in defects}, ephys_bad
