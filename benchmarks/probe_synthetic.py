@@ -148,13 +148,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
 
-    import torch
-
     from ephys.pretrain.config import load_config, parse_overrides
     from ephys.pretrain.evaluate import probe
     from ephys.pretrain.train import pretrain
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     manifest = a.out / "manifest.json"
     if not manifest.exists():
         t = time.perf_counter()
