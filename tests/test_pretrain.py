@@ -343,13 +343,14 @@ def test_missing_or_changed_shard_is_refused(tmp_path):
 def test_a_changed_shard_yields_no_sample_and_a_verified_one_is_not_hashed_again(tmp_path, monkeypatch):
     """The loader's own check: the changed shard raises before any of its samples is yielded (the other
     shard's samples may come first); a shard verified once in this process is not hashed again."""
+    from ephys.digest import HashingReader
     from ephys.pretrain import data as d
 
     ds = write_dataset(tmp_path / "data", n_shards=2, per_shard=4, unlisted=())
     m = Manifest.load(ds.manifest)
     d._VERIFIED.clear()
     hashed = []
-    monkeypatch.setattr(d._HashingReader, "finish", lambda self, f=d._HashingReader.finish: hashed.append(1) or f(self))
+    monkeypatch.setattr(HashingReader, "finish", lambda self, f=HashingReader.finish: hashed.append(1) or f(self))
     batches = iter(d.make_loader(m, ds.manifest, batch_size=1, seed=0, shuffle_buffer=1))
     for _ in range(40):  # 10 passes over the 8 selected epochs: each shard hashed once
         next(batches)

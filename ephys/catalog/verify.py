@@ -28,7 +28,9 @@ from sqlalchemy import delete, func, select, update
 
 from ephys.catalog import models as m
 from ephys.catalog.db import Catalog, on_readonly_storage
-from ephys.shard.store import filesystem, sha256_stream
+from ephys.digest import HashingReader
+from ephys.shard.reader import EEG_MEMBER, META_MEMBER, iter_samples
+from ephys.shard.store import filesystem
 
 QUARANTINE = "quarantine"
 
@@ -74,20 +76,20 @@ class VerifyReport:
         return {**asdict(self), "ok": self.ok, "clean": self.clean}
 
 
-def _samples(fs, path: str) -> dict[str, dict]:
-    """``{key: {"npy": bool, "meta": dict | None}}`` of a WebDataset tar."""
+def _read_shard(f) -> tuple[str, dict[str, dict] | Exception]:
+    """One pass over an open shard: ``(SHA-256 hex of all its bytes, samples)``, samples as ``{key: {"npy":
+    bool, "meta": dict | None}}``, or the exception that stopped the tar from being read as samples."""
+    reader = HashingReader(f)
     out: dict[str, dict] = {}
-    with fs.open(path, "rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
-        for ti in tar:
-            if not ti.isfile():
-                continue
-            key, _, ext = ti.name.partition(".")
+    try:
+        for key, members in iter_samples(reader, read=(META_MEMBER,)):
             s = out.setdefault(key, {"npy": False, "meta": None})
-            if ext == "eeg.npy":
-                s["npy"] = True
-            elif ext == "json":
-                s["meta"] = json.loads(tar.extractfile(ti).read())
-    return out
+            s["npy"] = s["npy"] or EEG_MEMBER in members
+            if members.get(META_MEMBER) is not None:
+                s["meta"] = json.loads(members[META_MEMBER])
+    except (tarfile.TarError, OSError, ValueError, UnicodeDecodeError) as exc:
+        return reader.finish(), exc
+    return reader.finish(), out
 
 
 def _check_shard(fs, root: str, row: m.Shard, epochs: dict[str, tuple[str, int]]) -> list[Problem]:
@@ -102,13 +104,11 @@ def _check_shard(fs, root: str, row: m.Shard, epochs: dict[str, tuple[str, int]]
     if size != row.n_bytes:
         return [bad("shard_size", f"{row.name} has {size:,} bytes, the catalog says {row.n_bytes:,}")]
     with fs.open(path, "rb") as f:
-        digest, _ = sha256_stream(f)
+        digest, samples = _read_shard(f)
     if digest != row.sha256:
         return [bad("shard_hash", f"{row.name} SHA-256 {digest[:16]}… differs from the catalog's {row.sha256[:16]}…")]
-    try:
-        samples = _samples(fs, path)
-    except (tarfile.TarError, OSError, ValueError, UnicodeDecodeError) as exc:
-        return [bad("unreadable_shard", f"{row.name} does not open as a tar of samples ({type(exc).__name__})")]
+    if isinstance(samples, Exception):
+        return [bad("unreadable_shard", f"{row.name} does not open as a tar of samples ({type(samples).__name__})")]
     problems = []
     complete = {k for k, s in samples.items() if s["npy"] and s["meta"] is not None}
     if len(complete) != row.n_samples or len(samples) != row.n_samples:

@@ -16,6 +16,7 @@ import hashlib
 import os
 import stat
 
+from ephys.digest import READ_CHUNK, sha256_stream
 from ephys.errors import ChangedDuringReadError, SpecialFileError, UnreadableFileError
 
 #: ``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)`` of one member file.
@@ -26,12 +27,12 @@ def _fingerprint(st: os.stat_result) -> Fingerprint:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def sha256_file(path, buffer_bytes: int = 8 * 1024 * 1024) -> str:
+def sha256_file(path, buffer_bytes: int = READ_CHUNK) -> str:
     """Streaming SHA-256 (hex) of one file, read in large buffered chunks."""
     return hash_recording([str(path)], buffer_bytes)[0]
 
 
-def _hash_member(path: str, buf: bytearray, view: memoryview) -> tuple[str, int, Fingerprint]:
+def _hash_member(path: str, view: memoryview) -> tuple[str, int, Fingerprint]:
     try:
         # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -41,24 +42,21 @@ def _hash_member(path: str, buf: bytearray, view: memoryview) -> tuple[str, int,
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise SpecialFileError(SpecialFileError.default_reason, path)
-        h, left = hashlib.sha256(), st.st_size
         with open(fd, "rb", buffering=0, closefd=False) as f:
-            while left > 0 and (n := f.readinto(view[: min(len(buf), left)])):
-                h.update(view[:n])
-                left -= n
+            digest, n = sha256_stream(f, limit=st.st_size, buffer=view)
             grew = f.readinto(view[:1])
         after = os.fstat(fd)
     except OSError as exc:
         raise UnreadableFileError(f"cannot read: {exc.strerror or type(exc).__name__}", path) from None
     finally:
         os.close(fd)
-    if left or grew or _fingerprint(after) != _fingerprint(st):
+    if n < st.st_size or grew or _fingerprint(after) != _fingerprint(st):
         raise ChangedDuringReadError("the file changed while it was hashed (still being written?); "
                                      "it is retried on the next run", path)  # fmt: skip
-    return h.hexdigest(), st.st_size, _fingerprint(st)
+    return digest, st.st_size, _fingerprint(st)
 
 
-def hash_recording(files: list[str], buffer_bytes: int = 8 * 1024 * 1024,
+def hash_recording(files: list[str], buffer_bytes: int = READ_CHUNK,
                    fingerprints: list | None = None) -> tuple[str, int]:  # fmt: skip
     """``(sha256 hex, total bytes)`` of a recording.
 
@@ -78,10 +76,9 @@ def hash_recording(files: list[str], buffer_bytes: int = 8 * 1024 * 1024,
         When a member grew or changed while it was hashed.
     """
     hashes, total = [], 0
-    buf = bytearray(max(int(buffer_bytes), 1))
-    view = memoryview(buf)
+    view = memoryview(bytearray(max(int(buffer_bytes), 1)))
     for path in files:
-        sha, n, fp = _hash_member(path, buf, view)
+        sha, n, fp = _hash_member(path, view)
         hashes.append(sha)
         total += n
         if fingerprints is not None:

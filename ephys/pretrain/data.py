@@ -10,12 +10,10 @@ only those, through a ``webdataset`` pipeline, and yields float32 tensors
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 import itertools
 import json
 import logging
-import os
 import random
 import tarfile
 from collections import Counter
@@ -27,66 +25,14 @@ import numpy as np
 import torch
 import webdataset as wds
 
+from ephys.digest import HashingReader, sha256_stream
 from ephys.errors import ManifestError
 from ephys.schemas.manifest import Manifest
-from ephys.schemas.urls import is_url
+from ephys.shard.reader import EEG_MEMBER, iter_samples, npy_shape, open_shard
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK = 8 * 1024 * 1024  # bytes per read when hashing shards
-EEG_MEMBER = "eeg.npy"
 DEFAULT_SHUFFLE_BUFFER = 500  # samples (raw float16 bytes, before decoding)
-
-
-def _is_remote(url: str) -> bool:
-    return url.startswith("pipe:") or is_url(url)
-
-
-def _open_shard(url: str):
-    """A binary stream of one shard: a local path, ``pipe:``/``http(s)://`` through webdataset's
-    ``gopen``, any other URL (``s3://``, ``gs://``...) through fsspec (see :mod:`ephys.shard.store`)."""
-    if url.startswith(("pipe:", "http://", "https://")):
-        return wds.gopen(url, "rb")
-    if _is_remote(url):
-        import fsspec
-
-        return fsspec.open(url, "rb").open()
-    return _open_regular(url.removeprefix("file://"))
-
-
-def _open_regular(path: str):
-    """A local shard, refused unless it is a regular file: a FIFO or a device named in a manifest
-    (``/dev/zero``) would block or never end (``OSError`` with ``EINVAL``)."""
-    import errno
-    import stat
-
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file (a FIFO, socket or device)")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-class _HashingReader:
-    """A read-only stream that SHA-256s every byte read through it (:meth:`finish` reads the rest)."""
-
-    def __init__(self, stream):
-        self._stream, self.digest = stream, hashlib.sha256()
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._stream.read(n)
-        self.digest.update(data)
-        return data
-
-    def finish(self) -> str:
-        """Read to the end (a tar's closing blocks and padding) and return the hex digest."""
-        while self.read(READ_CHUNK):
-            pass
-        return self.digest.hexdigest()
 
 
 #: ``(url, sha256)`` of the shards this process has hashed while streaming them, and found intact.
@@ -97,7 +43,7 @@ def _check_shape(samples: list[dict], shape: tuple[int, int], url: str) -> None:
     """ManifestError unless the first readable ``eeg.npy`` among ``samples`` has ``shape``."""
     for x in samples:
         try:
-            got = _npy_shape(io.BytesIO(x[EEG_MEMBER]))
+            got = npy_shape(x[EEG_MEMBER])
         except (KeyError, TypeError, ValueError):
             continue
         if tuple(got) != tuple(shape):
@@ -114,39 +60,39 @@ def _shard_error(exc: OSError, url: str) -> ManifestError:
 
 def _open_or_raise(url: str):
     try:
-        return _open_shard(url)
+        return open_shard(url)
     except OSError as exc:
         raise _shard_error(exc, url) from None
 
 
 def _tar_samples(src: Iterator[dict], expected: dict[str, str] | None = None,
                  wanted: dict | None = None, shape: tuple[int, int] | None = None) -> Iterator[dict]:  # fmt: skip
-    """webdataset's ``tarfile_to_samples`` with our opener (:func:`_open_shard`), so fsspec URLs
-    (``s3://``...) stream like local paths.
+    """Pipeline stage: shard sources (``{"url": ...}``) -> webdataset samples (``{"__key__", "__url__", ext:
+    bytes}``), read by :func:`ephys.shard.reader.iter_samples` from :func:`~ephys.shard.reader.open_shard`'s
+    stream, so fsspec URLs (``s3://``...) stream like local paths. With ``wanted`` (url -> selected keys) only
+    the selected samples are read.
 
     ``expected`` (url → SHA-256): the first time this process streams a shard, its bytes are hashed
-    as they are read and its selected samples (``wanted``) held back until the end of the shard; a
+    as they are read and its selected samples held back until the end of the shard; a
     shard whose hash differs raises :class:`ManifestError` naming it before any of its samples is
     yielded, and so does one whose first selected epoch is not of ``shape`` ``(n_channels,
     n_samples)`` (the manifest's layout; :func:`shard_layout` checks only a sample of shards).
     Later passes over a verified shard stream it directly. A shard that is missing or cannot be
     read (also mid-stream) raises :class:`ManifestError` naming it.
     """
-    from webdataset.tariterators import group_by_keys, tar_file_expander
-
     for source in src:
         url = source["url"]
         sha = (expected or {}).get(url)
+        keys = wanted.get(url, ()) if wanted is not None else None
         stream = _open_or_raise(url)
         try:
-            if sha is None or (url, sha) in _VERIFIED:
-                yield from group_by_keys(tar_file_expander([{**source, "stream": stream}]))
-                continue
-            reader = _HashingReader(stream)
-            keep = wanted.get(url, ()) if wanted is not None else None
+            reader = stream if sha is None or (url, sha) in _VERIFIED else HashingReader(stream)
             try:
-                held = [x for x in group_by_keys(tar_file_expander([{**source, "stream": reader}]))
-                        if keep is None or x["__key__"] in keep]  # fmt: skip
+                samples = ({"__key__": key, "__url__": url, **members} for key, members in iter_samples(reader, keys))
+                if reader is stream:
+                    yield from samples
+                    continue
+                held = list(samples)
                 digest = reader.finish()
             except OSError as exc:
                 raise _shard_error(exc, url) from None
@@ -175,48 +121,27 @@ def verify_shards(manifest: Manifest, manifest_path: str | Path) -> list[str]:
     """
     urls = manifest.resolve_urls(manifest_path)
     for shard, url in zip(manifest.shards, urls):
-        digest = hashlib.sha256()
         try:
-            with _open_shard(url) as f:
-                while chunk := f.read(READ_CHUNK):
-                    digest.update(chunk)
+            with open_shard(url) as f:
+                digest, _ = sha256_stream(f)
         except OSError as exc:
             raise _shard_error(exc, url) from None
-        if digest.hexdigest() != shard.sha256:
+        if digest != shard.sha256:
             raise ManifestError(
-                f"shard bytes changed since the manifest was made: sha256 {digest.hexdigest()[:16]}... "
+                f"shard bytes changed since the manifest was made: sha256 {digest[:16]}... "
                 f"!= {shard.sha256[:16]}...",
                 url,
             )
     return urls
 
 
-def _sample_key(member_name: str) -> tuple[str, str]:
-    """``(key, extension)`` of a tar member, split as webdataset does (at the first dot of the basename)."""
-    folder, _, base = member_name.rpartition("/")
-    stem, _, ext = base.partition(".")
-    return (f"{folder}/{stem}" if folder else stem), ext
-
-
-def _npy_shape(f) -> tuple[int, ...]:
-    version = np.lib.format.read_magic(f)
-    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-    if version not in readers:
-        raise ValueError(f"unsupported npy version {version}")
-    shape, _, _ = readers[version](f)
-    return shape
-
-
 def _first_shape(url: str, keys) -> tuple[int, ...] | None:
-    """Shape of the first readable selected ``eeg.npy`` of a shard, from its header only."""
-    with _open_shard(url) as f, tarfile.open(fileobj=f, mode="r|") as tar:
-        for member in tar:
-            key, ext = _sample_key(member.name)
-            if ext != EEG_MEMBER or key not in keys:
-                continue
+    """Shape of the first readable selected ``eeg.npy`` of a shard, from its header."""
+    with open_shard(url) as f:
+        for _, members in iter_samples(f, keys, read=(EEG_MEMBER,)):
             try:
-                return _npy_shape(tar.extractfile(member))
-            except ValueError:
+                return npy_shape(members[EEG_MEMBER])
+            except (KeyError, TypeError, ValueError):
                 continue
     return None
 

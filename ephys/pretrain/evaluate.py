@@ -44,11 +44,12 @@ import torch
 from torch import nn
 
 from ephys.errors import ManifestError
-from ephys.pretrain.data import EEG_MEMBER, _decode_eeg, _open_shard, _sample_key, shard_layout, verify_shards
+from ephys.pretrain.data import _decode_eeg, shard_layout, verify_shards
 from ephys.pretrain.train import (CheckpointMismatchError, PretrainError, atomic_write, build_model, pooled_embedding,
                                   read_checkpoint)
 from ephys.pretrain.views import View, ViewConfig, make_view
 from ephys.schemas.manifest import Manifest
+from ephys.shard.reader import EEG_MEMBER, META_MEMBER, iter_samples, open_shard
 
 __all__ = [
     "EMBEDDINGS_FORMAT",
@@ -103,7 +104,7 @@ def iter_manifest_epochs(manifest: Manifest, manifest_path: str | Path,
 
     def finish(key: str, members: dict[str, bytes], url: str):
         try:
-            meta = json.loads(members["json"])
+            meta = json.loads(members[META_MEMBER])
             if not isinstance(meta, dict):
                 raise ValueError("not an object")
         except (KeyError, ValueError):
@@ -120,37 +121,26 @@ def iter_manifest_epochs(manifest: Manifest, manifest_path: str | Path,
         if not wanted:
             continue
         seen: set[str] = set()
-        current, members = None, {}
-        try:
-            with _open_shard(url) as f, tarfile.open(fileobj=f, mode="r|") as tar:
-                for member in tar:
-                    if not member.isfile():
-                        continue
-                    key, ext = _sample_key(member.name)
-                    if key not in wanted or (key != current and key in seen):  # not selected, or a stray member
-                        continue
-                    if key != current:
-                        if current is not None and (item := finish(current, members, url)) is not None:
-                            yield item
-                        current, members = key, {}
-                        seen.add(key)
-                    members[ext] = tar.extractfile(member).read()
-        except FileNotFoundError:
-            raise ManifestError("shard is missing", url) from None
-        except (OSError, tarfile.TarError) as exc:
-            raise ManifestError(f"shard cannot be read as a tar file ({exc})", url) from None
-        if current is not None and (item := finish(current, members, url)) is not None:
-            yield item
+        for key, members in _shard_samples(url, wanted):
+            if key in seen:  # a stray later member of a sample already read
+                continue
+            seen.add(key)
+            if (item := finish(key, members, url)) is not None:
+                yield item
         for key in shard.keys:
             if key not in seen:
                 skip(key, url, "missing from shard")
 
 
-def _seekable(f) -> bool:
+def _shard_samples(url: str, keys: set[str], read=None) -> Iterator[tuple[str, dict]]:
+    """:func:`ephys.shard.reader.iter_samples` of one shard, errors as :class:`ManifestError` naming it."""
     try:
-        return bool(f.seekable())
-    except (AttributeError, OSError, ValueError):
-        return False
+        with open_shard(url) as f:
+            yield from iter_samples(f, keys, read)
+    except FileNotFoundError:
+        raise ManifestError("shard is missing", url) from None
+    except (OSError, tarfile.TarError) as exc:
+        raise ManifestError(f"shard cannot be read as a tar file ({exc})", url) from None
 
 
 def _iter_metas(manifest: Manifest, manifest_path: str | Path) -> Iterator[tuple[str, dict]]:
@@ -162,22 +152,15 @@ def _iter_metas(manifest: Manifest, manifest_path: str | Path) -> Iterator[tuple
         wanted = set(shard.keys)
         if not wanted:
             continue
-        try:
-            with _open_shard(url) as f, tarfile.open(fileobj=f, mode="r:" if _seekable(f) else "r|") as tar:
-                for member in tar:
-                    key, ext = _sample_key(member.name)
-                    if ext != "json" or key not in wanted or not member.isfile():
-                        continue
-                    try:
-                        meta = json.loads(tar.extractfile(member).read())
-                    except ValueError:
-                        continue
-                    if isinstance(meta, dict):
-                        yield key, meta
-        except FileNotFoundError:
-            raise ManifestError("shard is missing", url) from None
-        except (OSError, tarfile.TarError) as exc:
-            raise ManifestError(f"shard cannot be read as a tar file ({exc})", url) from None
+        for key, members in _shard_samples(url, wanted, read=(META_MEMBER,)):
+            if members.get(META_MEMBER) is None:
+                continue
+            try:
+                meta = json.loads(members[META_MEMBER])
+            except ValueError:
+                continue
+            if isinstance(meta, dict):
+                yield key, meta
 
 
 # ----------------------------------------------------------------------------------------------------- embedding

@@ -18,6 +18,7 @@ import numpy as np
 from ephys.errors import ManifestError
 from ephys.schemas.manifest import Manifest
 from ephys.schemas.urls import is_url
+from ephys.shard.reader import EEG_MEMBER, META_MEMBER, split_name
 
 #: ``(offset of the member's data, its size)`` in bytes.
 Span = tuple[int, int]
@@ -37,10 +38,10 @@ def shard_index(path: str | Path, keys: set[str] | None = None) -> dict[str, tup
     found: dict[str, dict[str, Span]] = {}
     with tarfile.open(path, "r:") as tar:
         for m in tar:
-            key, _, ext = m.name.partition(".")
-            if (keys is None or key in keys) and ext in ("eeg.npy", "json") and m.isfile():
-                found.setdefault(key, {})[ext] = (m.offset_data, m.size)
-    return {k: (v["eeg.npy"], v["json"]) for k, v in found.items() if len(v) == 2}
+            key, ext = split_name(m.name)
+            if key is not None and (keys is None or key in keys) and ext in (EEG_MEMBER, META_MEMBER) and m.isfile():
+                found.setdefault(key, {}).setdefault(ext, (m.offset_data, m.size))
+    return {k: (v[EEG_MEMBER], v[META_MEMBER]) for k, v in found.items() if len(v) == 2}
 
 
 def local_shard(url: str, manifest_path: Path, reader: str) -> Path:

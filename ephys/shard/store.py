@@ -17,14 +17,10 @@ a shared POSIX path, and ``catalog verify --repair`` moves bad remote shards wit
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 from ephys.schemas.urls import is_url
-
-READ_CHUNK = 8 * 1024 * 1024
-
 
 def local_path(root: str | os.PathLike) -> Path:
     """The folder of a local root (a path or a ``file://`` URL)."""
@@ -55,12 +51,3 @@ def upload(local: Path, root: str, name: str) -> None:
     """Copy the finished shard file ``local`` to ``root/name`` (one object, visible when complete)."""
     fs, path = filesystem(root)
     fs.put_file(str(local), f"{path.rstrip('/')}/{name}")
-
-
-def sha256_stream(f) -> tuple[str, int]:
-    """SHA-256 (hex) and size of what an open binary file has left, read 8 MiB at a time."""
-    h, n = hashlib.sha256(), 0
-    while chunk := f.read(READ_CHUNK):
-        h.update(chunk)
-        n += len(chunk)
-    return h.hexdigest(), n

@@ -12,7 +12,6 @@ Pattern after img2dataset/datatrove's completion-marker writers.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import tarfile
@@ -20,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ephys.digest import HashingWriter
 from ephys.schemas import EpochMeta, ShardInfo
+from ephys.shard.reader import EEG_MEMBER, META_MEMBER
 
 SHARD_PATTERN = "shard-{index:06d}.tar"
 
@@ -68,35 +69,16 @@ def write_shard(folder: Path, index: int, samples: list[tuple[np.ndarray, EpochM
     name = shard_name(index)
     final = folder / name
     tmp = folder / (name + ".tmp")
-    h = hashlib.sha256()
-
-    class _Hashing(io.RawIOBase):
-        """Write-through file object that hashes what passes (tarfile needs ``tell``)."""
-
-        def __init__(self, f):
-            self.f = f
-            self.pos = 0
-
-        def writable(self):
-            return True
-
-        def tell(self):
-            return self.pos
-
-        def write(self, b):
-            h.update(b)
-            self.pos += len(b)
-            return self.f.write(b)
-
     try:
         with open(tmp, "wb") as f:
-            with tarfile.open(fileobj=_Hashing(f), mode="w", format=tarfile.USTAR_FORMAT) as tar:
+            hashing = HashingWriter(f)
+            with tarfile.open(fileobj=hashing, mode="w", format=tarfile.USTAR_FORMAT) as tar:
                 tar.copybufsize = 1 << 22  # one write per member, not one per 16 KiB
                 for x, meta in samples:
                     data = npy_bytes(x)
-                    tar.addfile(_member(f"{meta.key}.eeg.npy", len(data)), io.BytesIO(data))
+                    tar.addfile(_member(f"{meta.key}.{EEG_MEMBER}", len(data)), io.BytesIO(data))
                     js = meta.model_dump_json().encode()
-                    tar.addfile(_member(f"{meta.key}.json", len(js)), io.BytesIO(js))
+                    tar.addfile(_member(f"{meta.key}.{META_MEMBER}", len(js)), io.BytesIO(js))
             f.flush()
             os.fsync(f.fileno())
             n_bytes = f.tell()
@@ -113,5 +95,5 @@ def write_shard(folder: Path, index: int, samples: list[tuple[np.ndarray, EpochM
     else:
         os.replace(tmp, final)
         fsync_dir(folder)
-    return ShardInfo(index=index, name=name, sha256=h.hexdigest(), n_samples=len(samples), n_bytes=n_bytes,
+    return ShardInfo(index=index, name=name, sha256=hashing.digest.hexdigest(), n_samples=len(samples), n_bytes=n_bytes,
                      keys=[m.key for _, m in samples])  # fmt: skip
