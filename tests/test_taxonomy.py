@@ -498,11 +498,28 @@ def _mutate(fn):
         (_mutate(lambda d: d["categories"][0]["subcategories"].append({"id": "seizure", "label": "x",
                                                                       "source": ["TUH"], "en": ["x y"]})),
          "duplicate subcategory id"),
+        (_mutate(lambda d: d["categories"].__setitem__(0, "seizure")), r"categories\[0\]: must be a mapping"),
+        (_mutate(lambda d: d["categories"][0]["subcategories"][0].update(generic="yes")), "'generic' must be true"),
+        (_mutate(lambda d: d["categories"][0]["subcategories"][0].update(id="Bad-Id")), "lower-case identifier"),
+        (_mutate(lambda d: d["categories"][0]["subcategories"][0].update(weak=[True])), "'weak' must be a list"),
+        (_mutate(lambda d: d["categories"][0]["subcategories"][0].update(en=[], de=[], abbr=[])), "no keywords"),
     ],
 )
 def test_malformed_taxonomy_raises_value_error(tmp_path, make, message):
     with pytest.raises(ValueError, match=message):
         load_taxonomy(_write(tmp_path, make()))
+
+
+def test_errors_name_the_position_and_ids_and_empty_lists_may_be_null(tmp_path, taxonomy):
+    d = _packaged()
+    d["categories"][4]["subcategories"][0]["abbr"].append("TOOLONGX")
+    with pytest.raises(ValueError, match=r"taxonomy\.yaml: categories\[4\]\.subcategories\[0\] "
+                                         r"\(procedure/hyperventilation\): abbreviation 'TOOLONGX'"):  # fmt: skip
+        load_taxonomy(_write(tmp_path, d))
+    d = _packaged()
+    d["categories"][0]["subcategories"][0]["de"] = None  # `de:` with nothing after it
+    sub = load_taxonomy(_write(tmp_path, d)).subcategory("seizure", d["categories"][0]["subcategories"][0]["id"])
+    assert sub.de == () and sub.en == taxonomy.categories[0].subcategories[0].en
 
 
 def test_roundtrip_of_packaged_yaml(tmp_path, taxonomy):
