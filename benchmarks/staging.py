@@ -43,7 +43,7 @@ def child(backend: str, hours: float, threads: int, sfreq: float, repeat: int) -
     sigs = r.read_channels([c.eeg, c.eog, c.emg])
     if sfreq != sf0:
         n = int(round(len(sigs[0]) * sfreq / sf0))
-        sigs = [stg._resample(s, sf0, sfreq, n).astype(np.float32) for s in sigs]
+        sigs = [stg.base._resample(s, sf0, sfreq, n).astype(np.float32) for s in sigs]
     reps = int(np.ceil(hours * 3600 / (len(sigs[0]) / sfreq)))
     n_samples = int(round(hours * 3600 * sfreq))
     eeg, eog, emg = (np.tile(s, reps)[:n_samples] for s in sigs)
