@@ -635,9 +635,9 @@ def memory(folder: Path, hours: float, n_channels: int, sfreq: int) -> dict:
         "    wall_s=round(time.perf_counter() - t, 1), seconds=r.seconds,\n"
         "    peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))))\n"
     )
-    staging = folder / "staging"
-    proc = subprocess.run([sys.executable, "-c", code, str(path), str(staging)], capture_output=True, text=True, check=True)
-    shutil.rmtree(staging, ignore_errors=True)
+    spool = folder / "spool"
+    proc = subprocess.run([sys.executable, "-c", code, str(path), str(spool)], capture_output=True, text=True, check=True)
+    shutil.rmtree(spool, ignore_errors=True)
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     return dict(file=path.name, hours=hours, n_channels=n_channels, sfreq=sfreq, file_mb=round(path.stat().st_size / 1e6), **res)
 

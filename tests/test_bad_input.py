@@ -34,6 +34,8 @@ def bad_archive(tmp_path_factory):
     (a / "readme.txt").write_text("ignored")
     (a / "loop").symlink_to(a, target_is_directory=True)  # a symlink loop must not hang discovery
     out = tmp_path_factory.mktemp("bad-out")
+    (out / ".staging").mkdir()  # an earlier version's spool folder, with a half-written file
+    (out / ".staging" / "0123.npy.tmp").write_bytes(b"half")
     s = ingest(a, out, config=IngestConfig(montage="native"), workers=1)
     return a, out, s
 
@@ -58,7 +60,8 @@ def test_each_bad_file_has_its_reason(bad_archive):
 def test_nothing_half_written(bad_archive):
     _, out, _ = bad_archive
     assert [p.name for p in (out / "shards").iterdir()] == ["shard-000000.tar"]
-    assert not list((out / ".staging").iterdir())
+    assert not list((out / ".spool").iterdir())
+    assert not (out / ".staging").exists()  # taken over as .spool, its half-written file removed
     assert not list(out.rglob("*.tmp"))
 
 

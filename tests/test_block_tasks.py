@@ -133,7 +133,7 @@ def test_a_long_recording_is_spread_over_both_workers_and_equals_one_process(clu
     secs = json.loads(rows[sha(files[0])].seconds_json)
     assert set(secs) == {"open", "read", "qc", "condition", "sleep", "stage"}
     assert secs["qc"] > 0 and secs["condition"] > 0 and secs["read"] > 0  # block tasks' worker time is counted
-    assert not list((tmp_path / "out" / ".staging").iterdir())
+    assert not list((tmp_path / "out" / ".spool").iterdir())
 
 
 def test_block_tasks_under_a_task_timeout(cluster, archive, tmp_path):
@@ -165,12 +165,12 @@ def test_a_worker_dying_in_a_block_task_fails_only_that_recording(archive, tmp_p
     rows = rows_by_sha(f"sqlite:///{tmp_path / 'out' / 'catalog.sqlite'}")
     assert (rows[victim].status, rows[victim].failure_code) == ("failed", "worker_crash")
     assert rows[sha(files[1])].status == "ok" and rows[sha(files[1])].n_packed == 7
-    assert not list((tmp_path / "out" / ".staging").glob(f"{victim}*"))
+    assert not list((tmp_path / "out" / ".spool").glob(f"{victim}*"))
 
 
 @pytest.mark.parametrize("exc", [CorruptFileError("data record 7 is cut short", "a/b.edf"),
                                  TooShortError("too short: 0 valid 30-s epochs", "x.trc"),
-                                 OutputError("cannot write staging file in /s: No space left on device")])  # fmt: skip
+                                 OutputError("cannot write spool file in /s: No space left on device")])  # fmt: skip
 def test_errors_cross_processes_with_their_reason_and_file(exc):
     back = pickle.loads(pickle.dumps(exc))
     assert type(back) is type(exc)
@@ -179,7 +179,7 @@ def test_errors_cross_processes_with_their_reason_and_file(exc):
 
 def test_an_input_read_error_in_a_block_fails_the_recording_not_the_run(archive, tmp_path, monkeypatch):
     """An I/O error reading the recording during conditioning is that recording's ``io_error``; only a
-    failure to write the staging file is an ``OutputError`` (which stops the run)."""
+    failure to write the spool file is an ``OutputError`` (which stops the run)."""
     import errno
 
     from ephys.ingest.readers.edf import EDFReader
@@ -196,4 +196,4 @@ def test_an_input_read_error_in_a_block_fails_the_recording_not_the_run(archive,
     monkeypatch.setattr(EDFReader, "read", flaky)
     r = process_recording(str(path), "edf", sha(path), path.stat().st_size, CONFIG, str(tmp_path), b"k")
     assert (r.status, r.failure.code) == ("failed", "io_error")
-    assert not list(tmp_path.iterdir())  # no staging file, not even a .tmp
+    assert not list(tmp_path.iterdir())  # no spool file, not even a .tmp

@@ -232,7 +232,7 @@ def test_ingest_on_a_separate_dask_cluster_equals_a_local_cluster_run(dask_clust
     assert {name: v[0] for name, v in got["shards"].items()} == shards  # catalog hashes = files on disk
     assert got["epochs"] == ref["epochs"]
     assert got["runs"] == ref["runs"]
-    assert not list((out / ".staging").iterdir()), "staging files left behind"
+    assert not list((out / ".spool").iterdir()), "spool files left behind"
 
 
 # ---------------------------------------------------------------------------
@@ -282,7 +282,7 @@ def test_ingest_on_slurm_equals_a_local_cluster_run(slurm, archive, local_run, t
     assert "Registered to:" in text and "Threads:                          1" in text
     for f in files:  # file names (which hold patient names in hospitals) never reach a worker's log
         assert f.name not in text and f.stem not in text and f.name not in stderr
-    assert not list((out / ".staging").iterdir()), "staging files left behind"
+    assert not list((out / ".spool").iterdir()), "spool files left behind"
 
 
 def test_slurm_worker_jobs_never_see_the_site_secret(slurm, tmp_path, monkeypatch):

@@ -324,7 +324,7 @@ def test_healthy_files_are_ingested_as_in_a_clean_run(runs):
 def test_no_temporary_files_left(runs):
     for out in (runs.out, runs.clean_out):
         assert not list(out.rglob("*.tmp"))
-        assert not list((out / ".staging").iterdir())
+        assert not list((out / ".spool").iterdir())
 
 
 # -- (e) same bytes under two paths: one row ----------------------------------------------------------
@@ -341,7 +341,7 @@ def test_duplicates_have_one_row(runs):
 def test_fractional_sampling_rate_is_processed(tmp_path):
     x = np.random.default_rng(0).normal(0, 20, 12801 * 3)
     p = write_edf(tmp_path / "f.edf", [x, x], ["Fp1", "Cz"], [12801, 12801], record_s=50.0, plus=False)  # 256.02 Hz
-    (tmp_path / "staging").mkdir()
-    r = process_recording(str(p), "edf", sha(p), p.stat().st_size, CONFIG, str(tmp_path / "staging"), b"secret")
+    (tmp_path / "spool").mkdir()
+    r = process_recording(str(p), "edf", sha(p), p.stat().st_size, CONFIG, str(tmp_path / "spool"), b"secret")
     assert r.failure is None and r.n_epochs == 5
 

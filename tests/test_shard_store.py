@@ -84,7 +84,7 @@ def test_shards_on_an_object_store(archive, local, s3, tmp_path):
     objects = {p.rsplit("/", 1)[1]: s3.cat_file(p) for p in sorted(s3.ls(f"{BUCKET}/corpus/v1"))}
     assert objects == local
     out = tmp_path / "out"
-    assert not list((out / ".staging").iterdir()) and not list((out / "shards").iterdir())
+    assert not list((out / ".spool").iterdir()) and not list((out / "shards").iterdir())
 
     url = f"sqlite:///{out / 'catalog.sqlite'}"
     report = verify_catalog(url)

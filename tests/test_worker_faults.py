@@ -61,7 +61,7 @@ def test_worker_killed_once_mid_task_gives_the_undisturbed_output(demo, tmp_path
     monkeypatch.setenv("EPHYS_TEST_FAILPOINTS", f"crash-once:{sha(files[0])[:12]}")
     out = tmp_path / "out"
     s = ingest(archive, out, workers=1)
-    assert (out / ".staging" / f"{sha(files[0])}.crashed").exists(), "the failpoint did not fire"
+    assert (out / ".spool" / f"{sha(files[0])}.crashed").exists(), "the failpoint did not fire"
     assert s.n_ok == 3
     assert shard_bytes(out) == shard_bytes(ref)
     assert table_counts(_url(out)) == table_counts(_url(ref))

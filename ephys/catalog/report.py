@@ -48,7 +48,7 @@ TIMED_STAGES = {
     "qc": "QC figures",
     "condition": "conditioning",
     "sleep": "sleep staging",
-    "stage": "write staging file",
+    "stage": "write spool file",
 }
 #: How many example hypnograms, failure reasons per code and unlabelled texts to show.
 N_HYPNOGRAMS = 3

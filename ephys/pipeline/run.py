@@ -287,8 +287,8 @@ class _Packer:
                  order: list[str], have: dict[str, set[int]], meta: dict[str, tuple[str, str | None]], reporter: Reporter,
                  shards: Path | None = None, shards_url: str | None = None):  # fmt: skip
         self.catalog, self.config, self.run_id, self.hashlog = catalog, config, run_id, hashlog
-        # Remote shards are written in the staging folder, then uploaded (ephys.shard.store).
-        self.folder = out / ".staging" if shards_url else shards or out / "shards"
+        # Remote shards are written in the spool folder, then uploaded (ephys.shard.store).
+        self.folder = out / ".spool" if shards_url else shards or out / "shards"
         self.url = shards_url
         self.order = order
         self.pos = 0
@@ -343,7 +343,7 @@ class _Packer:
         self._finish_done()
 
     def _finish_done(self) -> None:
-        """Log recordings whose epochs are all in committed shards; drop their staging files."""
+        """Log recordings whose epochs are all in committed shards; drop their spool files."""
         keep = []
         for r in self.unfinished:
             if self.packed.get(r.sha256, 0) >= r.n_epochs:
@@ -389,6 +389,19 @@ def _check_store(url: str) -> None:
         fs.makedirs(path, exist_ok=True)
     except Exception as exc:  # noqa: BLE001 - ImportError, ValueError, botocore errors...: all a RunError
         raise RunError(f"cannot use the shard URL {url}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
+
+
+def _adopt_legacy_spool(out: Path, spool: Path) -> None:
+    """Earlier versions kept worker outputs in ``OUT/.staging`` (a name sleep staging also used): take it over as
+    ``OUT/.spool`` so an interrupted run's files are resumed, or remove it when both exist (its files are ephys's
+    own, pseudonymised epoch arrays, which a resumed run writes again)."""
+    legacy = out / ".staging"
+    if not legacy.is_dir():
+        return
+    if spool.exists():
+        shutil.rmtree(legacy, ignore_errors=True)
+    else:
+        legacy.rename(spool)
 
 
 def _check_meta(catalog: Catalog, config: IngestConfig, fingerprint: str, shards_root: str) -> None:
@@ -512,20 +525,21 @@ def ingest(
         raise
     client = dask_cluster = None
     try:
-        shards, staging = out / "shards", out / ".staging"
+        shards, spool = out / "shards", out / ".spool"
         if shards_url and not is_url(shards_url):
             shards, shards_url = local_path(shards_url), None  # a local folder elsewhere
         if force:
             catalog.reset()
-            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(spool, ignore_errors=True)
             for p in shards.glob("shard-*.tar*"):  # only our shards: --shards may name a folder with other files
                 p.unlink(missing_ok=True)
             (out / "hashlog.csv").unlink(missing_ok=True)
         shards.mkdir(parents=True, exist_ok=True)
-        staging.mkdir(exist_ok=True)
-        for p in list(shards.glob("*.tmp")) + list(staging.glob("*.tmp")) + list(staging.glob("*.crashed")):
+        _adopt_legacy_spool(out, spool)
+        spool.mkdir(exist_ok=True)
+        for p in list(shards.glob("*.tmp")) + list(spool.glob("*.tmp")) + list(spool.glob("*.crashed")):
             p.unlink(missing_ok=True)  # half-written files of an interrupted run
-        for p in list(staging.glob("*.claims")) + list(staging.glob("*.claims.done")):
+        for p in list(spool.glob("*.claims")) + list(spool.glob("*.claims.done")):
             shutil.rmtree(p, ignore_errors=True)  # block claims of an interrupted run
         secret = load_site_secret()
         if shards_url:
@@ -705,7 +719,7 @@ def _run(recordings: list[Discovered], client, catalog, hashlog, states, config,
             continue
         todo[sha] = (rec, nbytes)
         pf = client.submit(run_recording, HiddenPath(rec.primary), rec.format, sha, nbytes, config,
-                           str(out / ".staging"), secret, buffer_bytes, rec.file_strs, fingerprints,
+                           str(out / ".spool"), secret, buffer_bytes, rec.file_strs, fingerprints,
                            key=f"process-{run_id}-{sha[:16]}", pure=False, retries=1, priority=_pack_priority(sha))  # fmt: skip
         process_futures[pf.key] = sha
         futures_list.append(pf)

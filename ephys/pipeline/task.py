@@ -2,14 +2,14 @@
 
 It never touches the catalog and never raises for bad input: every outcome is a
 :class:`~ephys.schemas.RecordingResult`. The conditioned epochs are written to
-``staging_dir/<sha256>.npy`` (float16 µV, shape ``(n_epochs, n_channels,
+``spool_dir/<sha256>.npy`` (float16 µV, shape ``(n_epochs, n_channels,
 n_samples)``), fsynced and renamed into place, for the driver to pack.
 
 A recording is processed in blocks of ``config.block_epochs`` epochs, in two passes (QC figures
 of every block, then, once the bad channels are known, conditioning of every block). On a
 Dask worker, each pass of a recording of several blocks is also offered to the cluster as one
 task per block (:class:`_DaskParts`), so one long monitoring file keeps every worker busy.
-Block tasks open the file themselves and write their epochs at their rows of the staging file,
+Block tasks open the file themselves and write their epochs at their rows of the spool file,
 so only small QC arrays cross the network, and the result equals processing the blocks in one
 process, bit for bit.
 """
@@ -266,7 +266,7 @@ class _Source(NamedTuple):
 
 
 class _Target(NamedTuple):
-    """Where a block task writes its epochs: the staging ``.tmp`` file, the byte offset of row 0,
+    """Where a block task writes its epochs: the spool ``.tmp`` file, the byte offset of row 0,
     the bytes of one row (one epoch)."""
 
     path: str
@@ -328,12 +328,12 @@ def _qc_part(source: _Source, picked, segs, block: _Block, config: IngestConfig,
 def _condition_part(source: _Source, picked, good: list[int], segs, block: _Block, first_row: int,
                     target: _Target, config: IngestConfig, reader=None) -> tuple[np.ndarray, dict[str, float]]:  # fmt: skip
     """Pass 2 over one block: condition it and write its epochs as rows ``first_row...`` of the
-    staging file ``target`` (then fsync). Returns ``(max |µV| per epoch, seconds)``.
+    spool file ``target`` (then fsync). Returns ``(max |µV| per epoch, seconds)``.
 
     Raises
     ------
     OutputError
-        When the staging file cannot be written (an error reading the recording is not one).
+        When the spool file cannot be written (an error reading the recording is not one).
     """
     sec = {"condition": 0.0}
     reader, own = _open_part(source, reader, sec)
@@ -350,7 +350,7 @@ def _condition_part(source: _Source, picked, good: list[int], segs, block: _Bloc
 
 
 def _write_rows(target: _Target, first_row: int, rows: np.ndarray) -> None:
-    """Write ``rows`` at rows ``first_row...`` of the staging file and fsync them.
+    """Write ``rows`` at rows ``first_row...`` of the spool file and fsync them.
 
     Raises
     ------
@@ -387,8 +387,8 @@ class _DaskParts:
     that other workers are already computing, so this cannot deadlock on a one-thread worker.
     """
 
-    def __init__(self, staging_dir: str):
-        self.staging_dir = staging_dir
+    def __init__(self, spool_dir: str):
+        self.spool_dir = spool_dir
 
     def __call__(self, fn: Callable, calls: list[tuple], reader) -> list:
         if len(calls) < 2:
@@ -400,7 +400,7 @@ class _DaskParts:
         client = get_client()
         name = fn.__name__.strip("_").replace("_", "-")
         tag = f"{name}-{calls[0][0].sha256[:16]}-{uuid.uuid4().hex[:8]}"
-        claims = Path(self.staging_dir) / f"{tag}.claims"
+        claims = Path(self.spool_dir) / f"{tag}.claims"
         try:
             claims.mkdir()
         except OSError as exc:
@@ -576,11 +576,11 @@ def _output_error(exc: OSError, folder: Path, nbytes: int) -> OutputError:
             reason = f"No space left on device ({nbytes:,} bytes to write)"
     except OSError:
         pass
-    return OutputError(f"cannot write staging file in {folder}: {reason}")
+    return OutputError(f"cannot write spool file in {folder}: {reason}")
 
 
 class _StagedArray:
-    """A staging file (``.npy``, ``dtype``, ``shape``) written block by block along the first axis.
+    """A spool file (``.npy``, ``dtype``, ``shape``) written block by block along the first axis.
 
     A ``.tmp`` file takes the header and then each block in order; :meth:`commit` fsyncs it and
     renames it into place. Leaving the ``with`` block without :meth:`commit` deletes it.
@@ -658,7 +658,7 @@ def failpoints() -> list[tuple[str, str]]:
     return [(a, arg) for a, _, arg in (x.strip().partition(":") for x in items) if a]
 
 
-def _failpoint(sha256: str, staging_dir: str) -> None:
+def _failpoint(sha256: str, spool_dir: str) -> None:
     """Fault injection for tests: ``EPHYS_TEST_FAILPOINTS="hang:<sha prefix>,crash:<prefix>,crash-once:<prefix>"``.
 
     ``hang`` blocks like a reader stuck on a dead network share; ``crash`` kills
@@ -673,7 +673,7 @@ def _failpoint(sha256: str, staging_dir: str) -> None:
         if action == "hang":
             threading.Event().wait()
         elif action == "crash" or action == "crash-once":
-            marker = Path(staging_dir) / f"{sha256}.crashed"
+            marker = Path(spool_dir) / f"{sha256}.crashed"
             if action == "crash-once" and marker.exists():
                 continue
             marker.touch()
@@ -708,7 +708,7 @@ def bounded(fn: Callable, args: tuple, timeout_s: float | None, name: str):
 
 
 def run_recording(
-    path: str, fmt: str, sha256: str, file_bytes: int, config: IngestConfig, staging_dir: str, secret: bytes,
+    path: str, fmt: str, sha256: str, file_bytes: int, config: IngestConfig, spool_dir: str, secret: bytes,
     buffer_bytes: int = 8 * 1024 * 1024, files: list[str] | None = None, fingerprints: list | None = None,
 ) -> RecordingResult:
     """The Dask task: :func:`process_recording` under ``config.task_timeout_s`` (:func:`bounded`), its
@@ -717,7 +717,7 @@ def run_recording(
     If it has not finished in time the task returns a ``failed`` result with code ``timeout``
     (the driver then restarts the worker, which ends the stuck thread).
     """
-    args = (path, fmt, sha256, file_bytes, config, staging_dir, secret, buffer_bytes, _DaskParts(staging_dir),
+    args = (path, fmt, sha256, file_bytes, config, spool_dir, secret, buffer_bytes, _DaskParts(spool_dir),
             files, fingerprints)  # fmt: skip
     done, result = bounded(process_recording, args, config.task_timeout_s, f"ephys-recording-{sha256[:12]}")
     if not done:
@@ -728,7 +728,7 @@ def run_recording(
 
 
 def process_recording(
-    path: str, fmt: str, sha256: str, file_bytes: int, config: IngestConfig, staging_dir: str, secret: bytes,
+    path: str, fmt: str, sha256: str, file_bytes: int, config: IngestConfig, spool_dir: str, secret: bytes,
     buffer_bytes: int = 8 * 1024 * 1024, map_parts: PartMap | None = None, files: list[str] | None = None,
     fingerprints: list | None = None,
 ) -> RecordingResult:
@@ -756,7 +756,7 @@ def process_recording(
             from ephys.errors import EmptyFileError
 
             raise EmptyFileError("file is empty (0 bytes)", path)
-        _failpoint(sha256, staging_dir)
+        _failpoint(sha256, spool_dir)
         if fingerprints is not None:
             check_unchanged(files or [path], fingerprints, path)
         reader = open_recording(path, fmt, buffer_bytes=buffer_bytes)
@@ -819,10 +819,10 @@ def process_recording(
         ok = usable(feats, bad, th)
         scores = epoch_scores(feats, bad, th)
         work["qc"] += time.perf_counter() - t0
-        # Pass 2, block by block: condition the good channels and write the epochs at their rows of the staging file.
+        # Pass 2, block by block: condition the good channels and write the epochs at their rows of the spool file.
         starts = [h.segments[b.seg].start_s + k * config.epoch_s for b in blocks for k in range(b.e0, b.e1)]
         first_rows = np.cumsum([0] + [b.e1 - b.e0 for b in blocks])
-        staged = Path(staging_dir) / f"{sha256}.npy"
+        staged = Path(spool_dir) / f"{sha256}.npy"
         n_rows = len(picked) if config.montage == "native" else len(REGION_NAMES)
         with _StagedArray(staged, (len(starts), n_rows, config.n_samples)) as out:
             target = out.reserve()
@@ -842,7 +842,7 @@ def process_recording(
             work["condition"] += t1 - t0
             work["sleep"] += t2 - t1
         t0 = time.perf_counter()
-        qc_staged = Path(staging_dir) / f"{sha256}.qc.npy"
+        qc_staged = Path(spool_dir) / f"{sha256}.qc.npy"
         figures = np.stack([feats.sd_uv, feats.ptp_uv, feats.kurtosis, feats.line_ratio, feats.emg_ratio,
                             feats.drift_ratio, ok.astype(np.float32)], axis=1).transpose(2, 1, 0)  # fmt: skip
         _stage(qc_staged, np.ascontiguousarray(figures, dtype=np.float32))

@@ -2,7 +2,7 @@
 
 The signal itself does not travel through the scheduler: the worker stages it
 as a ``.npy`` file (float16, ``(n_epochs, n_channels, n_samples)``) under
-``OUT/.staging`` and returns its path; the driver packs it into shards.
+``OUT/.spool`` and returns its path; the driver packs it into shards.
 """
 
 from __future__ import annotations

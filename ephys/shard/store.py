@@ -1,7 +1,7 @@
 """Where shards live: a local folder or any fsspec URL (``s3://bucket/corpus``, ``gs://...``, ``file:///...``).
 
 Local folders keep the writer's tmp + fsync + rename protocol. For a URL with another
-protocol the shard is written and hashed in a local staging folder first, then uploaded
+protocol the shard is written and hashed in a local spool folder first, then uploaded
 with ``fs.put_file``: object stores (S3, GCS, Azure) make an object visible only once its
 upload completes, so a shard under its final name is complete there too. The catalog row
 is committed after the upload; a run killed between the two re-uploads the same shard name
@@ -10,7 +10,7 @@ when it resumes.
 Credentials and endpoints come from fsspec's own configuration (``FSSPEC_S3_ENDPOINT_URL``
 style environment variables, ``~/.config/fsspec``, or the backend's usual ones such as
 ``AWS_ACCESS_KEY_ID``); the protocol's package must be installed (``s3fs`` for ``s3://``:
-the ``s3`` extra). Limits: the staging folder (``OUT/.staging``) and the catalog stay on
+the ``s3`` extra). Limits: the spool folder (``OUT/.spool``) and the catalog stay on
 a shared POSIX path, and ``catalog verify --repair`` moves bad remote shards with
 ``fs.mv`` (a copy and delete on object stores).
 """
