@@ -11,7 +11,8 @@ import pytest
 
 from ephys.ingest.readers import open_recording
 from ephys.pipeline.run import ingest
-from ephys.pipeline.task import _segment_features, select_channels
+from ephys.pipeline.task import select_channels
+from ephys.qc.features import segment_features
 from ephys.qc.epochs import rails_uv
 from ephys.qc.features import Thresholds, bad_channels, epoch_scores, usable
 from ephys.schemas import IngestConfig
@@ -32,7 +33,7 @@ def _load(rel: str):
 
 
 def _figures(picked, signals, duration_s):
-    f = _segment_features(picked, signals, duration_s, NATIVE)
+    f = segment_features(picked, signals, duration_s, NATIVE)
     bad = bad_channels(f)
     return f, {picked[i].name: why for i, why in bad.items()}, epoch_scores(f, bad, Thresholds())
 

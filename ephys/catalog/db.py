@@ -47,6 +47,20 @@ def utcnow() -> datetime:
 DEFAULT_CATALOG_NAME = "catalog.sqlite"
 
 
+def epoch_row(result, epoch, key: str) -> dict:
+    """The :class:`~ephys.catalog.models.Epoch` columns (except ids) of one epoch, plus ``recording`` (sha256), as
+    :meth:`Catalog.commit_shard` takes them: ``result`` a :class:`~ephys.schemas.RecordingResult`, ``epoch`` one of
+    its :class:`~ephys.schemas.EpochRecord`, ``key`` the shard sample key. Sleep probabilities (``p_w`` ...
+    ``p_rem``) only where the epoch was staged."""
+    q, st = epoch.qc, epoch.sleep
+    probs = dict(zip(("p_w", "p_n1", "p_n2", "p_n3", "p_rem"), st.probs)) if st and st.probs else {}
+    return dict(recording=result.sha256, index=epoch.index, start_s=epoch.start_s, key=key, valid=q.valid,
+                n_flat=q.n_flat, n_clipped=q.n_clipped, nonfinite=q.nonfinite, max_abs_uv=q.max_abs_uv,
+                mask="".join("1" if b else "0" for b in result.mask), score=q.score, n_artifact=q.n_artifact,
+                max_ptp_uv=q.max_ptp_uv, line_ratio=q.line_ratio, emg_ratio=q.emg_ratio, drift_ratio=q.drift_ratio,
+                max_kurtosis=q.max_kurtosis, stage=st.stage if st else None, **probs)  # fmt: skip
+
+
 def default_catalog_url(out: str | Path) -> str:
     """``sqlite:///OUT/catalog.sqlite`` (absolute): the catalog of an ingest output folder when no URL is given."""
     return f"sqlite:///{Path(out).resolve() / DEFAULT_CATALOG_NAME}"

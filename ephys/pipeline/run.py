@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 import signal
@@ -41,7 +40,7 @@ import numpy as np
 
 from ephys import __version__
 from ephys.annotate.attach import epoch_annotations
-from ephys.catalog.db import Catalog, default_catalog_url
+from ephys.catalog.db import Catalog, default_catalog_url, epoch_row
 from ephys.errors import TRANSIENT_CODES, ConfigMismatchError, OutputError, ReadError, RunError
 from ephys.ingest.discover import Discovered, discover
 from ephys.ingest.hashing import hash_recording
@@ -52,6 +51,7 @@ from ephys.pipeline.lock import OutputLock
 from ephys.pipeline.progress import Reporter
 from ephys.pipeline.sidecars import SidecarReport, attach_sidecars
 from ephys.pipeline.task import BLOCK_PRIORITY, bounded, failpoints, run_recording
+from ephys.qc.record import QCFigures
 from ephys.schemas import EpochMeta, Failure, IngestConfig, RecordingResult, RecordingStatus
 from ephys.schemas.urls import is_url
 from ephys.shard.store import local_path
@@ -268,18 +268,6 @@ def _start_client(scheduler: str | None, workers: int | None, processes: bool = 
         raise RunError(f"cannot reach the Dask scheduler {scheduler or '(local)'}: {exc}") from None
 
 
-_QC_NAMES = ("sd_uv", "ptp_uv", "kurtosis", "line_ratio", "emg_ratio", "drift_ratio")
-
-
-def _channel_qc(figures: np.ndarray | None, index: int) -> dict:
-    """``channel_qc`` and ``channel_usable`` of one epoch from the staged ``(n_epochs, 7, n_channels)`` figures."""
-    if figures is None:
-        return {}
-    f = figures[index].tolist()  # Python floats: rounding them one by one is 10x faster than NumPy scalars
-    qc = {name: [round(v, 4) if math.isfinite(v) else None for v in f[i]] for i, name in enumerate(_QC_NAMES)}
-    return {"channel_qc": qc, "channel_usable": [bool(v) for v in f[6]]}
-
-
 class _Packer:
     """Packs staged epochs into shards in a fixed recording order."""
 
@@ -315,7 +303,7 @@ class _Packer:
         if r is None:
             return
         data = np.load(r.staged_path, allow_pickle=False)
-        figures = np.load(r.qc_path, allow_pickle=False) if r.qc_path else None  # (n_epochs, 7, n_channels)
+        figures = np.load(r.qc_path, allow_pickle=False) if r.qc_path else None  # QCFigures
         have = self.have.get(sha, set())
         self.packed.setdefault(sha, len(have))
         for e in r.epochs:
@@ -326,17 +314,10 @@ class _Packer:
                 key=key, recording=sha, subject=r.subject or "", epoch_index=e.index, start_s=e.start_s,
                 sfreq=self.config.sfreq, n_samples=self.config.n_samples, montage=r.montage or self.config.montage,
                 channel_names=r.channel_names, mask=r.mask, qc=e.qc, qc_channels=r.qc_channels,
-                bad_channels=r.bad_channels, sleep=e.sleep, **_channel_qc(figures, e.index),
+                bad_channels=r.bad_channels, sleep=e.sleep, **QCFigures.epoch_fields(figures, e.index),
                 annotations=epoch_annotations(r.annotations, e.start_s, self.config.epoch_s),
             )  # fmt: skip
-            q, st = e.qc, e.sleep
-            probs = dict(zip(("p_w", "p_n1", "p_n2", "p_n3", "p_rem"), st.probs)) if st and st.probs else {}
-            row = dict(recording=sha, index=e.index, start_s=e.start_s, key=key, valid=q.valid, n_flat=q.n_flat,
-                       n_clipped=q.n_clipped, nonfinite=q.nonfinite, max_abs_uv=q.max_abs_uv,
-                       mask="".join("1" if b else "0" for b in r.mask), score=q.score, n_artifact=q.n_artifact,
-                       max_ptp_uv=q.max_ptp_uv, line_ratio=q.line_ratio, emg_ratio=q.emg_ratio,
-                       drift_ratio=q.drift_ratio, max_kurtosis=q.max_kurtosis, stage=st.stage if st else None, **probs)  # fmt: skip
-            self.buffer.append((data[e.index], meta, row))
+            self.buffer.append((data[e.index], meta, epoch_row(r, e, key)))
             if len(self.buffer) >= self.config.shard_size:
                 self.flush()
         self.unfinished.append(r)

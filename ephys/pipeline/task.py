@@ -21,7 +21,6 @@ import shutil
 import signal
 import threading
 import time
-import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
@@ -29,21 +28,21 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ephys.errors import (ChangedDuringReadError, EphysError, InsufficientCoverageError, NoEEGError, NoSignalError, NoUsableChannelsError,
+from ephys.errors import (ChangedDuringReadError, EphysError, NoEEGError, NoSignalError, NoUsableChannelsError,
                           OutputError, RejectedError, TooShortError)  # fmt: skip
 from ephys.annotate.attach import label_annotations
 from ephys.annotate.taxonomy import load_taxonomy
-from ephys.ingest.channels import TEN_TWENTY
 from ephys.ingest.condition import condition, fir_kernel, resample_ratio
 from ephys.ingest.hashing import check_unchanged
 from ephys.ingest.identity import (age_years, author_pseudonym, normalise_sex, pseudonym, scrub_split, scrub_text,
                                    shifted_start)
 from ephys.ingest.names import NameDetector
-from ephys.ingest.montage import REGION_NAMES, region_coverage, regional8_weights
+from ephys.ingest.montage import get_montage
 from ephys.ingest.readers import open_recording
-from ephys.qc.epochs import rails_uv
-from ephys.qc.features import ChannelFeatures, Thresholds, bad_channels, channel_features, epoch_scores, max_neighbour_correlation, usable
-from ephys.schemas import Annotation, ChannelInfo, EpochQC, EpochRecord, EpochStage, Failure, IngestConfig, RecordingResult, RecordingStatus
+from ephys.qc.epochs import whole_epochs
+from ephys.qc.features import ChannelFeatures, segment_features
+from ephys.qc.record import assess
+from ephys.schemas import Annotation, ChannelInfo, EpochRecord, EpochStage, Failure, IngestConfig, RecordingResult, RecordingStatus
 
 F16_MAX = float(np.finfo(np.float16).max)
 #: EEG channels sampled slower than this (Hz) are not used: below it the 0.5 Hz high-pass and the
@@ -71,63 +70,7 @@ def select_channels(channels: list[ChannelInfo], config: IngestConfig, path: str
     if not eeg:
         raise NoEEGError(f"EEG channels sampled at {min(c.sfreq for c in slow):.3g} Hz; ephys needs at least "
                          f"{MIN_EEG_SFREQ:g} Hz", path)  # fmt: skip
-    seen: dict[str, ChannelInfo] = {}
-    for c in eeg:
-        seen.setdefault(c.name, c)  # first of duplicate names wins (e.g. C3-A1 and C3-A2)
-    if config.montage == "native":
-        picked = list(seen.values())
-        return picked, [c.name for c in picked], [True] * len(picked)
-    picked = [seen[e] for e in TEN_TWENTY if e in seen]
-    cover = region_coverage([c.name for c in picked])
-    if sum(cover) < config.min_regions:
-        others = [c.name for c in eeg if c.name not in TEN_TWENTY][:6]
-        raise InsufficientCoverageError(
-            f"insufficient 10-20 coverage for regional8: {sum(cover)} of 8 regions (needs {config.min_regions}) "
-            f"from {len(picked)} of 19 electrodes" + (f"; other EEG channels: {', '.join(others)}" if others else ""),
-            path,
-        )
-    return picked, list(REGION_NAMES), cover
-
-
-def _raw_epochs(x: np.ndarray, sfreq: float, epoch_s: float, n_epochs: int) -> np.ndarray:
-    """``(n_epochs, per)`` view or copy of a channel cut into epochs at its own rate.
-
-    With an integer number of samples per epoch this is a reshape; with a
-    fractional one (256.02 Hz) epoch k starts at sample ``floor(k * epoch_s * sfreq)``
-    and spans ``floor(epoch_s * sfreq)`` samples, clipped to the signal.
-    """
-    exact = epoch_s * sfreq
-    per = int(round(exact))
-    if abs(exact - per) < 1e-9 and n_epochs * per <= x.size:
-        return x[: n_epochs * per].reshape(n_epochs, per)
-    per = max(1, int(np.floor(exact)))
-    starts = np.minimum(np.floor(np.arange(n_epochs) * exact).astype(np.int64), max(x.size - per, 0))
-    return x[np.minimum(starts[:, None] + np.arange(per), x.size - 1)]
-
-
-def _n_epochs(seg_dur_s: float, epoch_s: float) -> int:
-    return int(np.floor(seg_dur_s / epoch_s + 1e-9))
-
-
-def _segment_features(picked, signals, seg_dur_s, config) -> ChannelFeatures | None:
-    """QC figures of one segment (raw signal, each channel at its own rate); ``None`` without a whole epoch."""
-    n_epochs = _n_epochs(seg_dur_s, config.epoch_s)
-    if n_epochs == 0:
-        return None
-    eps = [_raw_epochs(x, ch.sfreq, config.epoch_s, n_epochs) for ch, x in zip(picked, signals)]
-    cols: dict[str, list] = {}
-    for ch, ep in zip(picked, eps):
-        for k, v in channel_features(ep, ch.sfreq, rails_uv(ch), line_freq=config.line_freq, flat_uv=config.flat_uv,
-                                     clip_fraction=config.clip_fraction).items():  # fmt: skip
-            cols.setdefault(k, []).append(v)
-    f = ChannelFeatures(**{k: np.stack(v) for k, v in cols.items()})
-    # Neighbour correlation among the channels of the most common sampling rate.
-    rates = [ch.sfreq for ch in picked]
-    common = max(set(rates), key=rates.count)
-    rows = [i for i, r in enumerate(rates) if r == common]
-    f.max_corr = np.full((len(picked), n_epochs), np.nan, np.float32)
-    f.max_corr[rows] = max_neighbour_correlation([eps[i] for i in rows], common)
-    return f
+    return get_montage(config.montage).pick(eeg, config.min_regions, path)
 
 
 class _Block(NamedTuple):
@@ -162,7 +105,7 @@ def _blocks(header, picked, config) -> list[_Block]:
     step = config.block_epochs if _exact_epochs(picked, config) else None
     out = []
     for k, seg in enumerate(header.segments):
-        n = _n_epochs(seg.duration_s, config.epoch_s)
+        n = whole_epochs(seg.duration_s, config.epoch_s)
         for e0 in range(0, n, step or max(n, 1)):
             out.append(_Block(k, e0, min(n, e0 + (step or n))))
     return out
@@ -203,7 +146,7 @@ def _block_span(block: _Block, ch, seg: tuple[int, int], config, pad: int = 0) -
         return first, first + n, 0
     lo, hi = block.e0 * round(per), block.e1 * round(per)
     a, b = max(0, lo - pad), min(n, hi + pad)
-    if block.e1 == _n_epochs(n / ch.sfreq, config.epoch_s) and pad:
+    if block.e1 == whole_epochs(n / ch.sfreq, config.epoch_s) and pad:
         b = n  # the last block filters up to the segment's end, as a whole-segment filter would
     return first + a, first + b, lo - a
 
@@ -227,7 +170,8 @@ def _condition_block(reader, picked, good: list[int], block: _Block, segs, confi
     """
     n_out = config.n_samples
     n_epochs = block.e1 - block.e0
-    n_rows = len(picked) if config.montage == "native" else len(REGION_NAMES)
+    montage = get_montage(config.montage)
+    n_rows = montage.n_rows(len(picked))
     if n_epochs == 0:
         return np.zeros((0, n_rows, n_out), np.float16)
     out = np.zeros((len(picked), n_epochs * n_out), np.float32)
@@ -248,10 +192,7 @@ def _condition_block(reader, picked, good: list[int], block: _Block, segs, confi
             y = condition(x, sf, l_freq=config.l_freq, h_freq=config.h_freq, line_freq=config.line_freq,
                           sfreq_out=config.sfreq)[:, skip : skip + n_epochs * n_out]  # fmt: skip
             out[group, : y.shape[1]] = y  # a fractional input rate can leave the last sample short
-    if config.montage == "regional8":
-        weights = np.zeros((len(REGION_NAMES), len(picked)), np.float32)
-        weights[:, good] = regional8_weights([picked[i].name for i in good])[0]
-        out = weights @ out
+    out = montage.combine(out, picked, good)
     np.clip(out, -F16_MAX, F16_MAX, out=out)
     return out.reshape(out.shape[0], n_epochs, n_out).transpose(1, 0, 2).astype(np.float16)
 
@@ -317,7 +258,7 @@ def _qc_part(source: _Source, picked, segs, block: _Block, config: IngestConfig,
         x = _read_rows(reader, picked, list(range(len(picked))), spans)
         t1 = time.perf_counter()
         with _one_blas_thread():
-            f = _segment_features(picked, [x[i] for i in range(len(picked))], (block.e1 - block.e0) * config.epoch_s, config)
+            f = segment_features(picked, [x[i] for i in range(len(picked))], (block.e1 - block.e0) * config.epoch_s, config)
         sec["read"], sec["qc"] = t1 - t0, time.perf_counter() - t1
     finally:
         if own:
@@ -468,41 +409,9 @@ def _claimed_part(fn: Callable, claim: Path, call: tuple):
     return fn(*call) if _claim(claim, "task") else None
 
 
-def _nan_to_none(v: float) -> float | None:
-    return None if not np.isfinite(v) else round(float(v), 4)
-
-
-def _valid_epochs(f: ChannelFeatures) -> np.ndarray:
-    """``(n_epochs,)`` bool: no non-finite sample and at most half the channels flat or clipped."""
-    return ~f.nonfinite.any(axis=0) & ((f.flat | f.clipped).sum(axis=0) <= f.sd_uv.shape[0] / 2)
-
-
-def _epoch_qcs(f: ChannelFeatures, bad: dict[int, str], ok: np.ndarray, scores: np.ndarray,
-               max_abs: np.ndarray) -> list[EpochQC]:  # fmt: skip
-    """Epoch aggregates of the per-channel figures (ratios: median over good channels)."""
-    good = [i for i in range(f.sd_uv.shape[0]) if i not in bad]
-    valid = _valid_epochs(f)
-    out = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN medians (ratios undefined at low rates)
-        med = {k: np.nanmedian(getattr(f, k)[good], axis=0) if good else np.full(f.sd_uv.shape[1], np.nan)
-               for k in ("line_ratio", "emg_ratio", "drift_ratio")}  # fmt: skip
-    for k in range(f.sd_uv.shape[1]):
-        nonfinite = bool(f.nonfinite[:, k].any())
-        out.append(EpochQC(
-            n_flat=int(f.flat[:, k].sum()), n_clipped=int(f.clipped[:, k].sum()), nonfinite=nonfinite,
-            max_abs_uv=float(round(max_abs[k], 3)), valid=bool(valid[k]),
-            score=round(float(scores[k]), 4), n_artifact=int((~ok[good, k]).sum()) if good else 0,
-            max_ptp_uv=_nan_to_none(f.ptp_uv[good, k].max()) if good else None,
-            line_ratio=_nan_to_none(med["line_ratio"][k]), emg_ratio=_nan_to_none(med["emg_ratio"][k]),
-            drift_ratio=_nan_to_none(med["drift_ratio"][k]),
-            max_kurtosis=_nan_to_none(np.abs(f.kurtosis[good, k]).max()) if good else None,
-        ))  # fmt: skip
-    return out
-
-
-def _usable_layout(picked, bad, names, mask, config, path):
-    """Output names and mask once bad channels are left out; rejects when too little is usable.
+def _usable_layout(picked, bad, names, config, path):
+    """Output names and mask once bad channels are left out (the montage's :meth:`~Montage.layout`); rejects
+    when too little is usable.
 
     Raises
     ------
@@ -511,15 +420,7 @@ def _usable_layout(picked, bad, names, mask, config, path):
     if len(bad) == len(picked):
         kinds = sorted(set(bad.values()))
         raise NoUsableChannelsError(f"no usable EEG channel: all {len(picked)} are bad ({', '.join(kinds)})", path)
-    why = ", ".join(f"{picked[i].name} {r}" for i, r in sorted(bad.items()))
-    if config.montage == "native":
-        return names, [i not in bad for i in range(len(picked))]
-    cover = region_coverage([picked[i].name for i in range(len(picked)) if i not in bad])
-    if sum(cover) < config.min_regions:
-        raise InsufficientCoverageError(
-            f"insufficient 10-20 coverage for regional8 after excluding bad channels ({why}): "
-            f"{sum(cover)} of 8 regions (needs {config.min_regions})", path)  # fmt: skip
-    return names, cover
+    return get_montage(config.montage).layout(picked, bad, names, config.min_regions, path)
 
 
 def _staging_channels(header, config):
@@ -803,27 +704,21 @@ def process_recording(
         if not parts_f:
             raise TooShortError(f"too short: 0 valid 30-s epochs (0 in all, {h.duration_s:.1f} s), "
                                 f"--min-epochs is {config.min_epochs}", path)  # fmt: skip
-        feats = ChannelFeatures.concat(parts_f)
-        bad = bad_channels(feats)
-        good = [i for i in range(len(picked)) if i not in bad]
-        names, mask = _usable_layout(picked, bad, names, mask, config, path)
-        valid = _valid_epochs(feats)
+        qc = assess(ChannelFeatures.concat(parts_f), config)
+        bad, good, valid = qc.bad, qc.good, qc.valid
+        names, mask = _usable_layout(picked, bad, names, config, path)
         if int(valid.sum()) < config.min_epochs:
             raise TooShortError(
                 f"too short: {int(valid.sum())} valid 30-s epochs ({len(valid)} in all, {h.duration_s:.1f} s), "
                 f"--min-epochs is {config.min_epochs}",
                 path,
             )
-        th = Thresholds(ptp_uv=config.qc_ptp_uv, kurtosis=config.qc_kurtosis, line_ratio=config.qc_line_ratio,
-                        emg_ratio=config.qc_emg_ratio, drift_ratio=config.qc_drift_ratio)  # fmt: skip
-        ok = usable(feats, bad, th)
-        scores = epoch_scores(feats, bad, th)
         work["qc"] += time.perf_counter() - t0
         # Pass 2, block by block: condition the good channels and write the epochs at their rows of the spool file.
         starts = [h.segments[b.seg].start_s + k * config.epoch_s for b in blocks for k in range(b.e0, b.e1)]
         first_rows = np.cumsum([0] + [b.e1 - b.e0 for b in blocks])
         staged = Path(spool_dir) / f"{sha256}.npy"
-        n_rows = len(picked) if config.montage == "native" else len(REGION_NAMES)
+        n_rows = get_montage(config.montage).n_rows(len(picked))
         with _StagedArray(staged, (len(starts), n_rows, config.n_samples)) as out:
             target = out.reserve()
             calls = [(source, picked, good, segs, b, int(first_rows[k]), target, config) for k, b in enumerate(blocks)]
@@ -833,7 +728,7 @@ def process_recording(
                 _add(work, sec)
             t0 = time.perf_counter()
             max_abs = np.concatenate(parts_max) if parts_max else np.zeros(0, np.float32)
-            qcs = _epoch_qcs(feats, bad, ok, scores, max_abs)
+            qcs = qc.epoch_records(max_abs)
             t1 = time.perf_counter()
             sleep, stager_name, staging_channels = _sleep_stages(config, h, starts, staging, staging_note, staging_data)
             del staging_data
@@ -843,9 +738,7 @@ def process_recording(
             work["sleep"] += t2 - t1
         t0 = time.perf_counter()
         qc_staged = Path(spool_dir) / f"{sha256}.qc.npy"
-        figures = np.stack([feats.sd_uv, feats.ptp_uv, feats.kurtosis, feats.line_ratio, feats.emg_ratio,
-                            feats.drift_ratio, ok.astype(np.float32)], axis=1).transpose(2, 1, 0)  # fmt: skip
-        _stage(qc_staged, np.ascontiguousarray(figures, dtype=np.float32))
+        _stage(qc_staged, qc.figures())
         work["stage"] += time.perf_counter() - t0
         if fingerprints is not None:
             try:

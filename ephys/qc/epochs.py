@@ -14,9 +14,25 @@ channels are flat or clipped. A recording needs ``min_epochs`` valid epochs
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ephys.schemas import ChannelInfo
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ephys.qc.features import ChannelFeatures
+
+
+def whole_epochs(duration_s: float, epoch_s: float) -> int:
+    """Whole epochs of ``epoch_s`` seconds in ``duration_s`` seconds (a rounding tolerance of 1e-9 epochs)."""
+    return int(np.floor(duration_s / epoch_s + 1e-9))
+
+
+def valid_epochs(f: ChannelFeatures) -> np.ndarray:
+    """``(n_epochs,)`` bool: the epoch has no non-finite sample and at most half of its channels are flat or
+    clipped (the rule of the module docstring)."""
+    return ~f.nonfinite.any(axis=0) & ((f.flat | f.clipped).sum(axis=0) <= f.sd_uv.shape[0] / 2)
 
 
 def rails_uv(ch: ChannelInfo) -> tuple[float, float, float] | None:

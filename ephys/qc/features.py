@@ -65,7 +65,8 @@ import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import signal
 
-from ephys.qc.epochs import clipped_epochs
+from ephys.qc.epochs import clipped_epochs, rails_uv, whole_epochs
+from ephys.schemas import ChannelInfo, IngestConfig
 
 #: Epochs processed together in the spectral figures (bounds Welch's frame and spectrum buffers).
 _CHUNK_EPOCHS = 128
@@ -344,3 +345,44 @@ def epoch_scores(f: ChannelFeatures, bad: dict[int, str], th: Thresholds) -> np.
     ok = usable(f, bad, th)
     score = ok.mean(axis=0) if ok.shape[0] else np.zeros(ok.shape[1])
     return np.where(f.nonfinite.any(axis=0), 0.0, score).astype(np.float32)
+
+
+def raw_epochs(x: np.ndarray, sfreq: float, epoch_s: float, n_epochs: int) -> np.ndarray:
+    """``(n_epochs, per)`` view or copy of a channel cut into epochs at its own rate.
+
+    With an integer number of samples per epoch this is a reshape; with a
+    fractional one (256.02 Hz) epoch k starts at sample ``floor(k * epoch_s * sfreq)``
+    and spans ``floor(epoch_s * sfreq)`` samples, clipped to the signal.
+    """
+    exact = epoch_s * sfreq
+    per = int(round(exact))
+    if abs(exact - per) < 1e-9 and n_epochs * per <= x.size:
+        return x[: n_epochs * per].reshape(n_epochs, per)
+    per = max(1, int(np.floor(exact)))
+    starts = np.minimum(np.floor(np.arange(n_epochs) * exact).astype(np.int64), max(x.size - per, 0))
+    return x[np.minimum(starts[:, None] + np.arange(per), x.size - 1)]
+
+
+def segment_features(picked: list[ChannelInfo], signals: list[np.ndarray], seg_dur_s: float,
+                     config: IngestConfig) -> ChannelFeatures | None:  # fmt: skip
+    """QC figures of the whole epochs of ``seg_dur_s`` seconds of raw signal (``signals``: one 1-D µV array per
+    channel of ``picked``, each at its own rate); ``None`` without a whole epoch. Options from ``config``
+    (``epoch_s``, ``line_freq``, ``flat_uv``, ``clip_fraction``); the neighbour correlation is computed among the
+    channels of the most common rate (NaN for the others)."""
+    n_epochs = whole_epochs(seg_dur_s, config.epoch_s)
+    if n_epochs == 0:
+        return None
+    eps = [raw_epochs(x, ch.sfreq, config.epoch_s, n_epochs) for ch, x in zip(picked, signals)]
+    cols: dict[str, list] = {}
+    for ch, ep in zip(picked, eps):
+        for k, v in channel_features(ep, ch.sfreq, rails_uv(ch), line_freq=config.line_freq, flat_uv=config.flat_uv,
+                                     clip_fraction=config.clip_fraction).items():  # fmt: skip
+            cols.setdefault(k, []).append(v)
+    f = ChannelFeatures(**{k: np.stack(v) for k, v in cols.items()})
+    # Neighbour correlation among the channels of the most common sampling rate.
+    rates = [ch.sfreq for ch in picked]
+    common = max(set(rates), key=rates.count)
+    rows = [i for i, r in enumerate(rates) if r == common]
+    f.max_corr = np.full((len(picked), n_epochs), np.nan, np.float32)
+    f.max_corr[rows] = max_neighbour_correlation([eps[i] for i in rows], common)
+    return f
