@@ -64,7 +64,8 @@ def test_blocks_equal_whole_segment(tmp_path, monkeypatch, sfreq, montage):
 
 
 def test_fractional_rate_is_done_one_segment_at_a_time(tmp_path, monkeypatch):
-    from ephys.pipeline.task import _blocks, select_channels
+    from ephys.pipeline.blocks import plan_blocks
+    from ephys.pipeline.task import select_channels
     from ephys.ingest.readers import open_recording
 
     sfreq = 256
@@ -74,6 +75,6 @@ def test_fractional_rate_is_done_one_segment_at_a_time(tmp_path, monkeypatch):
     with open_recording(str(path), "edf") as r:
         picked, _, _ = select_channels(r.header.channels, cfg, str(path))
         cfg = cfg.model_copy(update={"block_epochs": 2})
-        assert [(b.e0, b.e1) for b in _blocks(r.header, picked, cfg)] == [(0, 2), (2, 4), (4, 5)]
+        assert [(b.e0, b.e1) for b in plan_blocks(r.header, picked, cfg)] == [(0, 2), (2, 4), (4, 5)]
         odd = [c.model_copy(update={"sfreq": 256.02}) for c in picked]
-        assert [(b.e0, b.e1) for b in _blocks(r.header, odd, cfg)] == [(0, 5)]
+        assert [(b.e0, b.e1) for b in plan_blocks(r.header, odd, cfg)] == [(0, 5)]

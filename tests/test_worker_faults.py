@@ -1,7 +1,7 @@
 """Workers that hang or die: per-recording timeouts, crash retries, and equality with an undisturbed run.
 
 Faults are injected in the real worker and driver processes through ``EPHYS_TEST_FAILPOINTS``
-(see :func:`ephys.pipeline.task._failpoint`): ``hang`` blocks in the reader as a
+(see :mod:`ephys.pipeline.failpoints`): ``hang`` blocks in the reader as a
 dead network share would, ``crash`` SIGKILLs the worker as the OOM killer would.
 """
 

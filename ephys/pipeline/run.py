@@ -31,16 +31,13 @@ import json
 import logging
 import os
 import shutil
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from ephys import __version__
-from ephys.annotate.attach import epoch_annotations
-from ephys.catalog.db import Catalog, default_catalog_url, epoch_row
+from ephys.catalog.db import Catalog, default_catalog_url
 from ephys.errors import TRANSIENT_CODES, ConfigMismatchError, OutputError, ReadError, RunError
 from ephys.ingest.discover import Discovered, discover
 from ephys.ingest.hashing import hash_recording
@@ -50,19 +47,17 @@ from ephys.pipeline.hashlog import HashLog
 from ephys.pipeline.lock import OutputLock
 from ephys.pipeline.progress import Reporter
 from ephys.pipeline.sidecars import SidecarReport, attach_sidecars
-from ephys.pipeline.task import BLOCK_PRIORITY, bounded, failpoints, run_recording
-from ephys.qc.record import QCFigures
-from ephys.schemas import EpochMeta, Failure, IngestConfig, RecordingResult, RecordingStatus
+from ephys.pipeline.packer import Packer
+from ephys.pipeline.parts import BLOCK_PRIORITY
+from ephys.pipeline.task import bounded, run_recording
+from ephys.schemas import Failure, IngestConfig, RecordingResult, RecordingStatus
 from ephys.schemas.urls import is_url
 from ephys.shard.store import local_path
-from ephys.shard.writer import write_shard
 
 log = logging.getLogger("ephys")
-#: Dask priority of hash tasks: above block tasks (:data:`ephys.pipeline.task.BLOCK_PRIORITY`) and
+#: Dask priority of hash tasks: above block tasks (:data:`ephys.pipeline.parts.BLOCK_PRIORITY`) and
 #: recording tasks. Hashing is about 2 % of the work.
 HASH_PRIORITY = BLOCK_PRIORITY << 1
-#: Test hook: seconds to pause after each committed shard, so tests can kill a run mid-way.
-_PACK_DELAY_S = float(os.environ.get("EPHYS_TEST_PACK_DELAY_S", "0") or 0)
 
 
 @dataclass
@@ -101,21 +96,6 @@ def _check_stager(name: str) -> None:
         require_backend(name)
     except StagingBackendUnavailable as exc:
         raise RunError(str(exc)) from None
-
-
-def _kill_point(stage: str, index: int) -> None:
-    """Test hook: ``EPHYS_TEST_FAILPOINTS="kill-driver:renamed:3"`` SIGKILLs the driver right after shard 3
-    is renamed into place (before its catalog commit); ``kill-driver:committed:3`` right after the commit
-    (before the hash log). Unset in production."""
-    if ("kill-driver", f"{stage}:{index}") in failpoints():
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _output_error(exc: OSError, where: Path | str) -> OutputError:
-    return OutputError(
-        f"cannot write to {where}: {exc.strerror or exc}; nothing committed is lost: "
-        "free space (or fix the output) and run the same command again to continue"
-    )
 
 
 def _hash_task(files: list[str], buffer_bytes: int, timeout_s: float | None = None):
@@ -266,99 +246,6 @@ def _start_client(scheduler: str | None, workers: int | None, processes: bool = 
             raise
     except (OSError, TimeoutError) as exc:
         raise RunError(f"cannot reach the Dask scheduler {scheduler or '(local)'}: {exc}") from None
-
-
-class _Packer:
-    """Packs staged epochs into shards in a fixed recording order."""
-
-    def __init__(self, catalog: Catalog, out: Path, config: IngestConfig, run_id: int, hashlog: HashLog,
-                 order: list[str], have: dict[str, set[int]], meta: dict[str, tuple[str, str | None]], reporter: Reporter,
-                 shards: Path | None = None, shards_url: str | None = None):  # fmt: skip
-        self.catalog, self.config, self.run_id, self.hashlog = catalog, config, run_id, hashlog
-        # Remote shards are written in the spool folder, then uploaded (ephys.shard.store).
-        self.folder = out / ".spool" if shards_url else shards or out / "shards"
-        self.url = shards_url
-        self.order = order
-        self.pos = 0
-        self.have = have  # sha -> epoch indices already in committed shards (resume, repair)
-        self.meta = meta  # sha -> (path_hash, relpath)
-        self.results: dict[str, RecordingResult | None] = {}
-        self.buffer: list[tuple[np.ndarray, EpochMeta, dict]] = []
-        self.packed: dict[str, int] = {}
-        self.index = catalog.next_shard_index()
-        self.reporter = reporter
-        self.unfinished: list[RecordingResult] = []  # packed into the buffer, not all committed yet
-        self.n_shards = 0
-        self.n_epochs = 0
-
-    def add(self, sha: str, result: RecordingResult | None) -> None:
-        """``result`` is ``None`` for recordings that produce no epochs (failed, rejected)."""
-        self.results[sha] = result
-        while self.pos < len(self.order) and self.order[self.pos] in self.results:
-            self._pack(self.order[self.pos])
-            self.pos += 1
-
-    def _pack(self, sha: str) -> None:
-        r = self.results.pop(sha)
-        if r is None:
-            return
-        data = np.load(r.staged_path, allow_pickle=False)
-        figures = np.load(r.qc_path, allow_pickle=False) if r.qc_path else None  # QCFigures
-        have = self.have.get(sha, set())
-        self.packed.setdefault(sha, len(have))
-        for e in r.epochs:
-            if e.index in have:
-                continue
-            key = f"{sha[:16]}_{e.index:06d}"
-            meta = EpochMeta(
-                key=key, recording=sha, subject=r.subject or "", epoch_index=e.index, start_s=e.start_s,
-                sfreq=self.config.sfreq, n_samples=self.config.n_samples, montage=r.montage or self.config.montage,
-                channel_names=r.channel_names, mask=r.mask, qc=e.qc, qc_channels=r.qc_channels,
-                bad_channels=r.bad_channels, sleep=e.sleep, **QCFigures.epoch_fields(figures, e.index),
-                annotations=epoch_annotations(r.annotations, e.start_s, self.config.epoch_s),
-            )  # fmt: skip
-            self.buffer.append((data[e.index], meta, epoch_row(r, e, key)))
-            if len(self.buffer) >= self.config.shard_size:
-                self.flush()
-        self.unfinished.append(r)
-        self._finish_done()
-
-    def _finish_done(self) -> None:
-        """Log recordings whose epochs are all in committed shards; drop their spool files."""
-        keep = []
-        for r in self.unfinished:
-            if self.packed.get(r.sha256, 0) >= r.n_epochs:
-                ph, rp = self.meta[r.sha256]
-                self.hashlog.append(r.sha256, "ok", None, r.n_epochs, ph, rp)
-                Path(r.staged_path).unlink(missing_ok=True)
-                if r.qc_path:
-                    Path(r.qc_path).unlink(missing_ok=True)
-                self.packed.pop(r.sha256, None)
-            else:
-                keep.append(r)
-        self.unfinished = keep
-
-    def flush(self) -> None:
-        if not self.buffer:
-            return
-        try:
-            info = write_shard(self.folder, self.index, [(x, m) for x, m, _ in self.buffer], url=self.url)
-        except OSError as exc:
-            raise _output_error(exc, self.url or self.folder) from None
-        _kill_point("renamed", info.index)
-        progress: dict[str, int] = {}
-        for _, m, _row in self.buffer:
-            progress[m.recording] = self.packed[m.recording] = self.packed[m.recording] + 1
-        self.catalog.commit_shard(info, run_id=self.run_id, epochs=[row for _, _, row in self.buffer], packed=progress)
-        _kill_point("committed", info.index)
-        self.reporter.shard(info.name, info.n_samples)
-        if _PACK_DELAY_S:
-            time.sleep(_PACK_DELAY_S)
-        self.n_shards += 1
-        self.n_epochs += info.n_samples
-        self.index += 1
-        self.buffer = []
-        self._finish_done()
 
 
 def _check_store(url: str) -> None:
@@ -708,7 +595,7 @@ def _run(recordings: list[Discovered], client, catalog, hashlog, states, config,
     # Phase 2: results in completion order; shards in SHA-256 order.
     order = sorted(todo)
     have = catalog.packed_epochs([sha for sha in order if sha in states and states[sha][0] == "ok" and states[sha][2]])
-    packer = _Packer(catalog, out, config, run_id, hashlog, order, have, meta, reporter, shards, shards_url)
+    packer = Packer(catalog, out, config, run_id, hashlog, order, have, meta, reporter, shards, shards_url)
     for f in as_completed(futures_list):
         sha = process_futures.pop(f.key)
         rec = todo[sha][0]

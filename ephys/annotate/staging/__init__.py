@@ -41,7 +41,8 @@ from ephys.annotate.staging.base import (BACKEND_PACKAGES, BACKENDS, ENSEMBLE, E
                                          require_backend, unstaged)
 from ephys.annotate.staging.channels import StagingChannels, choose_channels
 from ephys.annotate.staging.gssc import GSSCStager, gssc_net_paths, load_gssc_nets
-from ephys.annotate.staging.stage import EnsembleStager, get_stager, stage_reader, stage_signals
+from ephys.annotate.staging.stage import (EnsembleStager, get_stager, recording_channels, stage_epochs, stage_reader,
+                                          stage_signals)
 from ephys.annotate.staging.yasa import YASAStager
 from ephys.errors import NoStagingChannelError, StagingBackendUnavailable
 
@@ -73,6 +74,8 @@ __all__ = [
     "load_gssc_nets",
     "n_complete_epochs",
     "require_backend",
+    "recording_channels",
+    "stage_epochs",
     "stage_reader",
     "stage_signals",
     "unstaged",

@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ephys.annotate.staging.base import (BACKENDS, ENSEMBLE, EPOCH_S, UNSTAGED, NoStager, Stager, StagingResult,
+from ephys.annotate.staging.base import (BACKENDS, ENSEMBLE, EPOCH_S, STAGES, UNSTAGED, NoStager, Stager, StagingResult,
                                          _resample, n_complete_epochs, unstaged)
 from ephys.annotate.staging.channels import StagingChannels, choose_channels
 from ephys.annotate.staging.gssc import GSSCStager
 from ephys.annotate.staging.yasa import YASAStager
 from ephys.errors import NoStagingChannelError
+from ephys.schemas import EpochStage
 
 if TYPE_CHECKING:  # pragma: no cover
     from ephys.ingest.readers.base import Reader
@@ -127,3 +128,49 @@ def stage_signals(choice: StagingChannels, chans: list[ChannelInfo], data: dict[
     res = stager.stage(eeg, sf, at_eeg_rate(choice.eog), at_eeg_rate(choice.emg), n_epochs)
     res.channels = {k: v for k, v in choice.names.items() if k in res.channels or stager.name == "none"}
     return res
+
+
+def recording_channels(header, stager: str) -> tuple[StagingChannels | None, str | None]:
+    """``(channel choice, None)`` for staging a recording of ``header`` with backend ``stager``, ``(None, why
+    not)`` when no channel is usable, ``(None, None)`` for ``"none"``. The pipeline reads the chosen channels in
+    the same pass as the EEG."""
+    if stager == "none":
+        return None, None
+    try:
+        return choose_channels(header.channels), None
+    except NoStagingChannelError as exc:
+        return None, exc.reason
+
+
+def stage_epochs(stager_name: str, header, starts: list[float], epoch_s: float, choice: StagingChannels | None,
+                 note: str | None, data: dict[int, np.ndarray]) -> tuple[list[EpochStage | None], str | None, list[str]]:  # fmt: skip
+    """Stage and probabilities of the epochs starting at ``starts`` (s, recording time), the backend and the
+    channels used; ``[None] * len(starts)`` for backend ``"none"``.
+
+    ``choice``/``note`` come from :func:`recording_channels`, ``data`` holds the chosen channels' signals
+    (channel index -> µV). The stager sees the recording's segments joined end to end (as readers return them);
+    an epoch whose start in that joined time is not on the stager's grid of ``epoch_s`` (a later segment of an
+    EDF+D file not starting at a multiple of 30 s) stays unstaged (an empty :class:`~ephys.schemas.EpochStage`).
+    """
+    if stager_name == "none":
+        return [None] * len(starts), None, []
+    stager = get_stager(stager_name)
+    if choice is None:
+        res = unstaged(int(header.duration_s // EPOCH_S), getattr(stager, "version", stager.name), note or "")
+    else:
+        res = stage_signals(choice, header.channels, data, stager)
+    joined, offset = {}, 0.0
+    for seg in header.segments:
+        joined[seg.start_s] = offset
+        offset += seg.duration_s
+    seg_starts = sorted(joined)
+    out: list[EpochStage | None] = []
+    for s in starts:
+        seg0 = max((x for x in seg_starts if x <= s + 1e-6), default=0.0)
+        j = (joined.get(seg0, 0.0) + s - seg0) / epoch_s
+        k = int(round(j))
+        if abs(j - k) > 1e-6 or not 0 <= k < len(res.stages) or res.stages[k] < 0:
+            out.append(EpochStage())
+        else:
+            out.append(EpochStage(stage=STAGES[int(res.stages[k])], probs=[round(float(p), 4) for p in res.probs[k]]))
+    return out, res.backend or f"{stager.name} {stager.version}", list(res.channels.values())
