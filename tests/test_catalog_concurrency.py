@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 
 
-import ephys.pipeline.run as run_module
+import ephys.pipeline.packer as packer_module
 from ephys.catalog.db import Catalog
 from ephys.catalog.queries import catalog_stats, query_recordings
 from ephys.catalog.verify import verify_catalog
@@ -23,7 +23,7 @@ from ephys.schemas import IngestConfig
 def test_readers_during_an_ingest(catalog_url, tmp_path, monkeypatch):
     archive = tmp_path / "archive"
     write_demo_archive(archive, n_recordings=3, minutes=5.5)
-    monkeypatch.setattr(run_module, "_PACK_DELAY_S", 0.25)  # stretch the run: one shard commit every 0.25 s
+    monkeypatch.setattr(packer_module, "_PACK_DELAY_S", 0.25)  # stretch the run: one shard commit every 0.25 s
     out = tmp_path / "out"
     Catalog(catalog_url).close()  # the schema exists before the first reader looks
     stop, seen, errors = threading.Event(), [], []

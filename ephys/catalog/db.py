@@ -52,13 +52,11 @@ def epoch_row(result, epoch, key: str) -> dict:
     :meth:`Catalog.commit_shard` takes them: ``result`` a :class:`~ephys.schemas.RecordingResult`, ``epoch`` one of
     its :class:`~ephys.schemas.EpochRecord`, ``key`` the shard sample key. Sleep probabilities (``p_w`` ...
     ``p_rem``) only where the epoch was staged."""
-    q, st = epoch.qc, epoch.sleep
+    st = epoch.sleep
     probs = dict(zip(("p_w", "p_n1", "p_n2", "p_n3", "p_rem"), st.probs)) if st and st.probs else {}
-    return dict(recording=result.sha256, index=epoch.index, start_s=epoch.start_s, key=key, valid=q.valid,
-                n_flat=q.n_flat, n_clipped=q.n_clipped, nonfinite=q.nonfinite, max_abs_uv=q.max_abs_uv,
-                mask="".join("1" if b else "0" for b in result.mask), score=q.score, n_artifact=q.n_artifact,
-                max_ptp_uv=q.max_ptp_uv, line_ratio=q.line_ratio, emg_ratio=q.emg_ratio, drift_ratio=q.drift_ratio,
-                max_kurtosis=q.max_kurtosis, stage=st.stage if st else None, **probs)  # fmt: skip
+    # every EpochQC figure is an Epoch column of the same name: a new figure needs its column, not an edit here
+    return dict(recording=result.sha256, index=epoch.index, start_s=epoch.start_s, key=key, **epoch.qc.model_dump(),
+                mask="".join("1" if b else "0" for b in result.mask), stage=st.stage if st else None, **probs)
 
 
 def default_catalog_url(out: str | Path) -> str:
