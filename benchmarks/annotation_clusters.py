@@ -21,7 +21,7 @@ from ephys.annotate.clusters import cluster_texts
 from ephys.annotate.taxonomy import default_matcher
 
 BASE = ["Augen zu", "Augen auf", "Anfall", "Bettgitter hochgeklappt", "Essen gebracht", "Patient hustet", "Licht aus",
-        "Elektrode neu geklebt", "Pflege im Zimmer", "Arzt Visite", "Bewegung", "spike wave links temporal"]  # fmt: skip
+        "Elektrode neu geklebt", "Pflege im Zimmer", "Arzt Visite", "Bewegung", "spike wave links temporal"]
 WORDS = "links rechts frontal temporal okzipital kurz lang stark leicht wieder erneut pat hustet schläft gähnt".split()
 
 

@@ -61,7 +61,7 @@ def fill(url: str, fraction: float, seed: int = 0) -> dict:
     t0 = datetime(2026, 1, 1)
     with cat.session.begin() as s:
         run = m.Run(started_at=t0, finished_at=t0, status="complete", code_version="bench", processing_hash="0" * 16,
-                    config_json=json.dumps({"sfreq": 250.0, "epoch_s": 30.0, "montage": "regional8"}))  # fmt: skip
+                    config_json=json.dumps({"sfreq": 250.0, "epoch_s": 30.0, "montage": "regional8"}))
         s.add(run)
         s.flush()
         run_id = run.id
@@ -85,7 +85,7 @@ def fill(url: str, fraction: float, seed: int = 0) -> dict:
             failure_reason=None if good else "synthetic", n_epochs=int(lengths[i]), n_valid_epochs=int(lengths[i] * 0.9),
             n_packed=int(lengths[i]), n_annotations=4, n_scrubbed=0, processing_hash="0" * 16, seconds_json="{}",
             run_id=run_id, processed_at=t0,
-        ))  # fmt: skip
+        ))
     with cat.engine.begin() as conn:
         conn.execute(insert(m.Recording), rec_rows)
         ids = dict(conn.execute(m.Recording.__table__.select().with_only_columns(m.Recording.sha256, m.Recording.id)).all())
@@ -95,7 +95,7 @@ def fill(url: str, fraction: float, seed: int = 0) -> dict:
         conn.execute(insert(m.Shard), [dict(index=k, name=f"shard-{k:06d}.tar", sha256=f"{k:064x}",
                                              n_samples=min(per_shard, n_epochs - k * per_shard),
                                              n_bytes=min(per_shard, n_epochs - k * per_shard) * 123_000,
-                                             run_id=run_id, created_at=t0) for k in range(n_shards)])  # fmt: skip
+                                             run_id=run_id, created_at=t0) for k in range(n_shards)])
         shard_ids = dict(conn.execute(m.Shard.__table__.select().with_only_columns(m.Shard.index, m.Shard.id)).all())
     # Epochs in packing order (recordings by SHA-256, epochs by index), inserted in chunks.
     pos, batch = 0, []
@@ -119,11 +119,11 @@ def fill(url: str, fraction: float, seed: int = 0) -> dict:
                               key=f"{sha[:16]}_{j:06d}", valid=bool(score[j] > 0.3), n_flat=0, n_clipped=0,
                               nonfinite=False, max_abs_uv=150.0, mask="11111111", score=float(score[j]), n_artifact=0,
                               max_ptp_uv=300.0, line_ratio=0.01, emg_ratio=0.1, drift_ratio=0.2, max_kurtosis=1.0,
-                              stage=str(stage[j]), p_w=0.2, p_n1=0.2, p_n2=0.2, p_n3=0.2, p_rem=0.2))  # fmt: skip
+                              stage=str(stage[j]), p_w=0.2, p_n1=0.2, p_n2=0.2, p_n3=0.2, p_rem=0.2))
             pos += 1
         ann += [dict(recording_id=rid, onset_s=float(k * 600), duration_s=0.0, text=t, source="edf+", category=c)
                 for k, (t, c) in enumerate([("Augen zu", "state"), ("Anfall", "seizure"), ("HV", "procedure"),
-                                            ("Artefakt", "artifact")])]  # fmt: skip
+                                            ("Artefakt", "artifact")])]
         if len(batch) >= 50_000:
             flush()
     flush()
@@ -176,13 +176,13 @@ def _real_shards(folder: Path, n: int, per_shard: int) -> Path:
             key = f"{k:016x}_{j:06d}"
             meta = EpochMeta(key=key, recording="0" * 64, subject="s", epoch_index=j, start_s=30.0 * j, sfreq=250.0,
                              n_samples=7500, montage="regional8", channel_names=REGIONS, mask=[True] * 8,
-                             qc=EpochQC(valid=True, n_flat=0, n_clipped=0, nonfinite=False, max_abs_uv=1.0))  # fmt: skip
+                             qc=EpochQC(valid=True, n_flat=0, n_clipped=0, nonfinite=False, max_abs_uv=1.0))
             samples.append((x, meta))
         info = write_shard(folder, k, samples)
         shards.append(ManifestShard(url=str(folder / info.name), sha256=info.sha256, n_samples=info.n_samples,
-                                    keys=[f"{k:016x}_{j:06d}" for j in range(per_shard)]))  # fmt: skip
+                                    keys=[f"{k:016x}_{j:06d}" for j in range(per_shard)]))
     man = Manifest(ephys_version="bench", created_at="", query=[], montage="regional8", channel_names=REGIONS,
-                   sfreq=250.0, n_samples=7500, counts={}, shards=shards)  # fmt: skip
+                   sfreq=250.0, n_samples=7500, counts={}, shards=shards)
     return man.save(folder / "manifest.json")
 
 
@@ -213,7 +213,7 @@ def main() -> None:
     a.work.mkdir(parents=True, exist_ok=True)
     print(json.dumps({"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                       "date": datetime.now(UTC).strftime("%Y-%m-%d"), "python": platform.python_version(),
-                      "catalog": a.catalog.split(":")[0], "fraction": a.fraction}))  # fmt: skip
+                      "catalog": a.catalog.split(":")[0], "fraction": a.fraction}))
     if not a.skip_fill:
         t = time.perf_counter()
         sizes = fill(a.catalog, a.fraction)
@@ -231,7 +231,7 @@ def main() -> None:
         "manifest load (large)": [sys.executable, "-c", "import sys; from ephys.schemas.manifest import Manifest; "
                                   "m = Manifest.load(sys.argv[1]); print(m.n_epochs)", str(a.work / "large.json")],
         "report": [*ephys, "report", "--catalog", a.catalog, "-o", str(a.work / "report.html")],
-    }  # fmt: skip
+    }
     for name, cmd in steps.items():
         print(json.dumps({"step": name, **timed(cmd)}), flush=True)
     large = a.work / "large.json"
@@ -247,7 +247,7 @@ def main() -> None:
             prefix = "EXPLAIN QUERY PLAN " if cat.engine.dialect.name == "sqlite" else "EXPLAIN "
             sql = ("SELECT e.key, s.name FROM epochs e JOIN recordings r ON r.id = e.recording_id "
                    "JOIN shards s ON s.id = e.shard_id WHERE r.status = 'ok' AND e.score >= 0.8 "
-                   "ORDER BY s.\"index\", r.sha256, e.\"index\"")  # fmt: skip
+                   "ORDER BY s.\"index\", r.sha256, e.\"index\"")
             for row in conn.execute(text(prefix + sql)):
                 print("  plan:", " | ".join(str(c) for c in row))
         cat.close()
@@ -260,7 +260,7 @@ def main() -> None:
             r = subprocess.run([sys.executable, "-c", _STARTUP, str(manifest), mode], capture_output=True, text=True)
             out = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else {"stderr": r.stderr[-500:]}
             print(json.dumps({"step": f"pretrain start-up ({mode})", "shards": a.real_shards, "shard_bytes": total,
-                              **out}), flush=True)  # fmt: skip
+                              **out}), flush=True)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def main() -> None:
         cases = [["--help"], ["ingest", "--help"], ["quickstart", "--help"], ["catalog", "stats", "--help"],
                  ["catalog", "query", "--help"], ["manifest", "create", "--help"], ["report", "--help"],
                  ["pretrain", "--help"], ["embed", "--help"], ["probe", "--help"],
-                 ["catalog", "stats", "--out", str(tmp)], ["catalog", "query", "--out", str(tmp)]]  # fmt: skip
+                 ["catalog", "stats", "--out", str(tmp)], ["catalog", "query", "--out", str(tmp)]]
         print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; median of {args.repeat}\n")
         print("| command | wall s |\n|---|---:|")
         for argv in cases:

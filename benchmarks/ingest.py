@@ -81,9 +81,9 @@ def make_archive(archive: Path, scale: str, seed: int) -> dict:
         w = ea.write_file(archive, spec, pools, seed + 1000 * i)
         files.append(dict(path=spec.relpath, format=spec.fmt, kind=spec.kind, n_channels=spec.n_channels,
                           sfreq=spec.sfreq, duration_s=spec.duration_s, bytes=w.bytes, labels=spec.labels,
-                          n_annotations=len(w.annotations)))  # fmt: skip
+                          n_annotations=len(w.annotations)))
         print(f"  {spec.relpath}: {spec.duration_s / 3600:.2f} h, {spec.n_channels} ch, {spec.sfreq} Hz, "
-              f"{w.bytes / 1e6:.1f} MB ({time.perf_counter() - t:.1f} s)", file=sys.stderr)  # fmt: skip
+              f"{w.bytes / 1e6:.1f} MB ({time.perf_counter() - t:.1f} s)", file=sys.stderr)
     manifest = dict(scale=scale, seed=seed, sources=list(ea.SOURCES), files=files, **_totals(files))
     (archive / "archive.json").write_text(json.dumps(manifest, indent=1))
     return manifest
@@ -99,7 +99,7 @@ def _totals(files: list[dict]) -> dict:
         p["bytes"] += f["bytes"]
     total = sum(f["bytes"] for f in files)
     return dict(n_files=len(files), eeg_hours=sum(f["duration_s"] for f in files) / 3600, bytes=total,
-                gb=total / 1e9, per_format=per)  # fmt: skip
+                gb=total / 1e9, per_format=per)
 
 
 def load_manifest(archive: Path) -> dict:
@@ -188,7 +188,7 @@ def catalog_rows(out: Path) -> list[dict]:
         with c.session() as s:
             return [dict(path=r.relpath, format=r.format, status=r.status, duration_s=r.duration_s or 0.0,
                          bytes=r.file_bytes, seconds=json.loads(r.seconds_json or "{}"), n_epochs=r.n_epochs,
-                         failure=r.failure_reason) for r in s.scalars(select(m.Recording))]  # fmt: skip
+                         failure=r.failure_reason) for r in s.scalars(select(m.Recording))]
     finally:
         c.close()
 
@@ -238,7 +238,7 @@ def run_ephys(archive: Path, out: Path, workers: int, stager: str) -> dict:
         largest=dict(path=largest["path"], bytes=largest["bytes"], eeg_hours=largest["duration_s"] / 3600,
                      seconds=big["seconds"] if big else None, status=big["status"] if big else None),
         per_format=_per_format(rows),
-    )  # fmt: skip
+    )
 
 
 def _maxrss_mib() -> float:
@@ -360,7 +360,7 @@ def run_mne(archive: Path, out: Path) -> dict:
         subsets={k: dict(eeg_hours=round(h, 3), seconds=round(s, 2), eeg_h_per_h=round(h / (s / 3600), 1) if s else None)
                  for k, (h, s) in subset.items()},
         peak_rss_mib=round(_maxrss_mib(), 1), mne_version=mne.__version__, files=files,
-    )  # fmt: skip
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -413,7 +413,7 @@ def fft_floor(manifest: dict, minutes: float = 10.0) -> dict:
             best = {"fir": min(best["fir"], t1 - t), "resample": min(best["resample"], t2 - t1)}
         scale = n / x.size
         out[str(sf)] = dict(taps=len(h), channel_samples=n, fir_s=round(best["fir"] * scale, 2),
-                            resample_s=round(best["resample"] * scale, 2))  # fmt: skip
+                            resample_s=round(best["resample"] * scale, 2))
     out["total_s"] = round(sum(v["fir_s"] + v["resample_s"] for v in out.values()), 2)
     return out
 
@@ -430,7 +430,7 @@ def _child(args: list[str]) -> dict:
         sys.exit(f"{' '.join(args)} failed with exit status {p.returncode}")
     res = json.loads(p.stdout.strip().splitlines()[-1])
     print(f"  {res['eeg_hours']:.2f} EEG-h in {res['wall_s']:.1f} s = {res['eeg_h_per_wall_h']:,.0f} EEG-h/h",
-          file=sys.stderr, flush=True)  # fmt: skip
+          file=sys.stderr, flush=True)
     return res
 
 
@@ -443,13 +443,13 @@ def run_all(archive: Path, out: Path, workers: list[int], stager: str, keep: boo
     res = dict(manifest={k: v for k, v in manifest.items() if k != "files"}, files=manifest["files"],
                cpu=_cpu_name(), cores=os.cpu_count(), mem_available_gib=_mem_available_gib(),
                load_before=os.getloadavg()[0], cat_mb_s=round(cat_bandwidth(archive / largest["path"]), 1),
-               runs={})  # fmt: skip
+               runs={})
     if res["load_before"] > 0.5:
         print(f"warning: load average {res['load_before']:.2f} before the runs; timings will be slowed by other jobs",
-              file=sys.stderr)  # fmt: skip
+              file=sys.stderr)
     for w in workers:
         res["runs"][f"ephys-{w}"] = _child(["ephys", str(archive), str(out / f"ephys-w{w}"), "--workers", str(w),
-                                             "--stager", stager])  # fmt: skip
+                                             "--stager", stager])
         if not keep:
             shutil.rmtree(out / f"ephys-w{w}", ignore_errors=True)
     res["runs"]["mne"] = _child(["mne-baseline", str(archive), str(out / "mne")])
@@ -489,7 +489,7 @@ def throughput_table(res: dict) -> list[str]:
     runs, mne = res["runs"], res["runs"]["mne"]
     first = next((r for k, r in runs.items() if k.startswith("ephys")), None)
     lines = ["| run | wall s | EEG-h | EEG-h per wall-h | vs MNE | scaling vs 1 worker | worker busy / (wall x workers) "
-             "| driver CPU s | peak RSS per worker, MiB |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+             "| driver CPU s | peak RSS per worker, MiB |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in runs.values():
         if r["tool"] == "ephys":
             busy = sum(r["worker_s"].values()) + r["hash_s"]
@@ -498,10 +498,10 @@ def throughput_table(res: dict) -> list[str]:
                      f"{r['eeg_h_per_wall_h'] / mne['eeg_h_per_wall_h']:.2f}x",
                      f"{r['eeg_h_per_wall_h'] / first['eeg_h_per_wall_h']:.2f}x",
                      _pct(busy, r["wall_s"] * r["workers"]), f"{r['driver_cpu_s']:.1f}",
-                     ", ".join(f"{v:,.0f}" for v in r["peak_rss_mib"]["workers"])]  # fmt: skip
+                     ", ".join(f"{v:,.0f}" for v in r["peak_rss_mib"]["workers"])]
         else:
             cells = ["MNE script, 1 process", f"{r['wall_s']:.1f}", f"{r['eeg_hours']:.2f}",
-                     f"**{r['eeg_h_per_wall_h']:,.0f}**", "1.00x", "-", "-", "-", f"{r['peak_rss_mib']:,.0f}"]  # fmt: skip
+                     f"**{r['eeg_h_per_wall_h']:,.0f}**", "1.00x", "-", "-", "-", f"{r['peak_rss_mib']:,.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -509,7 +509,7 @@ def throughput_table(res: dict) -> list[str]:
 def stage_table(res: dict) -> list[str]:
     """Markdown rows: worker seconds (and % of worker busy time) per stage; MNE steps."""
     lines = ["| run | open | read + annotations | QC | condition | sleep | stage to disk | hash | busy s | idle or driver s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in res["runs"].values():
         if r["tool"] != "ephys":
             continue
@@ -523,7 +523,7 @@ def stage_table(res: dict) -> list[str]:
     lines += ["", "| MNE script | read | filter | notch | resample | epoch + float16 | write tar | total s |",
               "|---|---:|---:|---:|---:|---:|---:|---:|",
               "| 1 process | " + " | ".join(f"{m[k]:.1f} ({_pct(m[k], tot)})" for k in
-                                         ("read", "filter", "notch", "resample", "epoch", "write")) + f" | {tot:.1f} |"]  # fmt: skip
+                                         ("read", "filter", "notch", "resample", "epoch", "write")) + f" | {tot:.1f} |"]
     return lines
 
 
@@ -571,11 +571,11 @@ def _file_notes(eph: list[dict], mne: dict, total: float) -> list[str]:
         out.append(f"* Granularity: the largest file is {_pct(big_s, total)} of the worker time (1 worker); with one "
                    f"task per recording {n} workers could be at most {total / max(big_s, total / n):.2f}x faster than 1, "
                    "but recordings of several blocks are shared block by block (20-min blocks), so the bound is "
-                   f"close to {n}x; what is left is cluster start-up, hashing and packing (idle time above).")  # fmt: skip
+                   f"close to {n}x; what is left is cluster start-up, hashing and packing (idle time above).")
     out.append(f"* Largest file {big['path']} ({big['eeg_hours']:.1f} EEG-h, {big['bytes'] / 1e6:,.0f} MB): "
                f"{sum(sec.values()):.1f} worker-s ({', '.join(f'{k} {v:.1f}' for k, v in sec.items())}), status "
                f"{big['status']}; peak RSS of the single worker (all files; the largest dominates) "
-               f"{max(one['peak_rss_mib']['workers'] or [0]):,.0f} MiB, of the MNE script {mne['peak_rss_mib']:,.0f} MiB.")  # fmt: skip
+               f"{max(one['peak_rss_mib']['workers'] or [0]):,.0f} MiB, of the MNE script {mne['peak_rss_mib']:,.0f} MiB.")
     sub = mne["subsets"]["mne_reads"]
     ef = one["per_format"]
     edf_bdf = [v for k, v in ef.items() if k.startswith(("edf", "bdf"))]  # catalog formats: edf+c, bdf+c, ...
@@ -583,7 +583,7 @@ def _file_notes(eph: list[dict], mne: dict, total: float) -> list[str]:
     e_s = sum(v["worker_s"] for v in edf_bdf)
     if sub["seconds"] and e_s:
         out.append(f"* EDF/BDF only (pure MNE): MNE {sub['eeg_h_per_h']:,.0f} EEG-h/h; ephys "
-                   f"{e_h / (e_s / 3600):,.0f} EEG-h per worker-hour (processing only, 1 worker).")  # fmt: skip
+                   f"{e_h / (e_s / 3600):,.0f} EEG-h per worker-hour (processing only, 1 worker).")
     bad = [o for r in eph for o in r["outcomes"]]
     if bad:
         out.append("* Not ingested: " + "; ".join(f"{p}: {code} ({why})" for p, code, why in bad[:6]))
@@ -593,18 +593,18 @@ def _file_notes(eph: list[dict], mne: dict, total: float) -> list[str]:
 def markdown(res: dict) -> str:
     m = res["manifest"]
     per = ", ".join(f"{k} {v['n_files']} files / {v['eeg_hours']:.1f} h / {v['bytes'] / 1e9:.2f} GB"
-                    for k, v in m["per_format"].items())  # fmt: skip
+                    for k, v in m["per_format"].items())
     head = [f"Archive (`make-archive --scale {m['scale']}`, seed {m['seed']}): {m['n_files']} files, "
             f"{m['eeg_hours']:.1f} EEG-hours, {m['gb']:.2f} GB ({per}). Machine: {res['cpu']}, {res['cores']} cores, "
             f"{res['mem_available_gib']} GiB available; load average {res['load_before']:.2f} before, "
-            f"{res['load_after']:.2f} after; warm page cache.", ""]  # fmt: skip
+            f"{res['load_after']:.2f} after; warm page cache.", ""]
     return "\n".join(head + throughput_table(res) + [""] + stage_table(res) + [""] + notes(res)) + "\n"
 
 
 def write_long(folder: Path, hours: float, n_channels: int, sfreq: int, seed: int = 20261121) -> Path:
     """One ``hours``-long EDF+ of ``n_channels`` mixes of the real sources at ``sfreq`` Hz."""
     spec = ea.FileSpec(f"long-{n_channels}ch-{hours:g}h-{sfreq}hz.edf", "edf", "monitoring", int(hours * 3600),
-                       n_channels, sfreq, "plain")  # fmt: skip
+                       n_channels, sfreq, "plain")
     path = folder / spec.relpath
     if path.exists():
         return path

@@ -51,7 +51,7 @@ def main() -> None:
             rate = s.eeg_hours / (s.wall_s / 3600)
             split = ", ".join(f"{k} {v:.1f} s" for k, v in stages.items())
             print(f"workers={w}: {s.eeg_hours:.2f} EEG-h in {s.wall_s:.1f} s wall = {rate:,.0f} EEG-h/h; "
-                  f"worker time per stage: {split}")  # fmt: skip
+                  f"worker time per stage: {split}")
 
 
 if __name__ == "__main__":

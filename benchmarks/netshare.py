@@ -40,7 +40,7 @@ def _serve(src: str, mnt: str, latency_s: float, counters, ready) -> None:
             except OSError as exc:
                 raise FuseOSError(exc.errno) from None
             return {k: getattr(st, k) for k in ("st_mode", "st_size", "st_nlink", "st_uid", "st_gid",
-                                                "st_atime", "st_mtime", "st_ctime")}  # fmt: skip
+                                                "st_atime", "st_mtime", "st_ctime")}
 
         def readdir(self, path, fh):
             return [".", ".."] + os.listdir(self._p(path))

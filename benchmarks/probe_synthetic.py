@@ -122,17 +122,17 @@ def write_corpus(out: Path, n_subjects: int, n_epochs: int, seed: int = 0, per_s
                              channel_names=list(REGION_NAMES), mask=[True] * len(REGION_NAMES),
                              qc=EpochQC(n_flat=0, n_clipped=0, nonfinite=False, max_abs_uv=float(np.abs(x).max()),
                                         valid=True),
-                             sleep=EpochStage(stage=stage))  # fmt: skip
+                             sleep=EpochStage(stage=stage))
             samples.append((x.astype(np.float16), meta))
     shards = []
     for k in range(0, len(samples), per_shard):
         info = write_shard(out / "shards", k // per_shard, samples[k : k + per_shard])
         shards.append(ManifestShard(url=f"shards/{info.name}", sha256=info.sha256, n_samples=info.n_samples,
-                                    keys=info.keys))  # fmt: skip
+                                    keys=info.keys))
     path = out / "manifest.json"
     Manifest(ephys_version=ephys.__version__, created_at="2026-12-03T00:00:00Z", query=["synthetic"],
              montage="regional8", channel_names=list(REGION_NAMES), sfreq=SFREQ, n_samples=N_T,
-             counts={"epochs": len(samples)}, shards=shards).save(path)  # fmt: skip
+             counts={"epochs": len(samples)}, shards=shards).save(path)
     return path
 
 

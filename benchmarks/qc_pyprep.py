@@ -144,7 +144,7 @@ def run(workers: int, n_tiled: int, per_kind: int, seed: int = 0) -> dict:
             y = np.clip(y, -3276.7, 3276.7)
             write_edf(path, list(y), names, [sf] * len(names))
             cases.append(dict(base=name, kind=kind, channel=names[ch] if ch >= 0 else None, file=path.name,
-                              names=names, sfreq=sf, data=y))  # fmt: skip
+                              names=names, sfreq=sf, data=y))
     t0 = time.perf_counter()
     ingest(archive, tmp / "out", config=IngestConfig(montage="native", min_epochs=1), workers=workers)
     t_ephys = time.perf_counter() - t0
@@ -189,10 +189,10 @@ def summarise(cases: list[dict]) -> dict:
                     agree += a == b
                 if a != b:
                     disagreements.append(dict(base=c["base"], kind=c["kind"], channel=name, injected=injected,
-                                              ephys=c["ephys"].get(u), pyprep=c["pyprep"].get(u)))  # fmt: skip
+                                              ephys=c["ephys"].get(u), pyprep=c["pyprep"].get(u)))
         cases_n = sum(v["cases"] for v in per_kind.values())
         out[ref] = dict(per_kind=per_kind, injected_agreement=sum(v["agree"] for v in per_kind.values()) / max(1, cases_n),
-                        other_channels=dict(decisions=n, agree=agree), disagreements=disagreements)  # fmt: skip
+                        other_channels=dict(decisions=n, agree=agree), disagreements=disagreements)
     out["cases"] = [{k: v for k, v in c.items() if k != "names"} for c in cases]
     return out
 
@@ -221,7 +221,7 @@ def main() -> None:
         why = Counter((d["injected"], d["ephys"] or "-", "+".join(d["pyprep"] or ["-"])) for d in v["disagreements"])
         for (inj, e, p), n in sorted(why.items(), key=lambda x: -x[1]):
             chans = sorted({d["channel"] for d in v["disagreements"] if (d["injected"], d["ephys"] or "-",
-                                                                         "+".join(d["pyprep"] or ["-"])) == (inj, e, p)})  # fmt: skip
+                                                                         "+".join(d["pyprep"] or ["-"])) == (inj, e, p)})
             print(f"  {n:>4} {'injected' if inj else 'other':<8} ephys={e:<22} pyprep={p:<24} {', '.join(chans[:12])}")
     print(f"\ntime: ephys ingest {r['seconds']['ephys_ingest']} s, PyPREP {r['seconds']['pyprep']} s")
     if args.json:

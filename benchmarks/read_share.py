@@ -88,7 +88,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         folder = Path(d)
         files = [make(folder, "routine_19ch_256Hz.TRC", args.hours, 19, 256),
-                 make(folder, "ltm_64ch_512Hz.TRC", args.hours, 64, 512)]  # fmt: skip
+                 make(folder, "ltm_64ch_512Hz.TRC", args.hours, 64, 512)]
         for f in files:
             mib = f.stat().st_size / 2**20
             print(f"\n{f.name}: {mib:.0f} MiB, {args.hours:g} h")

@@ -96,7 +96,7 @@ def main() -> None:
                     [sys.executable, __file__, "--child", f"{b},{h},{th}", "--sfreq", str(args.sfreq),
                      "--repeat", str(args.repeat)],
                     env=env, capture_output=True, text=True, check=False,
-                )  # fmt: skip
+                )
                 if out.returncode:
                     print(out.stderr[-2000:], file=sys.stderr)
                     continue
@@ -109,7 +109,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for b, h, th, m in rows:
         cells = [b, f"{h:g}", th, m["epochs"], f"{m['warm']:.1f}", f"{m['run']:.2f}", f"{m['run'] / h:.2f}",
-                 f"{m['rss_mb']:.0f}"]  # fmt: skip
+                 f"{m['rss_mb']:.0f}"]
         print("| " + " | ".join(str(c) for c in cells) + " |")
 
 

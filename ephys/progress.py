@@ -23,7 +23,7 @@ class Progress:
     """
 
     def __init__(self, label: str, total: int | None, unit: str = "", *, every_s: float = 10.0,
-                 enabled: bool = True):  # fmt: skip
+                 enabled: bool = True):
         self.label, self.total, self.unit, self.every_s = label, total, unit, every_s
         self.done, self.info = 0, ""
         self.t0 = self.last = time.monotonic()
@@ -33,7 +33,7 @@ class Progress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
 
             self.bar = Bar(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                           TextColumn("{task.fields[info]}"), transient=True)  # fmt: skip
+                           TextColumn("{task.fields[info]}"), transient=True)
             self.bar.start()
             self.task = self.bar.add_task(label, total=total, info="")
 

@@ -100,13 +100,13 @@ def build_archive(folder: Path, real: Path | None, *, seed: int = 20261121) -> t
     hours = sum(s.duration_s for s in specs) / 3600
     return folder, (f"{len(specs)} clinical-like recordings tiled from real EEG (EDF+, BDF+, Micromed .TRC, "
                     f"Nicolet .e; {hours:.1f} EEG-h, German annotations) in {folder / 'clinical'}, and a copy "
-                    f"of the real recordings of {real} in {folder / 'real'}")  # fmt: skip
+                    f"of the real recordings of {real} in {folder / 'real'}")
 
 
 def _stats_lines(st: dict) -> list[str]:
     r, e, sh = st["recordings"], st["epochs"], st["shards"]
     codes = "; ".join(f"{status} {', '.join(f'{c} {n}' for c, n in sorted(cs.items()))}"
-                      for status, cs in sorted(st["failure_codes"].items()))  # fmt: skip
+                      for status, cs in sorted(st["failure_codes"].items()))
     return [
         f"  {r['total']} recordings: {r.get('ok', 0)} ok, {r.get('rejected', 0)} rejected, {r.get('failed', 0)} failed"
         + (f" ({codes})" if codes else ""),
@@ -118,7 +118,7 @@ def _stats_lines(st: dict) -> list[str]:
 
 def quickstart(out: str | Path = "ephys-quickstart", *, real: str | Path | None = None, use_real: bool = True,
                workers: int | None = None, steps: int = STEPS, say: Callable[[str], None] = print,
-               reporter=None) -> QuickstartResult:  # fmt: skip
+               reporter=None) -> QuickstartResult:
     """Run the walk of the module docstring into ``out``; ``say`` receives each line to show.
 
     Parameters
@@ -157,7 +157,7 @@ def quickstart(out: str | Path = "ephys-quickstart", *, real: str | Path | None 
     corpus = out / "corpus"
     res = QuickstartResult(out=out, archive=out / "archive", catalog=default_catalog_url(corpus),
                            shards=corpus / "shards", manifest=out / "manifest.json", run=out / "pretrain",
-                           report=out / "report.html")  # fmt: skip
+                           report=out / "report.html")
 
     say(f"[1/7] archive: {build_archive(res.archive, real_dir)[1]}")
     say(f"[2/7] ingest {res.archive} -> {corpus} (regional8 montage, local Dask cluster, SQLite catalog)")
@@ -173,7 +173,7 @@ def quickstart(out: str | Path = "ephys-quickstart", *, real: str | Path | None 
     man = create_manifest(res.catalog, WHERE, res.manifest)
     c = man.counts
     say(f"[4/7] manifest {res.manifest} ({' AND '.join(WHERE)}): {c['epochs']} epochs from {c['recordings']} "
-        f"recordings, {c['subjects']} subjects, {c['shards']} shards; content hash {man.content_hash[:16]}")  # fmt: skip
+        f"recordings, {c['subjects']} subjects, {c['shards']} shards; content hash {man.content_hash[:16]}")
 
     from ephys.pretrain import load_config, pretrain  # torch loads here
 
@@ -206,7 +206,7 @@ def quickstart(out: str | Path = "ephys-quickstart", *, real: str | Path | None 
             f"{p.n_test_subjects} held-out subjects: balanced accuracy trained {p.trained.balanced_accuracy:.3f} / "
             f"random init {p.random.balanced_accuracy:.3f} / log band powers {p.band_power.balanced_accuracy:.3f}; "
             f"kappa {p.trained.kappa:.3f} / {p.random.kappa:.3f} / {p.band_power.kappa:.3f} "
-            f"({steps} steps on {c['epochs']} epochs is a demonstration, not a model)")  # fmt: skip
+            f"({steps} steps on {c['epochs']} epochs is a demonstration, not a model)")
 
     write_report(res.catalog, res.report, title="ephys quickstart")
     say(f"[7/7] report {res.report}")
@@ -218,6 +218,6 @@ def quickstart(out: str | Path = "ephys-quickstart", *, real: str | Path | None 
                 f"ephys pretrain --manifest {res.manifest} --out {res.run} --steps {steps * 5}   # resumes at {steps}",
                 f"ephys embed --checkpoint {res.run / 'checkpoint.pt'} --manifest {res.manifest} -o {out / 'emb.npy'}",
                 f"ephys audit {corpus} --archive {res.archive}   # no patient identity in any output byte",
-                "ephys ingest YOUR_ARCHIVE --out YOUR_OUT"):  # fmt: skip
+                "ephys ingest YOUR_ARCHIVE --out YOUR_OUT"):
         say(f"  {cmd}")
     return res

@@ -279,7 +279,7 @@ def _oracle(conn) -> dict:
     rows, histograms by ``np.histogram`` of the values clipped into the edge range."""
     rows: dict[tuple[int, int], list] = {}
     for r in conn.execute(text("SELECT shard_id, recording_id, valid, score, line_ratio, emg_ratio, drift_ratio, stage "
-                               "FROM epochs")).mappings():  # fmt: skip
+                               "FROM epochs")).mappings():
         rows.setdefault((r["shard_id"], r["recording_id"]), []).append(r)
     out = {}
     for k, eps in rows.items():
@@ -296,7 +296,7 @@ def _oracle(conn) -> dict:
 
 def _stored(conn) -> dict:
     return {(r.shard_id, r.recording_id): (r.n_epochs, r.n_valid, r.n_scored, r.n_staged, json.loads(r.figures_json))
-            for r in conn.execute(select(m.EpochSummary))}  # fmt: skip
+            for r in conn.execute(select(m.EpochSummary))}
 
 
 def _rebuilt(cat: Catalog) -> dict:

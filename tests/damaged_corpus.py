@@ -35,7 +35,7 @@ SHORT_S = 20  # shorter than one epoch: readable files are rejected 'too_short' 
 
 # EDF signal-header fields (name, width), in file order (Kemp 1992, table 1).
 _EDF_FIELDS = (("label", 16), ("transducer", 80), ("unit", 8), ("pmin", 8), ("pmax", 8),
-               ("dmin", 8), ("dmax", 8), ("prefilter", 80), ("spr", 8), ("reserved", 32))  # fmt: skip
+               ("dmin", 8), ("dmax", 8), ("prefilter", 80), ("spr", 8), ("reserved", 32))
 # Fixed-header fields: offset, width.
 EDF_HEADER_BYTES, EDF_N_RECORDS, EDF_RECORD_S, EDF_N_SIGNALS = (184, 8), (236, 8), (244, 8), (252, 4)
 
@@ -89,10 +89,10 @@ class EdfBase:
 
 
 def edf_base(folder: Path, *, bdf: bool = False, seconds: int = DAMAGED_S, seed: int = 1,
-             annotations=((5.0, 0.0, "eyes closed"),), labels=DAMAGED_LABELS) -> EdfBase:  # fmt: skip
+             annotations=((5.0, 0.0, "eyes closed"),), labels=DAMAGED_LABELS) -> EdfBase:
     sig = _eeg(len(labels), seconds, seed)
     p = write_edf(folder / ("base.bdf" if bdf else "base.edf"), sig, labels, [RATE] * len(labels), bdf=bdf,
-                  annotations=list(annotations))  # fmt: skip
+                  annotations=list(annotations))
     data = p.read_bytes()
     p.unlink()
     bps = 3 if bdf else 2
@@ -156,16 +156,16 @@ def write_healthy(folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
     out["healthy-edf"] = write_edf(folder / "healthy.edf", _eeg(4, HEALTHY_S, 10), HEALTHY_LABELS, [RATE] * 4,
-                                   annotations=[(12.0, 0.0, "eyes open"), (40.5, 2.0, "photic 10 Hz")])  # fmt: skip
+                                   annotations=[(12.0, 0.0, "eyes open"), (40.5, 2.0, "photic 10 Hz")])
     out["healthy-bdf"] = write_edf(folder / "healthy.bdf", _eeg(4, HEALTHY_S, 11), HEALTHY_LABELS, [RATE] * 4,
-                                   bdf=True, annotations=[(3.0, 0.0, "start")])  # fmt: skip
+                                   bdf=True, annotations=[(3.0, 0.0, "start")])
     chans = [Chan(lab) for lab in HEALTHY_LABELS]
     write_trc(folder / "healthy.TRC", _trc_raw(4, HEALTHY_S, 12), chans, rate=RATE, notes=[(RATE * 7, "HV")])
     out["healthy-trc"] = folder / "healthy.TRC"
     traces = [Trace(lab, lab, "REF", float(RATE), 0.1) for lab in HEALTHY_LABELS]
     samples = [np.clip(np.round(x / 0.1), -32768, 32767).astype("<i2") for x in _eeg(4, HEALTHY_S, 13)]
     write_nicolet(folder / "healthy.e", traces, [(START, float(HEALTHY_S))], samples,
-                  events=[Event(START + dt.timedelta(seconds=20), 0.0, ANNOTATION, "spike", "MKR")])  # fmt: skip
+                  events=[Event(START + dt.timedelta(seconds=20), 0.0, ANNOTATION, "spike", "MKR")])
     out["healthy-e"] = folder / "healthy.e"
     return out
 
@@ -228,7 +228,7 @@ def _bdf_cases(folder: Path) -> dict[str, bytes]:
         "bdf-cut-mid-record": d[: hb + 5 * rb + 7],
         "bdf-wrong-magic": put(d, 0, b"\xfeBIOSEMI"),
         "bdf-digital-min-eq-max": put_field(put_field(d, edf_signal_field(ns, "dmin", 0), "5"),
-                                            edf_signal_field(ns, "dmax", 0), "5"),  # fmt: skip
+                                            edf_signal_field(ns, "dmax", 0), "5"),
         "bdf-crlf": crlf(d),
     }
 
@@ -314,7 +314,7 @@ def _mne_cases(folder: Path) -> dict[str, bytes]:
     base = folder / "_mne_base"
     base.mkdir(exist_ok=True)
     raw = mne.io.RawArray(np.stack(_eeg(2, DAMAGED_S, 5)) * 1e-6, mne.create_info(DAMAGED_LABELS, float(RATE), "eeg"),
-                          verbose="error")  # fmt: skip
+                          verbose="error")
     raw.save(base / "b_raw.fif", verbose="error")
     mne.export.export_raw(base / "b.set", raw, fmt="eeglab", verbose="error")
     fif, eeglab = (base / "b_raw.fif").read_bytes(), (base / "b.set").read_bytes()
@@ -337,7 +337,7 @@ def _brainvision_cases(folder: Path) -> dict[str, dict[str, bytes]]:
     base.mkdir(exist_ok=True)
     write_brainvision(base, "base", np.stack(_eeg(2, DAMAGED_S, 6)), DAMAGED_LABELS, RATE, [("Comment", "eyes closed", 35.0)])
     vhdr, vmrk, eeg = ((base / f"base.{e}").read_text(encoding="utf-8") if e != "eeg" else (base / "base.eeg").read_bytes()
-                       for e in ("vhdr", "vmrk", "eeg"))  # fmt: skip
+                       for e in ("vhdr", "vmrk", "eeg"))
     shutil.rmtree(base)
     frame = 4 * len(DAMAGED_LABELS)
 
@@ -353,7 +353,7 @@ def _brainvision_cases(folder: Path) -> dict[str, dict[str, bytes]]:
         "bv-binary-format-unknown": triplet("bv-binary-format-unknown", header=vhdr.replace("IEEE_FLOAT_32", "IEEE_FLOAT_80")),
         "bv-sampling-interval-zero": triplet("bv-sampling-interval-zero",
                                              header=re.sub(r"SamplingInterval=\S+", "SamplingInterval=0", vhdr)),
-    }  # fmt: skip
+    }
 
 
 EXTENSIONS = {"edf": ".edf", "bdf": ".bdf", "trc": ".TRC", "e": ".e", "nk": ".EEG", "fif": "_raw.fif", "set": ".set"}

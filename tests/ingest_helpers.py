@@ -48,7 +48,7 @@ def table_counts(url: str) -> dict[str, int]:
     try:
         with c.session() as s:
             return {t.__tablename__: s.scalar(select(func.count()).select_from(t))
-                    for t in (m.Recording, m.Epoch, m.Annotation, m.Shard)}  # fmt: skip
+                    for t in (m.Recording, m.Epoch, m.Annotation, m.Shard)}
     finally:
         c.close()
 

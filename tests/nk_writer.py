@@ -33,7 +33,7 @@ def to_units(x_uv: np.ndarray) -> np.ndarray:
 
 
 def write_nk(path: Path, x_uv: np.ndarray, sfreq: int, *, start: dt.datetime,
-             events: list[tuple[float, str]] = ()) -> Path:  # fmt: skip
+             events: list[tuple[float, str]] = ()) -> Path:
     """Write ``x_uv`` (``(n_channels, n_samples)``, µV, channels in :data:`CODES` order, ``n_samples``
     a multiple of ``sfreq / 10``) as ``path`` (``.EEG``) with its ``.21E``, ``.PNT`` and ``.LOG``."""
     n_ch, n = x_uv.shape

@@ -89,13 +89,13 @@ def start(folder: Path) -> SlurmNode | str:
         "AccountingStorageType=accounting_storage/none", "ReturnToService=2", "SchedulerType=sched/backfill",
         f"NodeName={host} NodeAddr=127.0.0.1 CPUs={os.cpu_count() or 1} RealMemory={int(_mem_mib() * 0.8)} State=UNKNOWN",
         "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP", "",
-    ]))  # fmt: skip
+    ]))
     node = SlurmNode(folder, conf)
     env = {**os.environ, **node.env}
     for daemon in ("slurmctld", "slurmd"):
         log = open(folder / f"{daemon}.log", "wb")  # noqa: SIM115 - closed once the process has it
         node.procs.append(subprocess.Popen([daemon, "-D", "-f", str(conf)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                           start_new_session=True))  # fmt: skip
+                                           start_new_session=True))
         log.close()
         time.sleep(1.0 if daemon == "slurmctld" else 0)
     deadline = time.monotonic() + 60

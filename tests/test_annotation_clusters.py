@@ -31,7 +31,7 @@ LABELS = ["Fp1", "Fp2", "C3", "C4"]
 #: spellings mean the same and no taxonomy keyword matches them.
 TEXTS = ["Augen zu", "augen zu.", "Bettgitter hochgeklappt", "Anfall 1", "Bettgitter hoch geklappt",
          "Essen gebracht", "Augen zu", "bettgitter hochgeklapt", "Anfall 2", "Essen gebracht.",
-         "Bettgitter hochgeklappt", "Licht aus"]  # fmt: skip
+         "Bettgitter hochgeklappt", "Licht aus"]
 
 
 def _write(path: Path, texts: list[str], seed: int) -> Path:
@@ -46,7 +46,7 @@ def test_cluster_texts_groups_variants_and_masks_digits():
     bett = by_rep["Bettgitter hochgeklappt"]
     assert (bett.count, bett.label, bett.language, bett.labelled_share) == (4, None, "unknown", 0.0)
     assert sorted(t for t, _ in bett.members) == ["Bettgitter hoch geklappt", "Bettgitter hochgeklappt",
-                                                  "bettgitter hochgeklapt"]  # fmt: skip
+                                                  "bettgitter hochgeklapt"]
     assert by_rep["Augen zu"].members == [("Augen zu", 2), ("augen zu.", 1)] and by_rep["Augen zu"].label == "state/eyes_closed"
     assert by_rep["Augen zu"].language == "de"
     assert by_rep["Anfall 1"].count == 2 and by_rep["Anfall 1"].label == "seizure/seizure"  # digits masked
@@ -76,7 +76,7 @@ def test_proposals_apply_relabel_and_next_ingest(tmp_path):
     assert "2 unlabelled clusters (6 annotations)" in r.output
     patch = yaml.safe_load((out / "annotations" / "proposals.yaml").read_text(encoding="utf-8"))
     assert [(p["count"], p["subcategory"], p["keywords"][0]) for p in patch["proposals"]] == [
-        (4, None, "Bettgitter hochgeklappt"), (2, None, "Essen gebracht")]  # fmt: skip
+        (4, None, "Bettgitter hochgeklappt"), (2, None, "Essen gebracht")]
     patch["proposals"][0]["subcategory"] = "procedure/care"
     reviewed = tmp_path / "reviewed.yaml"
     reviewed.write_text(yaml.safe_dump(patch, allow_unicode=True), encoding="utf-8")

@@ -32,7 +32,7 @@ def test_a_new_architecture_is_one_file_and_a_registration(tmp_path):
 
     config = RunConfig.model_validate({"model": {"arch": "toy", "dim": 8}, "view": {"kind": "raw"},
                                        "optim": {"optimizer": "adamw"}, "data": {"batch_size": 4},
-                                       "run": {"steps": 3, "progress": False, "log_every": 1}})  # fmt: skip
+                                       "run": {"steps": 3, "progress": False, "log_every": 1}})
     data = write_dataset(tmp_path / "d", bad=None)  # 6 subjects, stages W / N3
     out = tmp_path / "run"
     s = pretrain(data.manifest, out, config)

@@ -92,7 +92,7 @@ def test_empty_folder(tmp_path):
 def test_unreachable_catalog(tmp_path):
     (tmp_path / "a").mkdir()
     r = runner.invoke(app, ["ingest", str(tmp_path / "a"), "--out", str(tmp_path / "out"),
-                            "--catalog", "postgresql+psycopg://nobody@127.0.0.1:1/none"])  # fmt: skip
+                            "--catalog", "postgresql+psycopg://nobody@127.0.0.1:1/none"])
     assert r.exit_code == 2 and "unreachable" in r.output
 
 
@@ -126,7 +126,7 @@ def test_unreadable_file_is_recorded(tmp_path):
     f.chmod(0o000)
     try:
         cmd = _without_read_override() + [sys.executable, "-m", "ephys", "ingest", str(a), "--out", str(out),
-                                          "--montage", "native", "--workers", "1"]  # fmt: skip
+                                          "--montage", "native", "--workers", "1"]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     finally:
         f.chmod(0o644)

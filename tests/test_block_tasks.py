@@ -58,7 +58,7 @@ def cluster():
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c, \
-            Client(c) as observer:  # fmt: skip
+            Client(c) as observer:
         observer.run(_warm)  # import the pipeline in both workers, so neither starts seconds behind the other
         yield c.scheduler_address, observer
 
@@ -170,7 +170,7 @@ def test_a_worker_dying_in_a_block_task_fails_only_that_recording(archive, tmp_p
 
 @pytest.mark.parametrize("exc", [CorruptFileError("data record 7 is cut short", "a/b.edf"),
                                  TooShortError("too short: 0 valid 30-s epochs", "x.trc"),
-                                 OutputError("cannot write spool file in /s: No space left on device")])  # fmt: skip
+                                 OutputError("cannot write spool file in /s: No space left on device")])
 def test_errors_cross_processes_with_their_reason_and_file(exc):
     back = pickle.loads(pickle.dumps(exc))
     assert type(back) is type(exc)

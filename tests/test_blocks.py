@@ -52,7 +52,7 @@ def test_blocks_equal_whole_segment(tmp_path, monkeypatch, sfreq, montage):
     assert eb.shape == ew.shape == (13, len(NAMES) if montage == "native" else 8, 7500) and eb.dtype == np.float16
     per = 30 * sfreq
     assert sorted({r for r in reads_b if r[1] - r[0] == 4 * per or r == (12 * per, 13 * per)}) == \
-        [(0, 4 * per), (4 * per, 8 * per), (8 * per, 12 * per), (12 * per, 13 * per)]  # fmt: skip
+        [(0, 4 * per), (4 * per, 8 * per), (8 * per, 12 * per), (12 * per, 13 * per)]
     assert max(b - a for a, b in reads_b) < 6 * per < min(b - a for a, b in reads_w)
     np.testing.assert_allclose(qb, qw, rtol=1e-5, atol=1e-6)  # per-epoch QC figures: summation order only
     assert [e.qc.valid for e in blocks.epochs] == [e.qc.valid for e in whole.epochs]

@@ -42,7 +42,7 @@ def test_upgrade_existing_catalog_keeps_rows(catalog_url):
             rev = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
             rec_cols = {col["name"] for col in inspect(conn).get_columns("recordings")}
             paths = conn.execute(text("SELECT r.sha256, p.path_hash FROM recording_paths p JOIN recordings r "
-                                      "ON r.id = p.recording_id")).all()  # fmt: skip
+                                      "ON r.id = p.recording_id")).all()
         assert {"author", "code"} <= cols and rev == head_revision() == "0006"
         assert {"age_years", "sex", "start_time"} <= rec_cols
         assert paths == [("ab" + "0" * 62, "ph1")]  # 0003 carries each existing recording's path over

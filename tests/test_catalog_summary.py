@@ -29,7 +29,7 @@ STAGES = ["W", "N1", None, "N2", "N3", "REM", "REM", "N2", None, "W", "N2", "N3"
 def _recordings(cat: Catalog, n: int) -> tuple[int, list[str]]:
     with cat.session.begin() as s:
         run = m.Run(started_at=T0, status="running", code_version="t", processing_hash="0" * 16, config_json=json.dumps(
-            {"sfreq": 250.0, "epoch_s": 30.0, "montage": "regional8"}))  # fmt: skip
+            {"sfreq": 250.0, "epoch_s": 30.0, "montage": "regional8"}))
         s.add(run)
         s.flush()
         shas = [f"{i:x}" * 64 for i in range(1, n + 1)]
@@ -38,14 +38,14 @@ def _recordings(cat: Catalog, n: int) -> tuple[int, list[str]]:
                               channels_json="[]", montage="regional8", output_channels_json=json.dumps(REGIONS),
                               status="ok", n_epochs=6, n_valid_epochs=4, n_packed=0, n_annotations=0, n_scrubbed=0,
                               processing_hash="0" * 16, seconds_json="{}", run_id=run.id, processed_at=T0,
-                              duration_s=180.0, subject=f"S{i}"))  # fmt: skip
+                              duration_s=180.0, subject=f"S{i}"))
         return run.id, [sha[:64] for sha in shas]
 
 
 def _epoch(sha: str, j: int, k: int) -> dict:
     return {"recording": sha, "index": j, "start_s": 30.0 * j, "key": f"{sha[:16]}_{j:06d}", "valid": j % 3 != 1,
             "n_flat": 0, "n_clipped": 0, "nonfinite": False, "max_abs_uv": 50.0, "mask": "1" * 8, "score": SCORES[k],
-            "line_ratio": RATIOS[k], "emg_ratio": RATIOS[::-1][k], "drift_ratio": RATIOS[k - 3], "stage": STAGES[k]}  # fmt: skip
+            "line_ratio": RATIOS[k], "emg_ratio": RATIOS[::-1][k], "drift_ratio": RATIOS[k - 3], "stage": STAGES[k]}
 
 
 def test_summaries_written_with_each_shard_equal_their_epochs(catalog_url):
@@ -89,22 +89,22 @@ def test_migration_0005_summarises_existing_epochs(catalog_url):
     with old.begin() as conn:
         conn.execute(text("INSERT INTO runs (started_at, status, code_version, processing_hash, config_json, "
                           "n_discovered, n_skipped, n_ok, n_rejected, n_failed, eeg_hours, wall_s) "
-                          "VALUES (:t, 'complete', 'old', 'h', '{}', 2, 0, 2, 0, 0, 0.0, 1.0)"), {"t": T0})  # fmt: skip
+                          "VALUES (:t, 'complete', 'old', 'h', '{}', 2, 0, 2, 0, 0, 0.0, 1.0)"), {"t": T0})
         conn.execute(text("INSERT INTO shards (\"index\", name, sha256, n_samples, n_bytes, run_id, created_at) "
-                          "VALUES (0, 'shard-000000.tar', 'x', 8, 1, 1, :t)"), {"t": T0})  # fmt: skip
+                          "VALUES (0, 'shard-000000.tar', 'x', 8, 1, 1, :t)"), {"t": T0})
         for r in (1, 2):
             conn.execute(text(
                 "INSERT INTO recordings (sha256, format, n_files, path_hash, file_bytes, channels_json, "
                 "output_channels_json, status, n_epochs, n_valid_epochs, n_packed, n_annotations, n_scrubbed, "
                 "processing_hash, seconds_json, processed_at) VALUES (:sha, 'edf', 1, :ph, 1, '[]', '[]', 'ok', "
-                "4, 4, 4, 0, 0, 'h', '{}', :t)"), {"sha": f"{r}" * 64, "ph": f"p{r}", "t": T0})  # fmt: skip
+                "4, 4, 4, 0, 0, 'h', '{}', :t)"), {"sha": f"{r}" * 64, "ph": f"p{r}", "t": T0})
         for j in range(8):
             e = _epoch(f"{1 + j // 4}" * 64, j, j)
             conn.execute(text(
                 "INSERT INTO epochs (recording_id, \"index\", start_s, shard_id, key, valid, n_flat, n_clipped, "
                 "nonfinite, max_abs_uv, mask, score, line_ratio, emg_ratio, drift_ratio, stage) VALUES "
                 "(:rid, :index, :start_s, 1, :key, :valid, 0, 0, false, 1.0, :mask, :score, :line_ratio, :emg_ratio, "
-                ":drift_ratio, :stage)"), {**e, "rid": 1 + j // 4})  # fmt: skip
+                ":drift_ratio, :stage)"), {**e, "rid": 1 + j // 4})
     old.dispose()
     cat = Catalog(catalog_url)  # opening applies 0005
     try:
@@ -127,7 +127,7 @@ def test_reprocessing_a_recording_to_a_failure_removes_its_summaries(catalog_url
         assert len(assert_summaries_match(cat)) == 2
         # Recording a, re-processed (a reader fix, --retry-failed, a new file at the same hash), now fails.
         failed = RecordingResult(sha256=a, format="edf", status=RecordingStatus.failed,
-                                 failure=Failure(stage="read", code="corrupt", reason="truncated data record"))  # fmt: skip
+                                 failure=Failure(stage="read", code="corrupt", reason="truncated data record"))
         cat.record_result(failed, run_id=run_id, path_hash="p" * 64, relpath=None, processing_hash="1" * 16)
         stored = assert_summaries_match(cat)  # still equal to the remaining epoch rows
         assert [v[0] for v in stored.values()] == [6]  # b's summary alone

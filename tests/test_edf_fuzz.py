@@ -36,7 +36,7 @@ from ephys.ingest.discover import sniff
 from ephys.ingest.readers import open_recording
 from tests.damaged_corpus import (
     EDF_HEADER_BYTES, EDF_N_RECORDS, EDF_N_SIGNALS, EDF_RECORD_S, edf_signal_field, put_field,
-)  # fmt: skip
+)
 from ephys.ingest.writers.edf import write_edf
 
 LABELS = ["Fp1", "C3", "Cz"]
@@ -47,7 +47,7 @@ TAL_BYTES = b"+-0123456789.e \x14\x15\x00AZ\xff\xc3"
 #: Field values at the edges: zero, negative, huge, tiny, non-finite, integers as floats; EDF+D, annotation labels.
 EDGE_VALUES = ["0", "-1", "1", "-0", "256.000", "1e30", "-1e30", "1e-320", "1e308", "9e18", "99999999",
                "-9999999", "nan", "inf", "-inf", "1,5", ".", "+", "-", "", "EDF+D", "BDF+D", "EDF Annotations",
-               "BDF Annotations"]  # fmt: skip
+               "BDF Annotations"]
 
 _DIR = Path(tempfile.mkdtemp(prefix="edf-fuzz-"))  # hypothesis cannot use function-scoped tmp_path
 atexit.register(shutil.rmtree, _DIR, True)
@@ -57,7 +57,7 @@ def _base(bdf: bool, onsets: list[float] | None = None) -> dict:
     rng = np.random.default_rng(7)
     sig = [rng.normal(0, 40, s * N_RECORDS) for s in SPR]
     p = write_edf(_DIR / ("base.bdf" if bdf else "base.edf"), sig, LABELS, SPR, bdf=bdf, record_s=0.5, onsets=onsets,
-                  annotations=[(0.2, 0.0, "eyes closed"), (3.1 if onsets else 1.1, 0.25, "Anfall ä")])  # fmt: skip
+                  annotations=[(0.2, 0.0, "eyes closed"), (3.1 if onsets else 1.1, 0.25, "Anfall ä")])
     data = p.read_bytes()
     bps = 3 if bdf else 2
     ns = len(LABELS) + 1
@@ -66,7 +66,7 @@ def _base(bdf: bool, onsets: list[float] | None = None) -> dict:
     tal = (header + sum(SPR) * bps, 120 // bps * bps)  # the annotation channel in record 0
     fields = [(0, 8), (168, 8), (176, 8), EDF_HEADER_BYTES, (192, 44), EDF_N_RECORDS, EDF_RECORD_S, EDF_N_SIGNALS]
     fields += [edf_signal_field(ns, name, i) for i in range(ns)
-               for name in ("label", "unit", "pmin", "pmax", "dmin", "dmax", "spr")]  # fmt: skip
+               for name in ("label", "unit", "pmin", "pmax", "dmin", "dmax", "spr")]
     assert len(data) == header + N_RECORDS * record
     return dict(data=data, header=header, record=record, tal=tal, fields=fields, suffix=p.suffix)
 
@@ -92,12 +92,12 @@ def _mutant(draw, base: dict) -> bytes:
                 st.text(NUMBERISH, max_size=width),
                 st.integers(-(10**7), 10**8).map(str),
                 st.floats(allow_nan=True, allow_infinity=True).map(lambda f: f"{f:.3g}"),
-            ))  # fmt: skip
+            ))
             data[at : at + width] = text.encode()[:width].ljust(width)
         elif kind == "onset":  # a well-formed time-keeping TAL with another onset, in any record
             at = base["tal"][0] + base["record"] * draw(st.integers(0, N_RECORDS - 1))
             onset = draw(st.one_of(st.sampled_from(["0", "-1", "0.25", "3", "1e300", "-0"]),
-                                   st.floats(-1e6, 1e6).map(lambda f: f"{f:g}")))  # fmt: skip
+                                   st.floats(-1e6, 1e6).map(lambda f: f"{f:g}")))
             tal = f"{'' if onset.startswith('-') else '+'}{onset}\x14\x14\x00".encode()
             data[at : at + len(tal)] = tal
         else:

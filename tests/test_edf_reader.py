@@ -20,7 +20,7 @@ def test_values_match_pyedflib(tmp_path, bdf):
     rng = np.random.default_rng(0)
     sig = [_sine(2560, 256) + rng.normal(0, 5, 2560), _sine(1280, 128, 3, 20)]
     p = write_edf(tmp_path / ("x.bdf" if bdf else "x.edf"), sig, ["EEG Fp1-Ref", "C3-A2"], [256, 128], bdf=bdf,
-                  annotations=[(1.5, 0.0, "Augen zu"), (4.0, 2.5, "spike")])  # fmt: skip
+                  annotations=[(1.5, 0.0, "Augen zu"), (4.0, 2.5, "spike")])
     with EDFReader(p, buffer_bytes=1000) as r:  # tiny buffer: many chunks
         h = r.header
         assert h.format == ("bdf+c" if bdf else "edf+c")

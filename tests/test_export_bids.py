@@ -30,7 +30,7 @@ _register()
 
 BIDS_VALIDATOR = "bids-validator@1.15.0"
 LABELS = ["Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8", "T7", "C3", "Cz", "C4", "T8", "P7", "P3", "Pz", "P4", "P8", "O1",
-          "O2"]  # fmt: skip
+          "O2"]
 
 
 def _tsv(path: Path) -> list[dict]:
@@ -50,7 +50,7 @@ def _validator() -> Path:
     exe = prefix / "node_modules" / ".bin" / "bids-validator"
     if not exe.exists():
         r = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--omit=dev", "--prefix", str(prefix),
-                            BIDS_VALIDATOR], capture_output=True, text=True, timeout=900)  # fmt: skip
+                            BIDS_VALIDATOR], capture_output=True, text=True, timeout=900)
         if r.returncode != 0 or not exe.exists():
             if require:
                 pytest.fail(f"npm install {BIDS_VALIDATOR} failed: {r.stderr[-2000:]}")
@@ -73,14 +73,14 @@ def _hed_schema_dir(folder: Path) -> Path:
 def validate_bids(root: Path, work: Path) -> dict:
     """The validator's JSON report of ``root``."""
     env = dict(os.environ, EPHYS_HED_SCHEMA_DIR=str(_hed_schema_dir(work / "hed-schemas")),
-               NODE_OPTIONS=f"--require {Path(__file__).parent / 'data' / 'hed_schemas_offline.cjs'}")  # fmt: skip
+               NODE_OPTIONS=f"--require {Path(__file__).parent / 'data' / 'hed_schemas_offline.cjs'}")
     r = subprocess.run([str(_validator()), str(root), "--json"], capture_output=True, text=True, env=env, timeout=600)
     return json.loads(r.stdout)
 
 
 def _issues(report: dict, kind: str) -> list[str]:
     return [f"{i['key']}: {(i['files'][0].get('evidence') or '')[:200] if i['files'] else i.get('reason')}"
-            for i in report["issues"][kind]]  # fmt: skip
+            for i in report["issues"][kind]]
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def exported(tmp_path_factory):
     extra.parent.mkdir(parents=True)
     write_edf(extra, sig, [*LABELS, "EMG chin"], [256] * 19 + [128], patient="MCH-0815 M 02-MAR-1961 Muster_Hans",
               recording="Startdate 02-MAR-2021 X X X", start="02.03.2113.45.00",
-              annotations=[(60.0, 0.0, "Augen zu"), (90.0, 5.0, "Patient Hans Muster gähnt")])  # fmt: skip
+              annotations=[(60.0, 0.0, "Augen zu"), (90.0, 5.0, "Patient Hans Muster gähnt")])
     out = root / "corpus"
     ingest(archive, out, config=IngestConfig(date_shift=True), workers=1)
     url = f"sqlite:///{out / 'catalog.sqlite'}"
@@ -112,10 +112,10 @@ def exported(tmp_path_factory):
     create_manifest(url, ["valid = true"], manifest)
     bids = root / "bids"
     r = CliRunner().invoke(app, ["export", "bids", "--manifest", str(manifest), "--archive", str(archive),
-                                 "--out", str(bids), "--catalog", url])  # fmt: skip
+                                 "--out", str(bids), "--catalog", url])
     assert r.exit_code == 0, r.output
     return dict(root=root, archive=archive, url=url, manifest=manifest, bids=bids, output=r.output, stderr=r.stderr,
-                extra=extra)  # fmt: skip
+                extra=extra)
 
 
 def test_official_validator_accepts_the_tree(exported, tmp_path):

@@ -28,11 +28,11 @@ def write_brainvision(folder: Path, name: str, x_uv: np.ndarray, labels: list[st
         "Brain Vision Data Exchange Header File Version 1.0\n[Common Infos]\nCodepage=UTF-8\n"
         f"DataFile={eeg.name}\nMarkerFile={vmrk.name}\nDataFormat=BINARY\nDataOrientation=MULTIPLEXED\n"
         f"NumberOfChannels={len(labels)}\nSamplingInterval={1e6 / sfreq:g}\n[Binary Infos]\nBinaryFormat=IEEE_FLOAT_32\n"
-        f"[Channel Infos]\n{ch}\n", encoding="utf-8")  # fmt: skip
+        f"[Channel Infos]\n{ch}\n", encoding="utf-8")
     mk = "\n".join(f"Mk{i + 2}={typ},{desc},{int(t * sfreq) + 1},1,0" for i, (typ, desc, t) in enumerate(markers))
     vmrk.write_text(
         "Brain Vision Data Exchange Marker File Version 1.0\n[Common Infos]\nCodepage=UTF-8\n"
-        f"DataFile={eeg.name}\n[Marker Infos]\nMk1=New Segment,,1,1,0\n{mk}\n", encoding="utf-8")  # fmt: skip
+        f"DataFile={eeg.name}\n[Marker Infos]\nMk1=New Segment,,1,1,0\n{mk}\n", encoding="utf-8")
     return vhdr
 
 
@@ -40,7 +40,7 @@ def _epochs(url: str):
     c = Catalog(url)
     with c.session() as s:
         rows = [(r.format, e.start_s) for e, r in s.execute(
-            select(m.Epoch, m.Recording).join(m.Recording).order_by(m.Recording.sha256, m.Epoch.index))]  # fmt: skip
+            select(m.Epoch, m.Recording).join(m.Recording).order_by(m.Recording.sha256, m.Epoch.index))]
     c.close()
     return rows
 
@@ -53,7 +53,7 @@ def test_edf_plus_d_epochs_follow_segments(tmp_path):
     sig = [rng.normal(0, 20, rec * sfreq) for _ in TEN_TWENTY]
     onsets = [float(r) for r in range(65)] + [100.0 + r for r in range(65)]
     write_edf(a / "disc.edf", sig, [f"EEG {e}" for e in TEN_TWENTY], [sfreq] * 19, onsets=onsets,
-              annotations=[(101.5, 0.0, "spike"), (3.0, 1.0, "eyes closed")])  # fmt: skip
+              annotations=[(101.5, 0.0, "spike"), (3.0, 1.0, "eyes closed")])
     out = tmp_path / "out"
     s = ingest(a, out, config=IngestConfig(min_epochs=1), workers=1)
     assert s.n_ok == 1

@@ -26,7 +26,7 @@ GOLDEN = Path(__file__).resolve().parent / "data" / "golden_outputs.json"
 SECRET = "golden-outputs-test-secret"
 #: Columns whose values are times, timings, paths or row ids (replaced by natural keys below).
 VOLATILE = {"id", "processed_at", "seconds_json", "run_id", "created_at", "started_at", "finished_at", "wall_s",
-            "recording_id", "shard_id", "config_json"}  # fmt: skip
+            "recording_id", "shard_id", "config_json"}
 
 
 def _cpu() -> str:
@@ -75,7 +75,7 @@ def _ingest(archive: Path, out: Path, montage: str, manifest: Path | None) -> di
     ingest(archive, out, config=IngestConfig(montage=montage), workers=1)
     url = f"sqlite:///{out / 'catalog.sqlite'}"
     result = dict(shards={p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((out / "shards").glob("*.tar"))},
-                  catalog=_catalog_digests(url))  # fmt: skip
+                  catalog=_catalog_digests(url))
     if manifest is not None:
         result["manifest"] = create_manifest(url, ["valid = true"], manifest).content_hash
     return result
@@ -91,7 +91,7 @@ def outputs(root: Path) -> dict:
     try:
         archive, _ = build_archive(root / "archive", REAL)
         return dict(cpu=_cpu(), regional8=_ingest(archive, root / "out-regional8", "regional8", root / "m.json"),
-                    native=_ingest(archive / "real", root / "out-native", "native", None))  # fmt: skip
+                    native=_ingest(archive / "real", root / "out-native", "native", None))
     finally:
         if old is None:
             os.environ.pop("EPHYS_SITE_SECRET", None)

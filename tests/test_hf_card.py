@@ -30,7 +30,7 @@ def test_load_dataset_webdataset_reads_ephys_shards(corpus, tmp_path, monkeypatc
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     files = sorted(str(p) for p in corpus.manifest.parent.glob("shard-*.tar"))
     ds = datasets.load_dataset("webdataset", data_files={"train": files}, split="train",
-                               cache_dir=str(tmp_path / "hf-cache")).with_format("numpy")  # fmt: skip
+                               cache_dir=str(tmp_path / "hf-cache")).with_format("numpy")
     man = Manifest.load(corpus.manifest)
     assert len(ds) == sum(s.n_samples for s in man.shards)  # every sample of the shards; the manifest selects
     by_key = {ds[i]["__key__"]: i for i in range(len(ds))}
@@ -62,7 +62,7 @@ def test_manifest_card_describes_the_selection(corpus, tmp_path):
     assert set(fields) == {"eeg.npy", "json"} and "(4, 2500)" in fields["eeg.npy"]["description"]
     # The card's own data_files load with datasets (what a user of the card would do).
     ds = datasets.load_dataset("webdataset", data_files={"train": [str(dest / p) for p in paths]}, split="train",
-                               cache_dir=str(tmp_path / "hf-cache"))  # fmt: skip
+                               cache_dir=str(tmp_path / "hf-cache"))
     assert len(ds) == sum(s.n_samples for s in man.shards)
     bad = CliRunner().invoke(app, ["manifest", "card", str(tmp_path / "nope.json")])
     assert bad.exit_code == 2 and "no such manifest" in bad.stderr

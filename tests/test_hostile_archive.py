@@ -77,7 +77,7 @@ def run(tmp_path_factory):
     out = root / "out"
     _register()
     r = CliRunner().invoke(app, ["ingest", str(archive), "--out", str(out), "--workers", "1", "--montage", "native",
-                                 "--min-epochs", "1", "--task-timeout", "120", "--show-paths"])  # fmt: skip
+                                 "--min-epochs", "1", "--task-timeout", "120", "--show-paths"])
     return archive, out, r
 
 
@@ -87,7 +87,7 @@ def test_every_hostile_file_gets_its_code(run):
     rows = rows_by_sha(f"sqlite:///{out / 'catalog.sqlite'}")
     codes = sorted((x.status, x.failure_code or "") for x in rows.values())
     assert codes == sorted([("ok", ""), ("ok", ""), ("failed", "corrupt"), ("failed", "corrupt"), ("failed", "corrupt"),
-                            ("failed", "special_file"), ("failed", "special_file")]), codes  # fmt: skip
+                            ("failed", "special_file"), ("failed", "special_file")]), codes
     person = archive / PERSON
     assert rows[sha(person / "Zwetschgenbaum_Mechthild.edf")].status == "ok"
     assert rows[sha(os.fsdecode(bytes(person) + b"/Qu\xe4xelbr\xf6t.edf"))].status == "ok"  # the non-UTF-8 name is ingested
@@ -180,7 +180,7 @@ def test_a_file_changed_after_hashing_is_not_ingested_under_the_old_hash(tmp_pat
     from ephys.pipeline.task import process_recording
 
     r = process_recording(str(p), "edf", sha_before, p.stat().st_size, IngestConfig(montage="native", min_epochs=1),
-                          str(tmp_path), b"secret", files=[str(p)], fingerprints=fps)  # fmt: skip
+                          str(tmp_path), b"secret", files=[str(p)], fingerprints=fps)
     assert (r.status.value, r.failure.code) == ("failed", "changed_during_read")
     assert not list(tmp_path.glob("*.npy"))
 
@@ -223,7 +223,7 @@ def test_unreadable_folder_is_recorded(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert found.n_unreadable_folders == 1
     assert sorted((r.format, r.failure.code if r.failure else None) for r in found.recordings) == [
-        ("edf", None), ("folder", "unreadable_folder")]  # fmt: skip
+        ("edf", None), ("folder", "unreadable_folder")]
 
 
 def test_redact_removes_paths_files_and_dates():
@@ -264,7 +264,7 @@ _HEADER_NAMES, _HEADER_IDS = ["Quaexelbroet_Hieronymus", "Bratwurstova"], ["PID4
     ("Fp1-F7 Artefakt, Levetiracetam 500 mg", "Fp1-F7 Artefakt, Levetiracetam 500 mg"),
     ("HV 3 min, Photostimulation 14 Hz", "HV 3 min, Photostimulation 14 Hz"),
     ("eyes closed, spike-wave 3 Hz, 44719 ms", "eyes closed, spike-wave 3 Hz, 44719 ms"),
-])  # fmt: skip
+])
 def test_scrubbing_catches_the_spellings_people_type(text, expected):
     from ephys.ingest.identity import scrub_text
 
@@ -297,7 +297,7 @@ def test_nihon_kohden_native_is_discovered_and_ingested(tmp_path):
     a.mkdir()
     x = np.random.default_rng(7).normal(0, 30, (19, 500 * 65))
     eeg = write_nk(a / "NK0001.EEG", x, 500, start=dt.datetime(2020, 1, 2, 3, 4, 5),
-                   events=[(10, "Augen zu"), (20, "Mutter Erika da")])  # fmt: skip
+                   events=[(10, "Augen zu"), (20, "Mutter Erika da")])
     (a / "cut").mkdir()
     for ext in (".EEG", ".21E", ".PNT", ".LOG"):
         shutil.copyfile(eeg.with_suffix(ext), a / "cut" / ("NK0002" + ext))
@@ -375,7 +375,7 @@ def test_a_read_only_corpus_can_be_queried_verified_and_curated(tmp_path):
     try:
         def ephys(*args):
             return subprocess.run([*prefix, sys.executable, "-m", "ephys", *args], capture_output=True, text=True,
-                                  timeout=300, cwd=tmp_path)  # fmt: skip
+                                  timeout=300, cwd=tmp_path)
 
         q = ephys("catalog", "query", "--out", str(out), "--json")
         assert q.returncode == 0, q.stderr
@@ -407,7 +407,7 @@ def test_ingest_json_stdout_stays_json_when_a_reader_prints(tmp_path):
     a.mkdir()
     _persyst(a, "routine", np.random.default_rng(0).normal(0, 20, (19, 256 * 65)), 256.0)
     r = subprocess.run([sys.executable, "-m", "ephys", "ingest", str(a), "--out", str(tmp_path / "out"), "--json",
-                        "--workers", "1", "--min-epochs", "1"], capture_output=True, text=True, timeout=300)  # fmt: skip
+                        "--workers", "1", "--min-epochs", "1"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads(r.stdout)
     assert summary["ok"] == 1

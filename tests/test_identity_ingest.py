@@ -45,7 +45,7 @@ def _rows(out) -> tuple[dict, list]:
         with c.session() as s:
             recs = {r.sha256: r for r in s.scalars(select(m.Recording))}
             paths = s.execute(select(m.Recording.sha256, m.RecordingPath.path_hash, m.RecordingPath.relpath)
-                              .join(m.RecordingPath)).all()  # fmt: skip
+                              .join(m.RecordingPath)).all()
             return recs, paths
     finally:
         c.close()

@@ -74,7 +74,7 @@ def test_native_outcomes(native):
     assert json.loads(d.output_channels_json) == ["O1", "C3", "Fp1"]
     for rel in ("eegmmidb/S001R03.edf", "bci2000-edf/test_edf_overlapping_annotations.edf",
                 "openbci-bdf/multiple_annotation_chans.bdf", "nihonkohden-edf-export/chtypes_edf.edf",
-                "brainvision-neurone/test_NO.vhdr"):  # fmt: skip
+                "brainvision-neurone/test_NO.vhdr"):
         r = rows[sha(real(rel))] if not rel.endswith(".vhdr") else next(x for x in rows.values() if x.format == "brainvision")
         assert (r.status, r.failure_code) == ("rejected", "too_short"), rel
         assert "--min-epochs is 10" in r.failure_reason
@@ -229,7 +229,7 @@ def test_other_settings_refused(native):
 def test_sigkill_then_rerun_equals_uninterrupted(min1, tmp_path):
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "ephys", "ingest", str(REAL), "--out", str(out), "--montage", "native",
-           "--min-epochs", "1", "--shard-size", "5", "--workers", "1"]  # fmt: skip
+           "--min-epochs", "1", "--shard-size", "5", "--workers", "1"]
     env = dict(os.environ, EPHYS_TEST_PACK_DELAY_S="0.2")
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -267,13 +267,13 @@ def test_manifest_then_pretrain_on_real_epochs(native, tmp_path):
     assert stats["recordings"]["ok"] == 3 and stats["epochs"]["total"] == 80
     manifest = tmp_path / "m.json"
     r = runner.invoke(app, ["manifest", "create", "--out", str(out), "--where", "n_eeg_channels = 3",
-                            "--where", "valid = true", "-o", str(manifest)])  # fmt: skip
+                            "--where", "valid = true", "-o", str(manifest)])
     assert r.exit_code == 0, r.output
     m = Manifest.load(manifest)
     assert m.n_epochs == 60 and m.channel_names == ["O1", "C3", "Fp1"] and m.counts["recordings"] == 1
     run = tmp_path / "run"
     r = runner.invoke(app, ["pretrain", "--manifest", str(manifest), "--out", str(run), "--config", "cpu-tiny",
-                            "--steps", "20", "--batch-size", "8", "--lr", "2e-3"])  # fmt: skip
+                            "--steps", "20", "--batch-size", "8", "--lr", "2e-3"])
     assert r.exit_code == 0, r.output
     losses = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(losses) == 20 and all(np.isfinite(losses))

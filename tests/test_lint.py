@@ -16,5 +16,5 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_ruff_is_clean():
     pytest.importorskip("ruff")
     r = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "ephys", "tests", "benchmarks"],
-                       cwd=ROOT, capture_output=True, text=True, check=False)  # fmt: skip
+                       cwd=ROOT, capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]

@@ -377,7 +377,7 @@ def test_keys_and_runs_round_trip_and_membership():
     runs = key_runs(keys)
     # 0,1,2,5,6,9 of a: one run over 0..9, bits 0,1,2,5,6,9 = 0b1001100111 little-endian -> bytes 0x67 0x02
     assert runs == [(a, 6, 0, 9, "ZwI="), (b, 6, 9, 10, ""), (a, 6, 3, 4, ""), ("x", 0, 0, 0, ""), ("y", 1, 9, 9, ""),
-                    ("y", 2, 10, 10, "")]  # fmt: skip
+                    ("y", 2, 10, 10, "")]
     assert list(run_keys(runs)) == keys
     assert ManifestShard(url="u", sha256="s", n_samples=20, keys=keys).n_selected == len(keys)
     ks = KeySet(runs)

@@ -94,7 +94,7 @@ def test_clinical_texts_lose_at_most_one_percent_of_their_words():
     ("Meier_Hans", "[name]_[name]"),
     ("ca. Mitte der Ableitung Anfall", "ca. Mitte der Ableitung Anfall"),  # abbreviations that are not titles
     ("HV 3 m Erholung", "HV 3 m Erholung"),
-])  # fmt: skip
+])
 def test_name_detector_cases(text, expected):
     assert name_detector().scrub(text)[0] == expected
 
@@ -104,7 +104,7 @@ def test_name_detector_cases(text, expected):
     (["Fallnummer PID44", "71982 notiert"], ["Fallnummer [id]", "[id] notiert"]),
     (["Anfall li", "nks temporal"], ["Anfall li", "nks temporal"]),  # no name across the join
     (["Quaexelbroet", "Anfall"], ["Quaexelbroet", "Anfall"]),  # whole in one: left to scrub_text
-])  # fmt: skip
+])
 def test_names_and_ids_split_across_neighbouring_annotations(texts, expected):
     out, n = scrub_split(texts, ["Quaexelbroet_Hieronymus"], ["PID4471982"])
     assert out == expected and n == (expected != texts)
@@ -145,9 +145,9 @@ def test_ingest_scrubs_names_no_header_gives(tmp_path):
     write_edf(a / "r.edf", list(x), [f"EEG {c}" for c in labels], [256] * 4,
               patient="PID4471982 M 17-MAR-1961 Quaexelbroet_Hieronymus",
               annotations=[(1, 0, "Mutter Erika anwesend"), (2, 0, "Pat. Quaexel"), (3, 0, "broet Anfall"),
-                           (4, 0, "Fallnummer PID44"), (5, 0, "71982"), (6, 0, "Anfall links temporal")])  # fmt: skip
+                           (4, 0, "Fallnummer PID44"), (5, 0, "71982"), (6, 0, "Anfall links temporal")])
     write_brainvision(a, "bv", x, labels, 256, [("Comment", "Hans Quaexelbroet PID4471982", 1.0),
-                                               ("Comment", "Augen zu", 2.0)])  # fmt: skip
+                                               ("Comment", "Augen zu", 2.0)])
     info = mne.create_info(labels, 256.0, "eeg")
     info["experimenter"] = "Zwiebelmeister"
     raw = mne.io.RawArray(x * 1e-6, info, verbose="error")
@@ -157,7 +157,7 @@ def test_ingest_scrubs_names_no_header_gives(tmp_path):
     s = ingest(a, out, config=IngestConfig(montage="native", min_epochs=1), workers=1)
     assert s.n_ok == 3
     expected = {"Mutter [name] anwesend", "Pat. [name]", "[name] Anfall", "Fallnummer [id]", "[id]",
-                "Anfall links temporal", "Comment/[name] [name] [id]", "Comment/Augen zu", "[name] klebt Elektrode", "Augen auf"}  # fmt: skip
+                "Anfall links temporal", "Comment/[name] [name] [id]", "Comment/Augen zu", "[name] klebt Elektrode", "Augen auf"}
     assert expected <= _catalog_texts(out)
     assert expected <= _shard_texts(out)
     blob = b"".join(p.read_bytes() for p in out.rglob("*") if p.is_file())

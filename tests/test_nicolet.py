@@ -20,7 +20,7 @@ import ephys.ingest.readers.nicolet as nicolet
 from ephys.ingest.readers.bufio import open_for_reading
 from ephys.errors import (
     CorruptFileError, EmptyFileError, EphysError, UnreadableFileError, UnsupportedFormatError, WrongMagicError,
-)  # fmt: skip
+)
 from ephys.ingest.readers.nicolet import NicoletReader
 from ephys.ingest.writers.nicolet import ANNOTATION, IMPEDANCE, SEIZURE_A, TS, Event, Trace, write_nicolet
 
@@ -40,7 +40,7 @@ EVENTS = [
     Event(START + dt.timedelta(seconds=26.5), 0.0, IMPEDANCE),
 ]
 PATIENT = {"patientID": "PAT-778899", "firstName": "Jürgen", "lastName": "Weißmüller", "altID": "ALT-1",
-           "DOB": dt.date(1961, 7, 14), "sexID": "M", "notes": "Epilepsie seit 2010, Tochter Annegret"}  # fmt: skip
+           "DOB": dt.date(1961, 7, 14), "sexID": "M", "notes": "Epilepsie seit 2010, Tochter Annegret"}
 PHI = ["PAT-778899", "Jürgen", "Weißmüller", "1961", "Annegret", "ALT-1"]
 
 
@@ -233,7 +233,7 @@ def test_truncated_at_boundaries(tmp_path, rec):
     p, lay, _ = rec
     data = p.read_bytes()
     cuts = [8, 100, 176 + 84 * 5, 172210, lay.index_blocks[0] + 30, lay.index_blocks[1] + 8,
-            lay.data_start + 100, lay.sections["0"][1][0] + 3, lay.size - 1]  # fmt: skip
+            lay.data_start + 100, lay.sections["0"][1][0] + 3, lay.size - 1]
     for cut in cuts:
         (tmp_path / "cut.e").write_bytes(data[:cut])
         _raises(tmp_path / "cut.e", CorruptFileError, "^.*corrupt .e: ")

@@ -87,7 +87,7 @@ NIC_PATIENT = {
     "patientID": "NQX4418832", "altID": "ALT9923117", "firstName": "Notburga", "middleName": "Theodolinde",
     "lastName": "Hinterhubinger", "mothersMaidenName": "Krautwickel", "DOB": dt.date(1931, 6, 5),
     "DOD": dt.date(2022, 1, 9), "sexID": "F", "notes": "Pflegeheim Sonnleiten",
-}  # fmt: skip
+}
 NIC_EVENTS = [  # (seconds, duration, text, user); users are wchar[12]
     (5, 0.0, "Notburga Hinterhubinger Anfall 05.06.2021", "Hrabovsky"),
     (8, 0.0, "Rückruf Dr. Hrabovsky", "Hrabovsky"),
@@ -159,13 +159,13 @@ def _noise(seed: int, n_channels: int, n: int) -> np.ndarray:
 def _edf(path: Path, seed: int, patient: str, recording: str, tals, bdf: bool = False) -> None:
     x = _noise(seed, len(LABELS), RATE * SECONDS)
     write_edf(path, list(x), [f"EEG {lab}" for lab in LABELS], [RATE] * len(LABELS), bdf=bdf, annotations=tals,
-              patient=patient, recording=recording, start=EDF_START)  # fmt: skip
+              patient=patient, recording=recording, start=EDF_START)
 
 
 def _trc(path: Path) -> None:
     raw = np.round(32768 + _noise(3, len(LABELS), RATE * SECONDS).T / (6400 / 65536)).astype(np.uint16)
     write_trc(path, raw, [Chan(label=lab) for lab in LABELS], rate=RATE, surname=TRC_SURNAME, first_name=TRC_FIRST,
-              birth=TRC_BIRTH, start=START, notes=TRC_NOTES, event_a=TRC_EVENT_A, laboratory=TRC_LAB)  # fmt: skip
+              birth=TRC_BIRTH, start=START, notes=TRC_NOTES, event_a=TRC_EVENT_A, laboratory=TRC_LAB)
 
 
 def _nicolet(path: Path) -> None:
@@ -326,7 +326,7 @@ def _build(root: Path, caplog, capfd) -> World:
             "query": runner.invoke(app, ["catalog", "query", "--out", str(out2), "--json"]),
             "query-table": runner.invoke(app, ["catalog", "query", "--out", str(out2)]),
             "report": runner.invoke(app, ["report", str(out2), "--out", str(out2 / "report.html")]),
-        }  # fmt: skip
+        }
         cli_records = caplog.records[n1:]
         cli_fd = capfd.readouterr()
     finally:
@@ -352,17 +352,17 @@ def _build(root: Path, caplog, capfd) -> World:
             shard_metas += [json.loads(tar.extractfile(m).read()) for m in tar.getmembers() if m.name.endswith(".json")]
 
     files = Sink("files", blobs=_file_blobs("out-api", out) + _file_blobs("out-cli", out2)
-                 + [(f"manifest {manifest.name}", manifest.read_bytes())])  # fmt: skip
+                 + [(f"manifest {manifest.name}", manifest.read_bytes())])
     catalog = Sink("catalog", texts=cat_texts)
     api_console = Sink("api-console", texts=_records_text(api_records)
-                       + [("api stdout (capfd)", api_fd.out), ("api stderr (capfd)", api_fd.err)])  # fmt: skip
+                       + [("api stdout (capfd)", api_fd.out), ("api stderr (capfd)", api_fd.err)])
     cli_texts = _records_text(cli_records) + [("cli stdout (capfd)", cli_fd.out), ("cli stderr (capfd)", cli_fd.err)]
     for name, r in results.items():
         cli_texts += [(f"`ephys {name}` stdout", r.stdout), (f"`ephys {name}` stderr", r.stderr)]
     cli_console = Sink("cli-console", texts=cli_texts)
     return World(archive=archive, out=out, out2=out2, manifest=manifest, summary=summary, tables=tables,
                  shard_metas=shard_metas, cli_exit={k: r.exit_code for k, r in results.items()}, cli_query=cli_query,
-                 sinks={s.name: s for s in (files, catalog, api_console, cli_console)})  # fmt: skip
+                 sinks={s.name: s for s in (files, catalog, api_console, cli_console)})
 
 
 @pytest.fixture
@@ -422,7 +422,7 @@ def test_annotations_are_scrubbed_not_dropped(world):
     assert "[name] [name] asleep [date]" in per_format["edf+c"]
     assert {"[name] [name] schläft", "Anfall [date] [name]", "HV [name] [name]"} <= per_format["micromed_trc"]
     assert {"[name] [name] Anfall [date]", "Rückruf Dr. [name]", "Mutter geb. [name], [name] anwesend",
-            "[name]: Elektrodenwechsel"} <= per_format["nicolet_e"]  # fmt: skip
+            "[name]: Elektrodenwechsel"} <= per_format["nicolet_e"]
     assert all(r["n_scrubbed"] > 0 for r in w.tables["recordings"])
     # Scrubbed text reaches the shards too (annotations overlapping an epoch travel in its JSON).
     shard_texts = {a["text"] for m in w.shard_metas for a in m["annotations"]}

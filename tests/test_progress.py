@@ -49,7 +49,7 @@ def test_verify_prints_progress_lines_without_paths(tmp_path):
     cat.close()
     exe = Path(sys.executable).with_name("ephys")
     r = subprocess.run([str(exe), "catalog", "verify", "--out", str(tmp_path)], capture_output=True, text=True,
-                       timeout=120)  # fmt: skip
+                       timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     (line,) = [ln for ln in r.stderr.splitlines() if " verify: " in ln]
     assert line.split(" INFO ")[1].startswith(f"verify: {n}/{n} shards (100.0 %)")
@@ -62,7 +62,7 @@ def test_report_prints_its_steps_without_paths(tmp_path):
     cat.close()
     exe = Path(sys.executable).with_name("ephys")
     r = subprocess.run([str(exe), "report", str(tmp_path), "-o", str(tmp_path / "r.html")], capture_output=True,
-                       text=True, timeout=120)  # fmt: skip
+                       text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     (line,) = [ln for ln in r.stderr.splitlines() if " report: " in ln]
     assert line.split(" INFO ")[1].startswith("report: 2/2 steps (100.0 %)") and line.endswith("page rendered")

@@ -111,7 +111,7 @@ def _edf_with(tmp_path, flat: list[str], hum: list[str] = ()):
             x = x + 200 * np.sin(2 * np.pi * 50 * t)
         sig.append(x)
     return write_edf(tmp_path / "a" / "rec.edf", sig, [f"EEG {e}" for e in TEN_TWENTY], [sf] * 19) if \
-        (tmp_path / "a").mkdir(exist_ok=True) is None else None  # fmt: skip
+        (tmp_path / "a").mkdir(exist_ok=True) is None else None
 
 
 def test_bad_channels_leave_the_shards_and_verdicts_are_stored(tmp_path):
@@ -188,14 +188,14 @@ def test_spectral_ratios_and_kurtosis_equal_scipy(sfreq):
     n = int(30 * sfreq)
     t = np.arange(n) / sfreq
     ep = (rng.normal(0, 20, (40, n)) + 10 * np.sin(2 * np.pi * 50 * t) + np.cumsum(rng.normal(0, 1, (40, n)), axis=1)
-          + 40 * rng.standard_t(3, (40, n)) * (rng.random((40, 1)) < 0.3)).astype(np.float32)  # fmt: skip
+          + 40 * rng.standard_t(3, (40, n)) * (rng.random((40, 1)) < 0.3)).astype(np.float32)
     ep[3, 100] = np.nan
     got = spectral_ratios(ep, sfreq, 50.0)
     x = np.nan_to_num(ep.astype(np.float64))
     f, p = signal.welch(x, fs=sfreq, nperseg=int(10 * sfreq), axis=-1)
     hf = min(100.0, 0.45 * sfreq)
     want = [_band_ratio(f, p, (49.0, 51.0), (1.0, hf)) if 51 < hf else np.full(40, np.nan),
-            _band_ratio(f, p, (30.0, hf), (1.0, hf)), _band_ratio(f, p, (1e-9, 0.3), (1e-9, hf))]  # fmt: skip
+            _band_ratio(f, p, (30.0, hf), (1.0, hf)), _band_ratio(f, p, (1e-9, 0.3), (1e-9, hf))]
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-5, equal_nan=True)
     assert np.isnan(got[0]).all() == (sfreq < 120)

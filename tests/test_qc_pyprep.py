@@ -44,7 +44,7 @@ def test_injected_flat_noisy_and_disconnected_channels_agree_with_pyprep(tmp_pat
     engine = create_engine(f"sqlite:///{tmp_path / 'out' / 'catalog.sqlite'}")
     with engine.connect() as c:
         bad = json.loads(c.execute(text("SELECT bad_channels_json FROM recordings WHERE sha256 = :s"),
-                                   {"s": sha(path)}).scalar_one())  # fmt: skip
+                                   {"s": sha(path)}).scalar_one())
     engine.dispose()
     ephys_bad = {k.upper(): v for k, v in bad.items()}
     ref = {k.upper(): set(v) for k, v in benchmark("qc_pyprep").pyprep_bads(x, names, sf).items()}  # the benchmark's call

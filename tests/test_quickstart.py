@@ -48,7 +48,7 @@ def test_quickstart_builds_a_corpus_and_walks_every_stage(walked):
     # ones too short, the bipolar/sparse ones without regional8 coverage, the hypnogram without signal.
     assert st["recordings"] == {"total": 16, "ok": 6, "rejected": 9, "failed": 1}
     assert st["failure_codes"] == {"failed": {"corrupt": 1},
-                                   "rejected": {"insufficient_coverage": 4, "no_signal": 1, "too_short": 4}}  # fmt: skip
+                                   "rejected": {"insufficient_coverage": 4, "no_signal": 1, "too_short": 4}}
     ok = query_recordings(url, ["status = ok"])
     assert sorted(r["format"] for r in ok) == ["bdf+c", "edf+c", "edf+c", "edf+c", "micromed_trc", "nicolet_e"]
     assert st["subjects"]["ok"] == 6 and st["epochs"]["total"] == 5 * 12 + 24  # five 6-min files, one 12-min

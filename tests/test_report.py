@@ -32,7 +32,7 @@ CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/go
 #: Figures the page of the corpus below must show.
 EXPECTED_FIGURES = ("fig-status", "fig-failures", "fig-hours", "fig-score", "fig-emg-ratio", "fig-drift-ratio",
                     "fig-stages", "fig-hypnogram-0", "fig-hypnogram-1", "fig-categories", "fig-subcategories",
-                    "fig-sfreq", "fig-n-eeg", "fig-channel-names", "fig-stage-seconds")  # fmt: skip
+                    "fig-sfreq", "fig-n-eeg", "fig-channel-names", "fig-stage-seconds")
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def corpus(staged_corpus, tmp_path_factory):
     rng = np.random.default_rng(0)
     write_edf(extra / "short.edf", [rng.normal(0, 20, 12 * 256) for _ in range(3)], ["EEG C3", "EEG C4", "EEG Cz"],
               [256] * 3, annotations=[(1.0, 0.0, "Anfall links temporal"), (4.0, 0.0, "kein Anfall"),
-                                      (6.0, 2.0, "Augen zu"), (8.0, 0.0, "xyzzy Ereignis")])  # fmt: skip
+                                      (6.0, 2.0, "Augen zu"), (8.0, 0.0, "xyzzy Ereignis")])
     s = ingest(extra, out, config=IngestConfig(montage="native", stager="gssc"), workers=1)
     assert (s.n_ok, s.n_rejected, s.n_failed) == (0, 1, 1)
     return out, f"sqlite:///{out / 'catalog.sqlite'}"
@@ -154,7 +154,7 @@ def test_page_renders_in_headless_chromium(corpus, tmp_path):
                                    "complete: i.complete, w: i.naturalWidth, h: i.naturalHeight, "
                                    "x: i.getBoundingClientRect().left + window.scrollX, "
                                    "y: i.getBoundingClientRect().top + window.scrollY, "
-                                   "shown: i.getBoundingClientRect().width, shown_h: i.getBoundingClientRect().height}))")  # fmt: skip
+                                   "shown: i.getBoundingClientRect().width, shown_h: i.getBoundingClientRect().height}))")
             title = page.title()
             h2 = page.locator("h2").all_inner_texts()
             shot = page.screenshot(full_page=True)

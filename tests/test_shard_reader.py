@@ -50,7 +50,7 @@ def _wds_samples(path) -> list[dict]:
 
     with open(path, "rb") as f:
         return [{k: v for k, v in s.items() if k != "__url__"}
-                for s in group_by_keys(tar_file_expander([{"url": str(path), "stream": f}]))]  # fmt: skip
+                for s in group_by_keys(tar_file_expander([{"url": str(path), "stream": f}]))]
 
 
 @pytest.mark.parametrize("seekable", [True, False], ids=["seek", "stream"])
@@ -70,7 +70,7 @@ def test_keys_and_read_select_without_reading_the_rest(tmp_path):
     with open_shard(str(path)) as f:
         got = dict(iter_samples(f, keys={"a", "d"}, read=(META_MEMBER,)))
     assert got == {"a": {EEG_MEMBER: None, META_MEMBER: b'{"k": "a"}'},
-                   "d": {EEG_MEMBER: None, META_MEMBER: b"{}", "extra.txt": None}}  # fmt: skip
+                   "d": {EEG_MEMBER: None, META_MEMBER: b"{}", "extra.txt": None}}
 
 
 def test_a_returning_key_or_repeated_member_starts_a_new_sample(tmp_path):
@@ -78,7 +78,7 @@ def test_a_returning_key_or_repeated_member_starts_a_new_sample(tmp_path):
     _tar(path, [("a.json", b"1"), ("b.json", b"2"), ("a.json", b"3"), ("a.json", b"4")])
     with open_shard(str(path)) as f:
         assert list(iter_samples(f)) == [("a", {"json": b"1"}), ("b", {"json": b"2"}), ("a", {"json": b"3"}),
-                                         ("a", {"json": b"4"})]  # fmt: skip
+                                         ("a", {"json": b"4"})]
 
 
 def test_hashing_while_reading_equals_hashlib_of_the_file(tmp_path):

@@ -133,9 +133,9 @@ def test_driver_killed_with_shards_on_the_object_store_resumes_exactly(point, ar
     root = f"s3://{BUCKET}/killed/{point.split(':')[1]}"
     out = tmp_path / "out"
     env = dict(os.environ, EPHYS_TEST_FAILPOINTS=point,
-               FSSPEC_S3_ENDPOINT_URL=fsspec.config.conf["s3"]["endpoint_url"])  # fmt: skip
+               FSSPEC_S3_ENDPOINT_URL=fsspec.config.conf["s3"]["endpoint_url"])
     cmd = [sys.executable, "-m", "ephys", "ingest", str(archive), "--out", str(out), "--shards", root,
-           "--shard-size", "5", "--min-epochs", "5", "--workers", "1"]  # fmt: skip
+           "--shard-size", "5", "--min-epochs", "5", "--workers", "1"]
     r = subprocess.run(cmd, env=env, capture_output=True, timeout=300)
     assert r.returncode == -9, r.stderr.decode()[-2000:]  # it died there
     assert s3.exists(f"{root}/shard-000001.tar")  # the upload happened before the kill

@@ -37,13 +37,13 @@ def test_real_sidecars_parse_to_the_times_they_state():
     assert chb.format == "chbmit" and not chb.problems
     assert [(e.name, e.onset_s, e.duration_s) for e in chb.entries] == [
         ("chb05_06.edf", 417, 115), ("chb05_13.edf", 1086, 110), ("chb05_16.edf", 2317, 96),
-        ("chb05_17.edf", 2451, 120), ("chb05_22.edf", 2348, 117)]  # fmt: skip
+        ("chb05_17.edf", 2451, 120), ("chb05_22.edf", 2348, 117)]
     assert len(chb.listed) == 39 - 5 and "chb05_01.edf" in chb.listed  # seizure-free files are listed too
     siena = read_sidecar(SIENA)
     assert siena.format == "siena" and not siena.problems
     assert [(e.name, e.onset_s, e.duration_s, e.end_limit_s) for e in siena.entries] == [
         ("PN00-1.edf", 1143, 70, 2605), ("PN00-2.edf", 1220, 54, 2282), ("PN00-3.edf", 765, 3660, 2489),
-        ("PN00-4.edf", 1006, 74, 2082), ("PN00-5.edf", 904, 67, 2123)]  # fmt: skip
+        ("PN00-4.edf", 1006, 74, 2082), ("PN00-5.edf", 904, 67, 2123)]
     # The summary's first 512 bytes list only channels: a file is sniffed on its first 4 KiB.
     assert sniff_sidecar(CHB.read_bytes()[:4096]) == "chbmit" and sniff_sidecar(b"Fp1 F3 C3\n") is None
 
@@ -53,13 +53,13 @@ def test_chbmit_variants_and_siena_midnight():
 
     chb = parse_chbmit("File Name: a.edf\nNumber of Seizures in File: 2\nSeizure 1 Start Time: 10 seconds\n"
                        "Seizure 1 End Time: 20 seconds\nSeizure 2 Start Time: 30 seconds\nSeizure 2 End Time: 25 seconds\n"
-                       "File Name: b.edf\nNumber of Seizures in File: 1\n")  # fmt: skip
+                       "File Name: b.edf\nNumber of Seizures in File: 1\n")
     assert [(e.name, e.onset_s, e.duration_s) for e in chb.entries] == [("a.edf", 10, 10)]
     assert [r for _, r in chb.problems] == ["seizure ends (25 s) before it starts (30 s)",
-                                            "'Number of Seizures in File: 1' but 0 listed"]  # fmt: skip
+                                            "'Number of Seizures in File: 1' but 0 listed"]
     siena = parse_siena("Seizure n 1\nFile name: x.edf\nRegistration start time: 23.50.00\n"
                         "Registration end time: 00.40:00\nStart time: 00:05:10\nEnd time: 00.06.00\n"
-                        "Seizure n 2\nFile name: x.edf\nRegistration start time: 23.50.00\nSeizure start time: 99.00.00\n")  # fmt: skip
+                        "Seizure n 2\nFile name: x.edf\nRegistration start time: 23.50.00\nSeizure start time: 99.00.00\n")
     assert [(e.onset_s, e.duration_s, e.end_limit_s) for e in siena.entries] == [(910, 50, 3000)]
     assert siena.problems == [(2, "registration start, seizure start or seizure end is not a clock time HH.MM.SS")]
 
@@ -71,9 +71,9 @@ def test_tsv_rows_and_their_refusals():
                     "a.edf\tsoon\t1\tx\n"
                     "a.edf\t-1\t1\tx\n"
                     "a.edf\t1\n"
-                    "a.edf\t1\t1\t \n")  # fmt: skip
+                    "a.edf\t1\t1\t \n")
     assert [(e.number, e.name, e.onset_s, e.duration_s, e.text) for e in tsv.entries] == [
-        (1, "a.edf", 12.5, 30, "Seizure (left temporal)"), (2, "ab" * 32, 1, 0, "spike")]  # fmt: skip
+        (1, "a.edf", 12.5, 30, "Seizure (left temporal)"), (2, "ab" * 32, 1, 0, "spike")]
     assert [n for n, _ in tsv.problems] == [3, 4, 5, 6]
 
 
@@ -85,7 +85,7 @@ def _archive(root: Path) -> dict[str, Path]:
     for rel, seconds, seed in [("chb05/chb05_06.edf", 600, 1), ("chb05/chb05_13.edf", 1230, 2),
                                ("PN00/PN00-1.edf", 1230, 3), ("PN00/PN00-3.edf", 900, 4),
                                ("other/chb05_16.edf", 120, 5), ("other2/chb05_16.edf", 150, 6),
-                               ("tsvs/night.edf", 300, 7)]:  # fmt: skip
+                               ("tsvs/night.edf", 300, 7)]:
         p = root / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         files[rel] = write_edf(p, _eeg(len(LABELS), seconds, seed), LABELS, [RATE] * len(LABELS))
@@ -132,9 +132,9 @@ def test_ingest_attaches_sidecar_entries_and_reports_the_rest(tmp_path, catalog_
         rows = c.execute(text(
             "SELECT r.sha256, a.onset_s, a.duration_s, a.text, a.source, a.category, a.subcategory FROM annotations a "
             "JOIN recordings r ON r.id = a.recording_id WHERE a.source LIKE 'sidecar:%' ORDER BY r.sha256, a.onset_s"
-        )).all()  # fmt: skip
+        )).all()
         sidecar_rows = c.execute(text("SELECT format, n_entries, n_attached, n_recordings, problems_json "
-                                      "FROM annotation_sidecars ORDER BY format")).all()  # fmt: skip
+                                      "FROM annotation_sidecars ORDER BY format")).all()
     engine.dispose()
     got = {(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows}
     s = {rel: sha(p) for rel, p in files.items()}
@@ -148,7 +148,7 @@ def test_ingest_attaches_sidecar_entries_and_reports_the_rest(tmp_path, catalog_
     }, got
     assert [(f, n, a, k) for f, n, a, k, _ in sidecar_rows] == [("chbmit", 5, 2, 2), ("siena", 5, 2, 2), ("tsv", 3, 2, 1)]
     assert json.loads(sidecar_rows[0][4])[0] == [3, "names 2 recordings of different content (the same file name "
-                                                     "in several folders)"]  # fmt: skip
+                                                     "in several folders)"]
 
     # category = seizure selects exactly the epochs the seizures overlap (30-s epochs from 0 s).
     chosen = {(e.recording, int(e.key.rsplit("_", 1)[1])) for e in select_epochs(catalog_url, ["category = seizure"])}
@@ -175,6 +175,6 @@ def test_ingest_attaches_sidecar_entries_and_reports_the_rest(tmp_path, catalog_
     engine = create_engine(catalog_url)
     with engine.connect() as c:
         n = c.execute(text("SELECT source, COUNT(*) FROM annotations WHERE source LIKE 'sidecar:%' GROUP BY source "
-                           "ORDER BY source")).all()  # fmt: skip
+                           "ORDER BY source")).all()
     engine.dispose()
     assert [tuple(r) for r in n] == [("sidecar:chbmit", 2), ("sidecar:siena", 2)]

@@ -63,7 +63,7 @@ def chans(specs) -> list[ChannelInfo]:
         parsed = parse_label(label)
         to_uv = unit_to_uv(unit)
         out.append(ChannelInfo(index=i, label=label, name=parsed.name, kind=channel_kind(parsed, to_uv),
-                               sfreq=sf, unit=unit, to_uv=to_uv, reference=parsed.reference))  # fmt: skip
+                               sfreq=sf, unit=unit, to_uv=to_uv, reference=parsed.reference))
     return out
 
 
@@ -99,7 +99,7 @@ def sleep_edf():
     eeg, eog = r.read_channels([c.eeg, c.eog])
     ann = mne.read_annotations(SLEEP_EDF_HYP)
     names = {"Sleep stage W": 0, "Sleep stage 1": 1, "Sleep stage 2": 2, "Sleep stage 3": 3, "Sleep stage 4": 3,
-             "Sleep stage R": 4}  # fmt: skip
+             "Sleep stage R": 4}
     truth = np.full(10, -1, np.int8)
     for on, dur, desc in zip(ann.onset, ann.duration, ann.description):
         for e in range(10):
@@ -121,7 +121,7 @@ def check_result(res, n):
 # channel choice (synthetic headers)
 
 TEN_TWENTY_LABELS = ["Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8", "T3", "C3", "Cz", "C4", "T4",
-                     "T5", "P3", "Pz", "P4", "T6", "O1", "O2"]  # fmt: skip
+                     "T5", "P3", "Pz", "P4", "T6", "O1", "O2"]
 
 
 def test_clinical_19_channel_common_reference_picks_c4_once():
@@ -160,7 +160,7 @@ def test_recorded_contralateral_reference_wins():
 
 def test_sleep_edf_header_picks_fpz_cz_and_horizontal_eog():
     cs = chans([("EEG Fpz-Cz", 100.0), ("EEG Pz-Oz", 100.0), ("EOG horizontal", 100.0), ("Resp oro-nasal", 1.0, ""),
-                ("EMG submental", 1.0), ("Temp rectal", 1.0, "DegC"), ("Event marker", 1.0, "")])  # fmt: skip
+                ("EMG submental", 1.0), ("Temp rectal", 1.0, "DegC"), ("Event marker", 1.0, "")])
     c = choose_channels(cs)
     assert (c.eeg_name, c.eog_name) == ("Fpz-Cz", "EOG horizontal")
     assert c.emg is None  # the 1-Hz EMG envelope is not a signal YASA can use
@@ -169,7 +169,7 @@ def test_sleep_edf_header_picks_fpz_cz_and_horizontal_eog():
 def test_dreams_header_picks_c3_a1_and_eog1():
     cs = chans([("O1-A1", 50.0, "UV"), ("EMG1", 50.0, "UV"), ("ECG", 50.0, "MV"), ("NAF1", 50.0, "UV"),
                 ("C3-A1", 50.0, "UV"), ("FP1-A1", 50.0, "UV"), ("EOG2-A1", 50.0, "UV"), ("EOG1-A1", 50.0, "UV"),
-                ("SAO2", 50.0, "%"), ("hypnogram", 1.0, "stade")])  # fmt: skip
+                ("SAO2", 50.0, "%"), ("hypnogram", 1.0, "stade")])
     c = choose_channels(cs)
     assert (c.eeg_name, c.eog_name, c.emg_name) == ("C3-A1", "EOG1-A1", "EMG1")
 
@@ -269,7 +269,7 @@ def test_gssc_workaround_keeps_last_epoch_and_matches_mne_infer(gssc_stager, sle
     n = 10
     assert len(eeg) == n * 30 * sf
     raw = mne.io.RawArray(np.vstack([eeg, eog]).astype(np.float64) * 1e-6,
-                          mne.create_info(["Fpz-Cz", "EOG"], sf, ["eeg", "eog"]), verbose="error")  # fmt: skip
+                          mne.create_info(["Fpz-Cz", "EOG"], sf, ["eeg", "eog"]), verbose="error")
     inf = EEGInfer(net=gssc_stager.sig_net, con_net=gssc_stager.gru_net, use_cuda=False)
     theirs, _ = inf.mne_infer(raw.copy(), eeg=["Fpz-Cz"], eog=["EOG"], eeg_drop=False, eog_drop=False)
     assert len(theirs) == n - 1
@@ -287,7 +287,7 @@ def test_gssc_workaround_matches_mne_infer_on_dreams(gssc_stager, dreams):
 
     eeg, eog, _, sf, _ = dreams
     raw = mne.io.RawArray(np.vstack([eeg, eog]).astype(np.float64) * 1e-6,
-                          mne.create_info(["C3", "EOG1"], sf, ["eeg", "eog"]), verbose="error")  # fmt: skip
+                          mne.create_info(["C3", "EOG1"], sf, ["eeg", "eog"]), verbose="error")
     inf = EEGInfer(net=gssc_stager.sig_net, con_net=gssc_stager.gru_net, use_cuda=False)
     theirs, _ = inf.mne_infer(raw, eeg=["C3"], eog=["EOG1"], eeg_drop=False, eog_drop=False)
     ours = gssc_stager.stage(eeg, sf, eog, None, 60)
@@ -303,7 +303,7 @@ def test_gssc_workaround_never_touches_caller_data(gssc_stager, sleep_edf):
 
     eeg, eog, sf, _ = sleep_edf
     raw = mne.io.RawArray(np.vstack([eeg, eog]).astype(np.float64) * 1e-6,
-                          mne.create_info(["Fpz-Cz", "EOG"], sf, ["eeg", "eog"]), verbose="error")  # fmt: skip
+                          mne.create_info(["Fpz-Cz", "EOG"], sf, ["eeg", "eog"]), verbose="error")
     before = raw.get_data().copy()
     EEGInfer(net=gssc_stager.sig_net, con_net=gssc_stager.gru_net, use_cuda=False).mne_infer(
         raw, eeg=["Fpz-Cz"], eog=["EOG"], eeg_drop=False, eog_drop=False

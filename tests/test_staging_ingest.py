@@ -53,7 +53,7 @@ def test_pipeline_agreement_with_the_dreams_expert(staged):
     c = Catalog(f"sqlite:///{out / 'catalog.sqlite'}")
     with c.session() as s:
         got = s.execute(select(m.Epoch.stage).join(m.Recording).where(m.Recording.sha256 == sha(a / "excerpt3.edf"))
-                        .order_by(m.Epoch.index)).scalars().all()  # fmt: skip
+                        .order_by(m.Epoch.index)).scalars().all()
     c.close()
     codes = (REAL / "dreams-sleep" / "Hypnogram_excerpt3.txt").read_text().split()[1:]
     truth = hypnogram_from_rk([int(x) for x in codes])

@@ -514,7 +514,7 @@ def test_errors_name_the_position_and_ids_and_empty_lists_may_be_null(tmp_path, 
     d = _packaged()
     d["categories"][4]["subcategories"][0]["abbr"].append("TOOLONGX")
     with pytest.raises(ValueError, match=r"taxonomy\.yaml: categories\[4\]\.subcategories\[0\] "
-                                         r"\(procedure/hyperventilation\): abbreviation 'TOOLONGX'"):  # fmt: skip
+                                         r"\(procedure/hyperventilation\): abbreviation 'TOOLONGX'"):
         load_taxonomy(_write(tmp_path, d))
     d = _packaged()
     d["categories"][0]["subcategories"][0]["de"] = None  # `de:` with nothing after it

@@ -52,7 +52,7 @@ def test_annotations_are_labelled_in_catalog_and_shards(tmp_path):
     assert [int(e.key[-6:]) for e in select_epochs(url, ["category = artifact"])] == [2]
     with tarfile.open(next((out / "shards").glob("*.tar"))) as tar:
         metas = {json.loads(tar.extractfile(t).read())["epoch_index"]: json.loads(tar.extractfile(t).read())
-                 for t in tar.getmembers() if t.name.endswith(".json")}  # fmt: skip
+                 for t in tar.getmembers() if t.name.endswith(".json")}
     assert [(x["text"], x["category"]) for x in metas[1]["annotations"]] == [("Anfall li temporal", "seizure")]
     # A manifest takes the same clauses: the seizure epochs whose quality score is high enough.
     from ephys.manifest import create_manifest

@@ -29,7 +29,7 @@ SURNAME, FIRST = "Müller-Lüdenscheidt", "Anna Maria"
 RANGES = {1: (0, 249, 125), 2: (0, 59999, 30000), 4: (0, 2**24 - 3, 2**23)}  # non-dyadic factors
 # (unit code, expected unit, to_uv); code 2 is volts (neo says 1), 7 is unknown.
 UNIT_CASES = [(-1, "nV", 1e-3), (0, "uV", 1.0), (1, "mV", 1e3), (2, "V", 1e6), (100, "%", None),
-              (101, "bpm", None), (102, "", None), (7, "unit code 7", None)]  # fmt: skip
+              (101, "bpm", None), (102, "", None), (7, "unit code 7", None)]
 
 
 def _chans(nbytes: int) -> list[Chan]:
@@ -37,7 +37,7 @@ def _chans(nbytes: int) -> list[Chan]:
     labels = ["Fp1", "T3", "Cz", "EOG+", "ECG1+", "SpO2", "MKR+", "X1"]
     negs = ["G2", "G2", "", "EOG-", "ECG1-", "G2", "MKR-", "G2"]
     return [Chan(lab, neg, unit=u, lmin=lmin, lmax=lmax, lground=g + k, pmin=-1000 * (k + 1), pmax=1200 * (k + 1))
-            for k, (lab, neg, (u, _, _)) in enumerate(zip(labels, negs, UNIT_CASES))]  # fmt: skip
+            for k, (lab, neg, (u, _, _)) in enumerate(zip(labels, negs, UNIT_CASES))]
 
 
 def _raw(n: int, chans: list[Chan], seed: int = 0) -> np.ndarray:
@@ -47,7 +47,7 @@ def _raw(n: int, chans: list[Chan], seed: int = 0) -> np.ndarray:
 
 def _expected(raw: np.ndarray, chans: list[Chan]) -> list[np.ndarray]:
     return [(c.physical(raw[:, k]) * (to_uv or 1.0)).astype(np.float32)
-            for k, (c, (_, _, to_uv)) in enumerate(zip(chans, UNIT_CASES))]  # fmt: skip
+            for k, (c, (_, _, to_uv)) in enumerate(zip(chans, UNIT_CASES))]
 
 
 def _assert_signal(got: np.ndarray, exp: np.ndarray, to_uv: float | None = 1.0) -> None:
@@ -65,7 +65,7 @@ FULL = dict(
     notes=[(0, "Start"), (40, "Augen geöffnet äöüß"), (90, "Hyperventilation")],
     triggers=[(0, 5), (33, 200), (150, 65534)],
     event_a=("Schlaf ü", [(0, 25), (60, 80)]), event_b=("Artefakt", [(100, 130)]),
-)  # fmt: skip
+)
 
 
 @pytest.fixture
@@ -127,7 +127,7 @@ def test_annotations(full_file):
            (40 / fs, 0.0, "Augen geöffnet äöüß", "note", "micromed"),
            (60 / fs, 20 / fs, "Schlaf ü", "event_a", "micromed"), (90 / fs, 0.0, "Hyperventilation", "note", "micromed"),
            (100 / fs, 30 / fs, "Artefakt", "event_b", "micromed"),
-           (150 / fs, 0.0, "Trigger 65534", "trigger:65534", "micromed")]  # fmt: skip
+           (150 / fs, 0.0, "Trigger 65534", "trigger:65534", "micromed")]
     assert sorted(got) == sorted(exp)
     assert [a[0] for a in got] == sorted(a[0] for a in got)
 
@@ -167,14 +167,14 @@ def test_segments_and_event_times(tmp_path):
     tronca = [(1000, 100), (5000, 350)]
     write_trc(tmp_path / "seg.TRC", raw, chans, rate=100, tronca=tronca,
               notes=[(50, "a"), (100, "b"), (400, "c")], triggers=[(0, 1), (349, 2), (600, 3), (601, 4)],
-              event_a=("span", [(340, 360)]))  # fmt: skip
+              event_a=("span", [(340, 360)]))
     with TRCReader(tmp_path / "seg.TRC", buffer_bytes=1000) as r:
         assert [(s.start_s, s.duration_s) for s in r.header.segments] == [(0.0, 1.0), (10.0, 2.5), (50.0, 2.5)]
         assert r.header.duration_s == 6.0
         got = {a.text: (a.onset_s, a.duration_s) for a in r.annotations()}
         assert got == {"a": (0.5, 0.0), "b": (10.0, 0.0), "c": (50.5, 0.0), "Trigger 1": (0.0, 0.0),
                        "Trigger 2": (12.49, 0.0), "Trigger 3": (52.5, 0.0),
-                       "span": (12.4, 5010 / 100 - 1240 / 100)}  # fmt: skip
+                       "span": (12.4, 5010 / 100 - 1240 / 100)}
         whole = r.read_channels([0, 1])
         assert all(len(x) == 600 for x in whole)
         np.testing.assert_array_equal(r.read(340, 360, [1]), whole[1][None, 340:360])
@@ -250,7 +250,7 @@ def test_neo_event_bugs(tmp_path):
     chans = [Chan("Fp1"), Chan("Fp2")]
     write_trc(tmp_path / "e.TRC", _raw(400, chans), chans, rate=100, tronca=[(1000, 0), (5000, 200)],
               start=datetime(2030, 1, 2, 3, 4, 5), notes=[(0, "zero"), (50, "first"), (250, "second")],
-              triggers=[(0, 9), (300, 8)])  # fmt: skip
+              triggers=[(0, 9), (300, 8)])
     neo = _neo(tmp_path / "e.TRC")
     with TRCReader(tmp_path / "e.TRC") as r:
         ours = {a.text: a.onset_s for a in r.annotations()}
@@ -380,7 +380,7 @@ def test_mutated_headers_raise_only_ephys_errors():
 
     @hyp.settings(max_examples=200, deadline=2000, suppress_health_check=[hyp.HealthCheck.too_slow], database=None)
     @hyp.given(st.lists(st.tuples(st.sampled_from(_FUZZ_SPOTS), st.integers(0, 255)), min_size=1, max_size=8),
-               st.integers(0, len(_FUZZ_DATA)))  # fmt: skip
+               st.integers(0, len(_FUZZ_DATA)))
     def check(mutations, cut):
         _open_mutated(mutations, cut)
 

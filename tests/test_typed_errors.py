@@ -25,7 +25,7 @@ def test_bad_where_clause_is_a_filter_error():
     from ephys.catalog.filters import parse_where
 
     for clause, reason in [("no_such_field = 1", "unknown field"), ("valid = maybe", "true/false"),
-                           ("n_channels = many", "integer")]:  # fmt: skip
+                           ("n_channels = many", "integer")]:
         with pytest.raises(FilterError, match=reason) as exc:
             parse_where(clause)
         assert isinstance(exc.value, ValueError) and exc.value.code == "filter_error"

@@ -131,7 +131,7 @@ def test_pseudonyms_and_scrubbing():
     ("Kontrolle vom 12.03. ok", "Kontrolle vom [date] ok"),
     ("Mayer sleeps; Maya awake; spike 3 Hz, 10 s", "[name] sleeps; Maya awake; spike 3 Hz, 10 s"),  # no partial words
     ("Hyperventilation 3 min, Photic 10 Hz", "Hyperventilation 3 min, Photic 10 Hz"),  # clinical text untouched
-])  # fmt: skip
+])
 def test_scrub_text_names_ids_dates(text, expected):
     names = ["Zwetschgenbaum_Kunigunde", "Meier-Zwetschgenbaum", "O'Brien", "tech7", "m.oberhuber", "Mayer"]
     out, n = scrub_text(text, names, ["PXQ7731904"])
@@ -149,9 +149,9 @@ def test_subject_key_ages_and_date_shift():
     assert subject_key("", ["Hans Müller"], None) is None and subject_key("X", ["No_Name"], "1951-05-02") is None
     assert subject_key("No_Name", [], None) is None and subject_key("PAT-1", [], None) == "patient\0PAT-1"
     assert pseudonym(b"k", "", "aa" * 32, names=["Hans Müller"], birthdate="02-MAY-1951") == \
-        pseudonym(b"k", "", "bb" * 32, names=["Müller, Hans"], birthdate="1951-05-02")  # fmt: skip
+        pseudonym(b"k", "", "bb" * 32, names=["Müller, Hans"], birthdate="1951-05-02")
     assert [parse_birthdate(t) for t in ("02-MAY-1951", "1951-05-02", "02.05.1951", "31.02.1951", "X", None)] == \
-        [parse_birthdate("1951-05-02")] * 3 + [None] * 3  # fmt: skip
+        [parse_birthdate("1951-05-02")] * 3 + [None] * 3
     start = datetime(2020, 5, 1, 9, 30)
     assert age_years("02-MAY-1951", start) == 68 and age_years("01-MAY-1951", start) == 69
     assert age_years("1901-01-01", start) == 90  # HIPAA: ages over 89 are aggregated
@@ -169,7 +169,7 @@ def test_annotation_authors_become_pseudonyms_and_leave_text():
 
     anns = [Annotation(onset_s=1, duration_s=0, text="Anfall, gesehen von Dr. Huber", source="nicolet", author="Huber"),
             Annotation(onset_s=2, duration_s=0, text="eyes closed", source="nicolet", author="HUBER"),
-            Annotation(onset_s=3, duration_s=0, text="Muster Anna sleeps", source="edf+")]  # fmt: skip
+            Annotation(onset_s=3, duration_s=0, text="Muster Anna sleeps", source="edf+")]
     from ephys.ingest.readers.base import PatientInfo
 
     out, n = _scrubbed(anns, PatientInfo(names=["Anna Muster"]), b"site")
@@ -188,14 +188,14 @@ def test_one_pass_filter_equals_mne_band_pass_then_notch(sfreq, line_freq, h_fre
     t = np.arange(n) / sfreq
     rng = np.random.default_rng(3)
     x = (np.cumsum(rng.normal(0, 2, n)) + rng.normal(0, 20, n) + 30 * np.sin(2 * np.pi * line_freq * t)
-         + 40 * np.sin(2 * np.pi * 10 * t) + 300)[None]  # fmt: skip
+         + 40 * np.sin(2 * np.pi * 10 * t) + 300)[None]
     h_edge = lowpass_edge(h_freq, sfreq)
     ref = mne.filter.filter_data(x, sfreq, 0.5, h_edge, method="fir", phase="zero", fir_design="firwin",
-                                 pad="reflect_limited", verbose="error")  # fmt: skip
+                                 pad="reflect_limited", verbose="error")
     freqs = notch_freqs(line_freq, h_edge)
     if freqs:
         ref = mne.filter.notch_filter(ref, sfreq, freqs, method="fir", phase="zero", fir_design="firwin",
-                                      pad="reflect_limited", verbose="error")  # fmt: skip
+                                      pad="reflect_limited", verbose="error")
     got = condition(x, sfreq, l_freq=0.5, h_freq=h_freq, line_freq=line_freq, sfreq_out=sfreq)
     assert got.dtype == np.float32 and got.shape == x.shape
     rms = ref.std()

@@ -134,7 +134,7 @@ def test_driver_killed_resumes_exactly_on_postgres(point, small_shards, tmp_path
     archive, ref = small_shards
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "ephys", "ingest", str(archive), "--out", str(out), "--shard-size", "5", "--workers", "1",
-           "--catalog", catalog_url]  # fmt: skip
+           "--catalog", catalog_url]
     r = subprocess.run(cmd, env=dict(os.environ, EPHYS_TEST_FAILPOINTS=point), capture_output=True, timeout=300)
     assert r.returncode == -9, r.stderr.decode()[-2000:]
     s = ingest(archive, out, config=IngestConfig(shard_size=5), workers=1, catalog_url=catalog_url)

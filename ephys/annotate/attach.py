@@ -27,7 +27,7 @@ def label_annotations(annotations: list[Annotation], taxonomy: str | None = None
         m = matcher.best(a.text)
         out.append(a if m is None else a.model_copy(update=dict(
             category=m.category, subcategory=m.subcategory, keyword=m.keyword, negated=m.negated,
-            uncertain=m.uncertain, match_score=round(float(m.score), 1))))  # fmt: skip
+            uncertain=m.uncertain, match_score=round(float(m.score), 1))))
     return out
 
 

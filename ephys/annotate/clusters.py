@@ -40,9 +40,9 @@ MAX_KEYS = 20_000
 _DIGITS = re.compile(r"\d+(?:[.,]\d+)?")
 _DE_WORDS = frozenset("und oder der die das den dem des ein eine einer nicht kein keine keinen mit ohne bei nach vor "
                       "auf zu im in am an ist sind wird wurde links rechts beidseits pat patient patientin schlaeft "
-                      "wach augen offen geschlossen".split())  # fmt: skip
+                      "wach augen offen geschlossen".split())
 _EN_WORDS = frozenset("and or the a an of not no with without at after before on to in is are was were left right "
-                      "bilateral patient pt asleep awake eyes open closed".split())  # fmt: skip
+                      "bilateral patient pt asleep awake eyes open closed".split())
 
 
 @dataclass
@@ -87,7 +87,7 @@ class Clustering:
     def to_dict(self) -> dict[str, Any]:
         return dict(taxonomy_version=self.taxonomy_version, threshold=self.threshold, n_texts=self.n_texts,
                     n_distinct=self.n_distinct, n_not_clustered=self.n_not_clustered, n_clusters=len(self.clusters),
-                    clusters=[c.to_dict() for c in self.clusters])  # fmt: skip
+                    clusters=[c.to_dict() for c in self.clusters])
 
 
 def cluster_key(text: str) -> str:
@@ -116,7 +116,7 @@ def language(key: str, words: tuple[frozenset[str], frozenset[str]]) -> str:
 
 
 def cluster_texts(counts: dict[str, int] | Counter, matcher: Matcher | None = None, *,
-                  threshold: float = DEFAULT_THRESHOLD, max_keys: int = MAX_KEYS) -> Clustering:  # fmt: skip
+                  threshold: float = DEFAULT_THRESHOLD, max_keys: int = MAX_KEYS) -> Clustering:
     """Cluster annotation texts given as ``{text: occurrences}`` (see the module docstring).
 
     Returns
@@ -167,13 +167,13 @@ def cluster_texts(counts: dict[str, int] | Counter, matcher: Matcher | None = No
         best = matcher.best(rep)
         labelled = sum(n for t, n in ranked if matcher.best(t) is not None)
         clusters.append(Cluster(0, total, rep, keys_of[0], language(keys_of[0], words), best.path if best else None,
-                                round(labelled / total, 3), ranked))  # fmt: skip
+                                round(labelled / total, 3), ranked))
     clusters.sort(key=lambda c: (-c.count, c.representative))
     for i, c in enumerate(clusters, 1):
         c.id = i
     return Clustering(clusters, n_texts=sum(n for c in by_key.values() for n in c.values()), n_distinct=len(counts),
                       n_not_clustered=sum(sum(by_key[k].values()) for k in dropped), threshold=threshold,
-                      taxonomy_version=matcher.taxonomy.version)  # fmt: skip
+                      taxonomy_version=matcher.taxonomy.version)
 
 
 PATCH_HEADER = """\
@@ -192,9 +192,9 @@ def proposals_yaml(clustering: Clustering, *, top: int = 50, min_count: int = 2)
         if c.count < min_count or len(entries) >= top:
             continue
         entries.append({"cluster": c.id, "count": c.count, "language": c.language, "subcategory": None,
-                        "keywords": [t for t, _ in c.members[:10]]})  # fmt: skip
+                        "keywords": [t for t, _ in c.members[:10]]})
     body = yaml.safe_dump({"taxonomy_version": clustering.taxonomy_version, "proposals": entries},
-                          sort_keys=False, allow_unicode=True, width=120)  # fmt: skip
+                          sort_keys=False, allow_unicode=True, width=120)
     return PATCH_HEADER.format(version=clustering.taxonomy_version) + body
 
 
@@ -224,7 +224,7 @@ def apply_proposals(patch: str | Path, taxonomy: str | Path | None, dest: str | 
     if not isinstance(doc, dict) or not isinstance(doc.get("proposals"), list):
         raise ValueError(f"{patch}: not a proposals file (no `proposals:` list)")
     text = (Path(taxonomy).read_text(encoding="utf-8") if taxonomy is not None
-            else resources.files("ephys.annotate").joinpath("taxonomy.yaml").read_text(encoding="utf-8"))  # fmt: skip
+            else resources.files("ephys.annotate").joinpath("taxonomy.yaml").read_text(encoding="utf-8"))
     data = yaml.safe_load(text)
     current = Matcher(load_taxonomy(taxonomy))
     subs = {f"{c['id']}/{s['id']}": s for c in data["categories"] for s in c["subcategories"]}

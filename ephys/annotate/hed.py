@@ -38,7 +38,7 @@ HED_VERSION = ["8.4.0", "sc:score_2.1.0"]
 SCORE_PREFIX = "sc:"
 #: AASM sleep stage -> HED tag.
 STAGE_TAGS = {"W": "Awake", "N1": "sc:Sleep-stage-N1", "N2": "sc:Sleep-stage-N2", "N3": "sc:Sleep-stage-N3",
-              "REM": "sc:Sleep-stage-REM"}  # fmt: skip
+              "REM": "sc:Sleep-stage-REM"}
 
 _STAGE_RE = re.compile(r"\b(?:(W|N1|N2|N3|REM|R)|(?:stage|stadium|schlafstadium|s)\s*-?\s*([1-4]|w|r|rem))\b", re.IGNORECASE)
 _REF_RE = re.compile(r"^\s*(HED-SCORE|HED 8\.4)\s*:\s*(.*)$", re.DOTALL)

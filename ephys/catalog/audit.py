@@ -50,7 +50,7 @@ class AuditReport:
     def to_dict(self) -> dict:
         return dict(ok=self.ok, recordings=self.n_recordings, unreadable=self.n_unreadable, tokens=self.n_tokens,
                     files=self.n_files, bytes=self.n_bytes,
-                    hits={k: dict(v) for k, v in sorted(self.hits.items()) if v})  # fmt: skip
+                    hits={k: dict(v) for k, v in sorted(self.hits.items()) if v})
 
 
 def _date_forms(d: date | datetime | None) -> set[str]:
@@ -58,7 +58,7 @@ def _date_forms(d: date | datetime | None) -> set[str]:
         return set()
     mon = "JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split()[d.month - 1]
     return {f"{d:%Y-%m-%d}", f"{d:%d.%m.%Y}", f"{d:%d/%m/%Y}", f"{d:%m/%d/%Y}", f"{d:%d.%m.%y}",
-            f"{d.day:02d}-{mon}-{d.year}", f"{d:%d%m%Y}", f"{d:%Y%m%d}"}  # fmt: skip
+            f"{d.day:02d}-{mon}-{d.year}", f"{d:%d%m%Y}", f"{d:%Y%m%d}"}
 
 
 def _own_words() -> set[str]:

@@ -35,7 +35,7 @@ def _by_sha(s: Session, column, shas: list[str]) -> dict:
     out: dict = {}
     for i in range(0, len(shas), IN_CHUNK):
         out.update(s.execute(select(m.Recording.sha256, column)
-                             .where(m.Recording.sha256.in_(shas[i : i + IN_CHUNK]))).all())  # fmt: skip
+                             .where(m.Recording.sha256.in_(shas[i : i + IN_CHUNK]))).all())
     return out
 
 
@@ -123,7 +123,7 @@ def make_engine(url: str, *, readonly: bool = False) -> Engine:
                 query += "&immutable=1"
             target = f"file:{urllib.parse.quote(str(path))}?{query}"
             engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(target, uri=True, timeout=30,
-                                                                                 check_same_thread=False))  # fmt: skip
+                                                                                 check_same_thread=False))
         else:
             if db and db != ":memory:":
                 Path(db).parent.mkdir(parents=True, exist_ok=True)
@@ -188,7 +188,7 @@ class Catalog:
                 if current != SCHEMA_REVISION:
                     raise RunError(f"catalog {redact_url(url)} is at schema revision {current}, this ephys needs "
                                    f"{SCHEMA_REVISION}: open it once where it can be written (any ephys catalog command "
-                                   "that writes, or ingest) to upgrade it")  # fmt: skip
+                                   "that writes, or ingest) to upgrade it")
             elif migrate:
                 upgrade(self.engine)
             else:
@@ -266,7 +266,7 @@ class Catalog:
         """``{sha256: (status, n_epochs, n_packed, failure_code)}`` of every recording in the catalog."""
         with self.session() as s:
             rows = s.execute(select(m.Recording.sha256, m.Recording.status, m.Recording.n_epochs, m.Recording.n_packed,
-                                    m.Recording.failure_code))  # fmt: skip
+                                    m.Recording.failure_code))
             return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
 
     def packed_epochs(self, shas: list[str]) -> dict[str, set[int]]:
@@ -277,7 +277,7 @@ class Catalog:
         with self.session() as s:
             for i in range(0, len(shas), IN_CHUNK):
                 rows = s.execute(select(m.Recording.sha256, m.Epoch.index).join(m.Epoch, m.Epoch.recording_id == m.Recording.id)
-                                 .where(m.Recording.sha256.in_(shas[i : i + IN_CHUNK])))  # fmt: skip
+                                 .where(m.Recording.sha256.in_(shas[i : i + IN_CHUNK])))
                 for sha, index in rows:
                     out[sha].add(index)
         return out
@@ -290,7 +290,7 @@ class Catalog:
         with self.session.begin() as s:
             ids = _by_sha(s, m.Recording.id, sorted({p[0] for p in paths}))
             known = set(s.execute(select(m.RecordingPath.recording_id, m.RecordingPath.path_hash)
-                                  .where(m.RecordingPath.recording_id.in_(list(ids.values())))).all())  # fmt: skip
+                                  .where(m.RecordingPath.recording_id.in_(list(ids.values())))).all())
             new = []
             for sha, path_hash, relpath in paths:
                 rid = ids.get(sha)
@@ -367,7 +367,7 @@ class Catalog:
                 m.Annotation(recording_id=rec.id, onset_s=a.onset_s, duration_s=a.duration_s, text=a.text,
                              source=a.source, author=a.author, code=a.code, category=a.category,
                              subcategory=a.subcategory, keyword=a.keyword, negated=a.negated, uncertain=a.uncertain,
-                             match_score=a.match_score)  # fmt: skip
+                             match_score=a.match_score)
                 for a in result.annotations
             )
 
@@ -377,7 +377,7 @@ class Catalog:
             return _by_sha(s, m.Recording.duration_s, shas)
 
     def replace_sidecar_annotations(self, recordings: list[str], annotations: dict[str, list], sidecars: list[dict],
-                                    *, run_id: int) -> int:  # fmt: skip
+                                    *, run_id: int) -> int:
         """Replace the sidecar annotations of ``recordings`` (sha256s: this run's) in one transaction.
 
         Every annotation row with a source ``sidecar:...`` of those recordings is deleted, then
@@ -391,11 +391,11 @@ class Catalog:
             rec_ids = list(ids.values())
             for i in range(0, len(rec_ids), IN_CHUNK):
                 s.execute(delete(m.Annotation).where(m.Annotation.recording_id.in_(rec_ids[i : i + IN_CHUNK]),
-                                                     m.Annotation.source.like("sidecar:%")))  # fmt: skip
+                                                     m.Annotation.source.like("sidecar:%")))
             rows = [
                 m.Annotation(recording_id=ids[sha], onset_s=a.onset_s, duration_s=a.duration_s, text=a.text,
                              source=a.source, category=a.category, subcategory=a.subcategory, keyword=a.keyword,
-                             negated=a.negated, uncertain=a.uncertain, match_score=a.match_score)  # fmt: skip
+                             negated=a.negated, uncertain=a.uncertain, match_score=a.match_score)
                 for sha, anns in annotations.items() if sha in ids for a in anns
             ]
             s.add_all(rows)
@@ -419,7 +419,7 @@ class Catalog:
 
         with self.session.begin() as s:
             shard = m.Shard(index=info.index, name=info.name, sha256=info.sha256, n_samples=info.n_samples,
-                            n_bytes=info.n_bytes, run_id=run_id, created_at=utcnow())  # fmt: skip
+                            n_bytes=info.n_bytes, run_id=run_id, created_at=utcnow())
             s.add(shard)
             s.flush()
             ids = dict(s.execute(select(m.Recording.sha256, m.Recording.id).where(m.Recording.sha256.in_(list(packed)))).all())
@@ -436,6 +436,6 @@ class Catalog:
         settings (``ingest --force``); runs and the secret fingerprint stay."""
         with self.session.begin() as s:
             for table in (m.EpochSummary, m.Epoch, m.Annotation, m.RecordingPath, m.Shard, m.AnnotationSidecar,
-                          m.Recording):  # fmt: skip
+                          m.Recording):
                 s.execute(delete(table))
             s.execute(delete(m.Meta).where(m.Meta.key.in_(["processing_hash", "processing_config"])))

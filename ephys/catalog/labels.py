@@ -28,7 +28,7 @@ def annotation_text_counts(cat: Catalog) -> dict[str, int]:
 
 
 def cluster_catalog(catalog: Catalog | str, *, taxonomy: str | None = None,
-                    threshold: float = DEFAULT_THRESHOLD) -> Clustering:  # fmt: skip
+                    threshold: float = DEFAULT_THRESHOLD) -> Clustering:
     """The catalog's annotation texts clustered (:func:`ephys.annotate.clusters.cluster_texts`),
     labelled with ``taxonomy`` (a YAML file; None: the packaged one). Raises RunError when the
     catalog cannot be read, ValueError for a bad threshold or taxonomy."""
@@ -58,7 +58,7 @@ def relabel(catalog: Catalog | str, taxonomy: str | None = None) -> dict:
         before = _categories(cat)
         with cat.session.begin() as s:
             rows = s.execute(select(A.text, *[getattr(A, c) for c in _LABEL_COLS], func.count())
-                             .group_by(A.text, *[getattr(A, c) for c in _LABEL_COLS])).all()  # fmt: skip
+                             .group_by(A.text, *[getattr(A, c) for c in _LABEL_COLS])).all()
             changes: dict[str, dict] = {}
             n_rows = n_changed_rows = 0
             texts = set()
@@ -68,7 +68,7 @@ def relabel(catalog: Catalog | str, taxonomy: str | None = None) -> dict:
                 b = matcher.best(text)
                 new = (dict(category=b.category, subcategory=b.subcategory, keyword=b.keyword, negated=b.negated,
                             uncertain=b.uncertain, match_score=round(float(b.score), 1)) if b is not None
-                       else dict.fromkeys(_LABEL_COLS))  # fmt: skip
+                       else dict.fromkeys(_LABEL_COLS))
                 if tuple(old) != tuple(new[c] for c in _LABEL_COLS):
                     changes[text] = new
                     n_changed_rows += n
@@ -78,11 +78,11 @@ def relabel(catalog: Catalog | str, taxonomy: str | None = None) -> dict:
                 s.connection().execute(stmt.execution_options(synchronize_session=False), params)
         after = _categories(cat)
     return dict(taxonomy_version=matcher.taxonomy.version, texts=len(texts), rows=n_rows, changed_texts=len(changes),
-                changed_rows=n_changed_rows, categories_before=before, categories_after=after)  # fmt: skip
+                changed_rows=n_changed_rows, categories_before=before, categories_after=after)
 
 
 def _categories(cat: Catalog) -> dict[str, int]:
     A = m.Annotation
     with cat.session() as s:
         return dict(s.execute(select(A.category, func.count()).where(A.category.is_not(None), A.negated.is_not(True))
-                              .group_by(A.category).order_by(A.category)).all())  # fmt: skip
+                              .group_by(A.category).order_by(A.category)).all())

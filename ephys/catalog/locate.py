@@ -47,7 +47,7 @@ def locate(catalog_url: str, archive: str | os.PathLike, prefix: str, *, secret:
     try:
         with catalog.session() as s:
             recs = s.execute(select(m.Recording.sha256).where(
-                or_(m.Recording.sha256.startswith(prefix), m.Recording.path_hash.startswith(prefix)))).scalars().all()  # fmt: skip
+                or_(m.Recording.sha256.startswith(prefix), m.Recording.path_hash.startswith(prefix)))).scalars().all()
         found = locate_recordings(catalog, archive, list(recs), secret=secret)
     finally:
         catalog.close()
@@ -55,7 +55,7 @@ def locate(catalog_url: str, archive: str | os.PathLike, prefix: str, *, secret:
 
 
 def locate_recordings(catalog: Catalog | str, archive: str | os.PathLike, shas: list[str], *,
-                      secret: bytes | None = None) -> dict[str, list[Discovered]]:  # fmt: skip
+                      secret: bytes | None = None) -> dict[str, list[Discovered]]:
     """``{sha256: [discovered recordings]}``: where in ``archive`` the catalog's recordings ``shas`` lie, by
     keyed path hash (no file is read or hashed: a caller that needs the content checks it). Recordings not
     found (or not in the catalog) are absent from the result.
@@ -76,10 +76,10 @@ def locate_recordings(catalog: Catalog | str, archive: str | os.PathLike, shas: 
                 chunk = shas[i : i + IN_CHUNK]
                 ids = {}
                 for rid, sha, ph in s.execute(select(m.Recording.id, m.Recording.sha256, m.Recording.path_hash)
-                                              .where(m.Recording.sha256.in_(chunk))):  # fmt: skip
+                                              .where(m.Recording.sha256.in_(chunk))):
                     wanted[ph], ids[rid] = sha, sha
                 for rid, ph in s.execute(select(m.RecordingPath.recording_id, m.RecordingPath.path_hash)
-                                         .where(m.RecordingPath.recording_id.in_(list(ids)))):  # fmt: skip
+                                         .where(m.RecordingPath.recording_id.in_(list(ids)))):
                     wanted[ph] = ids[rid]
     finally:
         if own:

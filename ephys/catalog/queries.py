@@ -180,7 +180,7 @@ def opened_catalog(catalog: Catalog | str) -> Iterator[Catalog]:
 def _query_failed(cat: Catalog, exc: SQLAlchemyError) -> RunError:
     """The RunError for a database error during a query (the CLI reports it without a traceback)."""
     return RunError(f"catalog {redact_url(cat.url)} query failed: {exc.__class__.__name__}: "
-                    f"{str(exc).splitlines()[0][:200]}")  # fmt: skip
+                    f"{str(exc).splitlines()[0][:200]}")
 
 
 def _reading(fn):
@@ -317,7 +317,7 @@ def _stats_in(s) -> dict:
     n_annotations = s.scalar(select(func.count(m.Annotation.id)))
     A = m.Annotation
     by_category = dict(s.execute(select(A.category, func.count()).where(A.category.is_not(None), A.negated.is_not(True))
-                                 .group_by(A.category).order_by(A.category)).all())  # fmt: skip
+                                 .group_by(A.category).order_by(A.category)).all())
     n_unlabelled = s.scalar(select(func.count(A.id)).where(A.category.is_(None)))
     n_from_sidecars = s.scalar(select(func.count(A.id)).where(A.source.like("sidecar:%")))
     SC = m.AnnotationSidecar
@@ -503,7 +503,7 @@ def _selection_context(cat: Catalog, s) -> tuple[float, dict, dict]:
         s.execute(text("SET LOCAL cursor_tuple_fraction = 1.0"))  # rows of the server-side cursor
     _, epoch_s = _layout_in(s)  # the annotation-overlap clauses need the epoch length
     shards = {sid: (name, sha, n, idx) for sid, name, sha, n, idx in s.execute(
-        select(S.id, S.name, S.sha256, S.n_samples, S.index))}  # fmt: skip
+        select(S.id, S.name, S.sha256, S.n_samples, S.index))}
     channels: dict[str, tuple[str, ...]] = {}
     recordings = {}
     for rid, sha, subject, montage, chans_json in s.execute(
@@ -520,7 +520,7 @@ def _selected(stmt, clauses: list[Clause], epoch_s: float):
     and shard."""
     R, E, S = m.Recording, m.Epoch, m.Shard
     return (stmt.select_from(E).join(R, R.id == E.recording_id).join(S, S.id == E.shard_id)
-            .where(and_(R.status == "ok", *epoch_conditions(clauses, epoch_s))))  # fmt: skip
+            .where(and_(R.status == "ok", *epoch_conditions(clauses, epoch_s))))
 
 
 def _epoch_rows(cat: Catalog, clauses: list[Clause]) -> Iterator[EpochRow]:
@@ -528,7 +528,7 @@ def _epoch_rows(cat: Catalog, clauses: list[Clause]) -> Iterator[EpochRow]:
     with cat.snapshot() as s:
         epoch_s, shards, recordings = _selection_context(cat, s)
         stmt = (_selected(select(E.key, E.shard_id, E.recording_id), clauses, epoch_s)
-                .order_by(S.index, R.sha256, E.index).execution_options(yield_per=STREAM_ROWS))  # fmt: skip
+                .order_by(S.index, R.sha256, E.index).execution_options(yield_per=STREAM_ROWS))
         for key, sid, rid in s.execute(stmt):
             sname, ssha, sn, sidx = shards[sid]
             yield EpochRow(key, sname, ssha, sn, sidx, *recordings[rid])
@@ -582,6 +582,6 @@ def _epoch_groups(cat: Catalog, clauses: list[Clause]) -> Iterator[EpochGroup]:
         epoch_s, shards, recordings = _selection_context(cat, s)
         stmt = (_selected(select(S.id, R.id, func.count(), func.aggregate_strings(E.key, GROUP_SEP),
                                  func.aggregate_strings(cast(E.index, String), GROUP_SEP)), clauses, epoch_s)
-                .group_by(S.id, R.id).order_by(S.index, R.sha256).execution_options(yield_per=STREAM_GROUPS))  # fmt: skip
+                .group_by(S.id, R.id).order_by(S.index, R.sha256).execution_options(yield_per=STREAM_GROUPS))
         for sid, rid, n, keys, indices in s.execute(stmt):
             yield EpochGroup(*shards[sid], *recordings[rid], int(n), keys, indices)

@@ -105,18 +105,18 @@ def _report_data(cat: Catalog) -> dict:
         stats = _stats_in(s)
         failures = []
         rows = s.execute(select(R.status, R.failure_code, func.count()).where(R.status != "ok")
-                         .group_by(R.status, R.failure_code).order_by(func.count().desc(), R.failure_code)).all()  # fmt: skip
+                         .group_by(R.status, R.failure_code).order_by(func.count().desc(), R.failure_code)).all()
         for status, code, n in rows:
             reasons = s.scalars(select(R.failure_reason).where(R.status == status, R.failure_code == code,
                                                                R.failure_reason.is_not(None))
                                 .group_by(R.failure_reason).order_by(func.count().desc(), R.failure_reason)
-                                .limit(N_REASONS)).all()  # fmt: skip
+                                .limit(N_REASONS)).all()
             failures.append({"status": status, "code": code or "unknown", "n": int(n),
-                             "reasons": [r[:200] for r in reasons]})  # fmt: skip
+                             "reasons": [r[:200] for r in reasons]})
 
         hours_by_format: dict[str, dict[str, float]] = {}
         for fmt, status, secs in s.execute(select(R.format, R.status, func.coalesce(func.sum(R.duration_s), 0.0))
-                                           .group_by(R.format, R.status).order_by(R.format, R.status)):  # fmt: skip
+                                           .group_by(R.format, R.status).order_by(R.format, R.status)):
             hours_by_format.setdefault(fmt, {})[status] = float(secs) / 3600.0
 
         # Epoch figures from the per-(shard, recording) summaries: ~10^5 rows at EPI-250k, not 3·10^7.
@@ -126,7 +126,7 @@ def _report_data(cat: Catalog) -> dict:
         invalid = fig["n_epochs"] - valid
         score_hist = {"edges": list(SCORE_EDGES), "counts": hists["score"]}
         ratio_hists = {name: {"edges": list(RATIO_EDGES), "counts": hists[name]}
-                       for name in ("line_ratio", "emg_ratio", "drift_ratio")}  # fmt: skip
+                       for name in ("line_ratio", "emg_ratio", "drift_ratio")}
 
         by_reason: Counter[str] = Counter()
         by_channel: Counter[str] = Counter()
@@ -143,41 +143,41 @@ def _report_data(cat: Catalog) -> dict:
         stages = {st: int(stage_counts.pop(st, 0)) for st in STAGES}
         stages.update({k: int(v) for k, v in sorted(stage_counts.items())})
         stagers = {k or "none": int(n) for k, n in s.execute(select(R.stager, func.count()).where(*in_corpus)
-                                                             .group_by(R.stager).order_by(R.stager))}  # fmt: skip
+                                                             .group_by(R.stager).order_by(R.stager))}
 
         hypnograms = []
         ES = m.EpochSummary
         top = s.execute(select(R.id, R.sha256).join(ES, ES.recording_id == R.id)
                         .where(*in_corpus).group_by(R.id, R.sha256).having(func.sum(ES.n_staged) > 0)
-                        .order_by(func.sum(ES.n_staged).desc(), R.sha256).limit(N_HYPNOGRAMS)).all()  # fmt: skip
+                        .order_by(func.sum(ES.n_staged).desc(), R.sha256).limit(N_HYPNOGRAMS)).all()
         for rid, sha in top:
             pts = s.execute(select(E.start_s, E.stage).where(E.recording_id == rid, E.stage.is_not(None))
-                            .order_by(E.index)).all()  # fmt: skip
+                            .order_by(E.index)).all()
             hypnograms.append({"recording": sha[:12], "start_s": [float(p[0]) for p in pts],
-                               "stage": [p[1] for p in pts]})  # fmt: skip
+                               "stage": [p[1] for p in pts]})
 
         subcats = {f"{c} / {sc}": int(n) for c, sc, n in s.execute(
             select(A.category, A.subcategory, func.count()).where(A.category.is_not(None), A.negated.is_not(True))
-            .group_by(A.category, A.subcategory).order_by(func.count().desc(), A.category, A.subcategory))}  # fmt: skip
+            .group_by(A.category, A.subcategory).order_by(func.count().desc(), A.category, A.subcategory))}
         negated = s.scalar(select(func.count(A.id)).where(A.negated.is_(True)))
         uncertain = s.scalar(select(func.count(A.id)).where(A.uncertain.is_(True)))
         unlabelled = [[t, int(n)] for t, n in s.execute(
             select(A.text, func.count()).where(A.category.is_(None)).group_by(A.text)
-            .order_by(func.count().desc(), A.text).limit(N_UNLABELLED))]  # fmt: skip
+            .order_by(func.count().desc(), A.text).limit(N_UNLABELLED))]
         # The most frequent distinct unlabelled texts, clustered (ephys.annotate.clusters): variants of one
         # thing ("Bettgitter hoch", "bettgitter hochgeklappt") count together.
         pool = dict(s.execute(select(A.text, func.count()).where(A.category.is_(None)).group_by(A.text)
-                              .order_by(func.count().desc(), A.text).limit(N_CLUSTER_TEXTS)).all())  # fmt: skip
+                              .order_by(func.count().desc(), A.text).limit(N_CLUSTER_TEXTS)).all())
         clusters = [[c.representative, len(c.members), c.count, c.language]
-                    for c in cluster_texts(pool).clusters[:N_UNLABELLED]] if pool else []  # fmt: skip
+                    for c in cluster_texts(pool).clusters[:N_UNLABELLED]] if pool else []
 
         sfreqs = {f"{float(v):g}": int(n) for v, n in s.execute(
-            select(R.sfreq, func.count()).where(R.sfreq.is_not(None)).group_by(R.sfreq).order_by(R.sfreq))}  # fmt: skip
+            select(R.sfreq, func.count()).where(R.sfreq.is_not(None)).group_by(R.sfreq).order_by(R.sfreq))}
         n_eeg = {str(int(v)): int(n) for v, n in s.execute(
             select(R.n_eeg_channels, func.count()).where(R.n_eeg_channels.is_not(None))
-            .group_by(R.n_eeg_channels).order_by(R.n_eeg_channels))}  # fmt: skip
+            .group_by(R.n_eeg_channels).order_by(R.n_eeg_channels))}
         montages = {k or "-": int(n) for k, n in s.execute(select(R.montage, func.count()).where(*in_corpus)
-                                                           .group_by(R.montage).order_by(R.montage))}  # fmt: skip
+                                                           .group_by(R.montage).order_by(R.montage))}
         names: Counter[str] = Counter()
         stage_seconds: Counter[str] = Counter()
         for chans, secs in s.execute(select(R.channels_json, R.seconds_json)):
@@ -199,7 +199,7 @@ def _report_data(cat: Catalog) -> dict:
                 "n_ok": r.n_ok, "n_rejected": r.n_rejected, "n_failed": r.n_failed,
                 "eeg_hours": float(r.eeg_hours or 0.0), "wall_s": float(r.wall_s or 0.0),
                 "eeg_hours_per_hour": (float(r.eeg_hours) * 3600.0 / r.wall_s) if r.wall_s else None,
-            })  # fmt: skip
+            })
 
     return {
         "catalog": redact_url(cat.url),
@@ -213,13 +213,13 @@ def _report_data(cat: Catalog) -> dict:
         "ratio_hists": ratio_hists,
         "epochs": {"valid": int(valid), "invalid": int(invalid), "unscored": int(unscored)},
         "bad_channels": {"by_reason": dict(by_reason.most_common()), "by_channel": dict(by_channel.most_common(20)),
-                         "recordings": n_with_bad},  # fmt: skip
+                         "recordings": n_with_bad},
         "stages": stages,
         "stagers": stagers,
         "hypnograms": hypnograms,
         "annotations": {"categories": stats["annotation_categories"], "subcategories": subcats,
                         "negated": int(negated or 0), "uncertain": int(uncertain or 0), "unlabelled": unlabelled,
-                        "unlabelled_clusters": clusters},  # fmt: skip
+                        "unlabelled_clusters": clusters},
         "sfreqs": sfreqs,
         "n_eeg_channels": n_eeg,
         "channel_names": dict(names.most_common(N_CHANNEL_NAMES)),
@@ -235,7 +235,7 @@ def _report_data(cat: Catalog) -> dict:
 
 _STATUS_COLOURS = {"ok": "#2e7d32", "rejected": "#f9a825", "failed": "#c62828"}
 _STAGE_COLOURS = {"W": "#f4a261", "N1": "#a8dadc", "N2": "#457b9d", "N3": "#1d3557", "REM": "#e63946",
-                  "unstaged": "#bbbbbb"}  # fmt: skip
+                  "unstaged": "#bbbbbb"}
 
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
@@ -338,50 +338,50 @@ def render_report(data: dict, title: str = "ephys corpus report") -> str:
              f"<style>{_CSS}</style></head><body>",
              f"<h1>{html.escape(title)}</h1><p class=meta>catalog {html.escape(data['catalog'])} · "
              f"generated {html.escape(data['generated_at'])} · ephys {html.escape(data['ephys_version'])} · "
-             f"{data['layout']['sfreq']:g} Hz, {data['layout']['epoch_s']:g}-s epochs</p>"]  # fmt: skip
+             f"{data['layout']['sfreq']:g} Hz, {data['layout']['epoch_s']:g}-s epochs</p>"]
 
     cards = [("recordings", rec["total"]), ("ok", rec["ok"]), ("rejected", rec["rejected"]), ("failed", rec["failed"]),
              ("EEG-hours in corpus", f"{st['eeg_hours']['ok']:,.1f}"), ("EEG-hours read", f"{st['eeg_hours']['read']:,.1f}"),
              ("subjects", st["subjects"]["ok"]), ("epochs", f"{st['epochs']['total']:,}"),
              ("valid epochs", f"{st['epochs']['valid']:,}"), ("shards", st["shards"]["count"]),
-             ("GiB in shards", f"{st['shards']['bytes'] / 2**30:,.2f}"), ("annotations", f"{st['annotations']:,}")]  # fmt: skip
+             ("GiB in shards", f"{st['shards']['bytes'] / 2**30:,.2f}"), ("annotations", f"{st['annotations']:,}")]
     parts.append("<div class=cards>" + "".join(f"<div class=card><b>{html.escape(str(v))}</b>{html.escape(k)}</div>"
-                                               for k, v in cards) + "</div>")  # fmt: skip
+                                               for k, v in cards) + "</div>")
 
     parts.append("<h2 id=recordings>Recordings</h2><div class=grid>")
     parts.append(_barh({k: rec.get(k, 0) for k in ("ok", "rejected", "failed")}, "recordings by status",
-                       "recordings", "fig-status", _STATUS_COLOURS))  # fmt: skip
+                       "recordings", "fig-status", _STATUS_COLOURS))
     parts.append(_barh({f"{f['status']}: {f['code']}": f["n"] for f in data["failures"]},
-                       "rejections and failures by reason", "recordings", "fig-failures"))  # fmt: skip
+                       "rejections and failures by reason", "recordings", "fig-failures"))
     hours = {fmt: round(v.get("ok", 0.0), 2) for fmt, v in data["hours_by_format"].items()}
     parts.append(_barh(hours, "EEG-hours in the corpus by format", "hours", "fig-hours"))
     parts.append("</div>")
     if data["failures"]:
         parts.append(_table(["status", "code", "recordings", "most frequent reasons"],
                             [[f["status"], f["code"], f["n"], " | ".join(f["reasons"])] for f in data["failures"]],
-                            {2}))  # fmt: skip
+                            {2}))
 
     parts.append("<h2 id=qc>Quality</h2>")
     unscored = f", {ep['unscored']:,} without a score" if ep["unscored"] else ""
     parts.append(f"<p>Epochs of ok recordings: {ep['valid']:,} valid, {ep['invalid']:,} invalid{unscored}. "
                  "The score and its inputs are defined in <code>ephys.qc.features</code>; "
-                 "re-threshold with <code>--where 'score &gt;= 0.8'</code>.</p><div class=grid>")  # fmt: skip
+                 "re-threshold with <code>--where 'score &gt;= 0.8'</code>.</p><div class=grid>")
     sh = data["score_hist"]
     parts.append(_hist(sh["edges"], sh["counts"], "epoch quality score", "score (0 worst, 1 clean)", "fig-score"))
     labels = {"line_ratio": "mains (line-noise) power ratio", "emg_ratio": "EMG (high-frequency) power ratio",
-              "drift_ratio": "drift (< 0.3 Hz) power ratio"}  # fmt: skip
+              "drift_ratio": "drift (< 0.3 Hz) power ratio"}
     for name, h in data["ratio_hists"].items():
         parts.append(_hist(h["edges"], h["counts"], labels[name], "median over channels (log scale)",
                            f"fig-{name.replace('_', '-')}", log_x=True,
-                           note=" (undefined where the band lies above 0.45 × sfreq)"))  # fmt: skip
+                           note=" (undefined where the band lies above 0.45 × sfreq)"))
     bc = data["bad_channels"]
     parts.append(_barh(bc["by_channel"], f"bad channels ({bc['recordings']} recordings with any)", "recordings",
-                       "fig-bad-channels"))  # fmt: skip
+                       "fig-bad-channels"))
     parts.append("</div>")
 
     parts.append("<h2 id=sleep>Sleep stages</h2>")
     parts.append("<p>Backends: " + html.escape(", ".join(f"{k} ({v})" for k, v in data["stagers"].items()) or "-")
-                 + "</p><div class=grid>")  # fmt: skip
+                 + "</p><div class=grid>")
     staged = {k: v for k, v in data["stages"].items() if v}
     parts.append(_barh(staged, "epochs by sleep stage", "epochs", "fig-stages", _STAGE_COLOURS))
     parts.append("</div>")
@@ -393,7 +393,7 @@ def render_report(data: dict, title: str = "ephys corpus report") -> str:
     an = data["annotations"]
     parts.append("<h2 id=annotations>Annotations</h2>")
     parts.append(f"<p>{st['annotations']:,} annotations; {st['annotations_unlabelled']:,} matched no taxonomy "
-                 f"keyword; {an['negated']:,} negated, {an['uncertain']:,} uncertain.</p><div class=grid>")  # fmt: skip
+                 f"keyword; {an['negated']:,} negated, {an['uncertain']:,} uncertain.</p><div class=grid>")
     parts.append(_barh(an["categories"], "annotations by category (not negated)", "annotations", "fig-categories"))
     top_sub = dict(list(an["subcategories"].items())[:20])
     parts.append(_barh(top_sub, "top subcategories", "annotations", "fig-subcategories"))
@@ -402,16 +402,16 @@ def render_report(data: dict, title: str = "ephys corpus report") -> str:
         parts.append("<p id=unlabelled-clusters>Largest clusters of unlabelled texts (candidates for the taxonomy; "
                      "<code>ephys annotations cluster</code> writes them as proposed keywords to review):</p>")
         parts.append(_table(["representative text", "distinct texts", "annotations", "language"],
-                            an["unlabelled_clusters"], {1, 2}))  # fmt: skip
+                            an["unlabelled_clusters"], {1, 2}))
 
     parts.append("<h2 id=signals>Channels and sampling rates</h2><div class=grid>")
     parts.append(_barh({f"{k} Hz": v for k, v in data["sfreqs"].items()}, "sampling rates", "recordings", "fig-sfreq"))
     parts.append(_barh({f"{k} EEG": v for k, v in data["n_eeg_channels"].items()}, "EEG channels per recording",
-                       "recordings", "fig-n-eeg"))  # fmt: skip
+                       "recordings", "fig-n-eeg"))
     parts.append(_barh(data["channel_names"], "most frequent channel labels", "recordings", "fig-channel-names"))
     parts.append("</div>")
     parts.append("<p>Output montages: " + html.escape(", ".join(f"{k} ({v})" for k, v in data["montages"].items())
-                                                      or "-") + "</p>")  # fmt: skip
+                                                      or "-") + "</p>")
 
     parts.append("<h2 id=throughput>Runs and throughput</h2>")
     if data["runs"]:
@@ -420,18 +420,18 @@ def render_report(data: dict, title: str = "ephys corpus report") -> str:
              "failed", "EEG-hours", "wall (s)", "EEG-h per wall-h"],
             [[r["id"], r["started_at"], r["status"], r["code_version"], r["workers"], r["n_discovered"],
               r["n_skipped"], r["n_ok"], r["n_rejected"], r["n_failed"], r["eeg_hours"], r["wall_s"],
-              r["eeg_hours_per_hour"]] for r in data["runs"]], set(range(4, 13))))  # fmt: skip
+              r["eeg_hours_per_hour"]] for r in data["runs"]], set(range(4, 13))))
     else:
         parts.append("<p class=empty>no runs recorded</p>")
     secs = {TIMED_STAGES[k]: round(v, 1) for k, v in data["stage_seconds"].items()}
     parts.append("<div class=grid>" + _barh(secs, "worker time per pipeline stage (all runs)", "seconds",
-                                            "fig-stage-seconds") + "</div>")  # fmt: skip
+                                            "fig-stage-seconds") + "</div>")
     parts.append("</body></html>\n")
     return "".join(parts)
 
 
 def write_report(catalog: Catalog | str, out: str | os.PathLike, title: str = "ephys corpus report", *,
-                 progress: bool = False) -> Path:  # fmt: skip
+                 progress: bool = False) -> Path:
     """Write the HTML report of ``catalog`` to ``out`` atomically (temporary file, then rename).
 
     ``progress``: show its two steps (catalog figures, page) with :class:`ephys.progress.Progress`.

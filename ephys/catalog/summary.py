@@ -61,7 +61,7 @@ def summarise(epochs: Iterable[Mapping]) -> dict:
     figures["stage"] = dict(sorted(stages.items()))
     return {"n_epochs": len(epochs), "n_valid": sum(bool(e.get("valid")) for e in epochs),
             "n_scored": sum(_finite(e.get("score")) for e in epochs), "n_staged": sum(stages.values()),
-            "figures": figures}  # fmt: skip
+            "figures": figures}
 
 
 def summary_rows(shard_id: int, epochs: Iterable[Mapping]) -> list[dict]:
@@ -74,7 +74,7 @@ def summary_rows(shard_id: int, epochs: Iterable[Mapping]) -> list[dict]:
         s = summarise(eps)
         rows.append({"shard_id": shard_id, "recording_id": rid, "n_epochs": s["n_epochs"], "n_valid": s["n_valid"],
                      "n_scored": s["n_scored"], "n_staged": s["n_staged"],
-                     "figures_json": json.dumps(s["figures"], separators=(",", ":"))})  # fmt: skip
+                     "figures_json": json.dumps(s["figures"], separators=(",", ":"))})
     return rows
 
 
@@ -110,7 +110,7 @@ def rebuild(conn) -> int:
     finite_score = _present(E.score, dialect)
     stmt = select(*keys, func.count(), func.coalesce(func.sum(case((E.valid, 1), else_=0)), 0),
                   func.coalesce(func.sum(case((finite_score, 1), else_=0)), 0),
-                  func.count(E.stage), *hist_cols).group_by(*keys)  # fmt: skip
+                  func.count(E.stage), *hist_cols).group_by(*keys)
     rows: dict[tuple[int, int], dict] = {}
     for r in conn.execute(stmt):
         figures, pos = {}, 6
@@ -118,9 +118,9 @@ def rebuild(conn) -> int:
             figures[name], pos = [int(v) for v in r[pos : pos + len(edges) - 1]], pos + len(edges) - 1
         figures["stage"] = {}
         rows[(r[0], r[1])] = {"shard_id": r[0], "recording_id": r[1], "n_epochs": int(r[2]), "n_valid": int(r[3]),
-                              "n_scored": int(r[4]), "n_staged": int(r[5]), "figures": figures}  # fmt: skip
+                              "n_scored": int(r[4]), "n_staged": int(r[5]), "figures": figures}
     for sid, rid, stage, n in conn.execute(select(*keys, E.stage, func.count()).where(E.stage.is_not(None))
-                                           .group_by(*keys, E.stage)):  # fmt: skip
+                                           .group_by(*keys, E.stage)):
         rows[(sid, rid)]["figures"]["stage"][stage] = int(n)
     out = []
     for row in rows.values():

@@ -125,7 +125,7 @@ def _check_shard(fs, root: str, row: m.Shard, epochs: dict[str, tuple[str, int]]
 
 
 def verify_catalog(catalog_url: str, shards_root: str | os.PathLike | None = None, *, repair: bool = False,
-                   progress=None) -> VerifyReport:  # fmt: skip
+                   progress=None) -> VerifyReport:
     """Check every shard and epoch row of a catalog against the files; optionally re-queue damage.
 
     Parameters
@@ -172,7 +172,7 @@ def verify_catalog(catalog_url: str, shards_root: str | os.PathLike | None = Non
             for rec in s.scalars(select(m.Recording).where(m.Recording.status == "ok")):
                 if rec.n_packed != counts.get(rec.id, 0):
                     report.problems.append(Problem("packing_count", f"recording {rec.sha256[:16]} says {rec.n_packed} epochs "
-                                                   f"packed, {counts.get(rec.id, 0)} epoch rows exist", None, [rec.sha256]))  # fmt: skip
+                                                   f"packed, {counts.get(rec.id, 0)} epoch rows exist", None, [rec.sha256]))
         report.n_epochs = sum(len(v) for v in by_shard.values())
         bad_ids = []
         for i, row in enumerate(shards):

@@ -18,7 +18,7 @@ app = typer.Typer(
 catalog_app = typer.Typer(help="Query the catalog of an ingest.", no_args_is_help=True)
 manifest_app = typer.Typer(help="Freeze and inspect curated selections of epochs.", no_args_is_help=True)
 annotations_app = typer.Typer(help="Cluster the corpus's annotation texts and grow the taxonomy from them.",
-                              no_args_is_help=True)  # fmt: skip
+                              no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(manifest_app, name="manifest")
 export_app = typer.Typer(help="Export a manifest's corpus in the field's formats (EDF+).", no_args_is_help=True)

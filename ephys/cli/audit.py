@@ -33,7 +33,7 @@ def audit_cmd(
         typer.echo(json.dumps(r.to_dict(), indent=2))
     else:
         typer.echo(f"audited {r.n_files} files ({r.n_bytes:,} bytes) for {r.n_tokens} identity tokens of "
-                   f"{r.n_recordings} recordings ({r.n_unreadable} unreadable)")  # fmt: skip
+                   f"{r.n_recordings} recordings ({r.n_unreadable} unreadable)")
         for kind, where in sorted(r.hits.items()):
             for w, n in sorted(where.items()):
                 typer.echo(f"  HIT {kind} token(s) in {n} file(s) of {w}")

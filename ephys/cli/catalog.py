@@ -151,7 +151,7 @@ def verify(
     shards: Path | None = typer.Option(None, "--shards", help="shard folder [default: OUT/shards with --out, "
                                           "else the folder the ingest recorded in the catalog]"),
     repair: bool = typer.Option(False, "--repair", help="quarantine damaged shards and re-queue their recordings "
-                                "for the next `ephys ingest` of the archive"),  # fmt: skip
+                                "for the next `ephys ingest` of the archive"),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Re-check every shard's SHA-256, size and samples, and every epoch row, against the catalog.
@@ -193,14 +193,14 @@ def verify(
     else:
         c = console()
         c.print(f"checked {report.n_shards} shards ({report.n_samples} samples, {report.n_bytes:,} bytes) "
-                f"and {report.n_epochs} epoch rows")  # fmt: skip
+                f"and {report.n_epochs} epoch rows")
         for p in report.problems:
             c.print(f"  [{p.kind}] {p.detail}", markup=False)
         if report.quarantined:
             c.print(f"moved {len(report.quarantined)} damaged or orphan shard files to quarantine/: {', '.join(report.quarantined)}")
         if report.requeued:
             c.print(f"re-queued {len(report.requeued)} recordings: run the same `ephys ingest ARCHIVE --out ...` "
-                    "again to rebuild their missing epochs")  # fmt: skip
+                    "again to rebuild their missing epochs")
         if report.clean:
             c.print("OK")
         elif report.ok:

@@ -97,7 +97,7 @@ def ingest_cmd(
     config = IngestConfig(montage=montage, min_epochs=min_epochs, min_regions=min_regions, line_freq=line_freq,
                           shard_size=shard_size, keep_paths=keep_paths, date_shift=date_shift, stager=stager,
                           task_timeout_s=task_timeout, block_epochs=block_epochs,
-                          taxonomy=str(taxonomy) if taxonomy else None)  # fmt: skip
+                          taxonomy=str(taxonomy) if taxonomy else None)
     interactive = sys.stderr.isatty() and sys.stdout.isatty()
     if show_paths and not interactive:
         log.warning("--show-paths ignored: the console is not an interactive terminal (paths can hold patient names)")
@@ -106,7 +106,7 @@ def ingest_cmd(
         s = ingest(archive, out, config=config, catalog_url=catalog, scheduler=scheduler, workers=workers,
                    retry_failed=retry_failed, force=force, buffer_bytes=buffer_mib << 20, reporter=reporter,
                    shards_url=shards, show_paths=show_paths and interactive, cluster=cluster,
-                   cluster_options=options)  # fmt: skip
+                   cluster_options=options)
     except EphysError as exc:
         fail(str(exc))
     if as_json:

@@ -48,12 +48,12 @@ def cluster(
     from rich.table import Table
 
     t = Table(title=f"{len(result.clusters)} clusters of {result.n_texts} annotations ({result.n_distinct} distinct "
-                    f"texts; taxonomy {result.taxonomy_version})")  # fmt: skip
+                    f"texts; taxonomy {result.taxonomy_version})")
     for col in ("id", "count", "texts", "language", "label", "labelled", "representative"):
         t.add_column(col, justify="right" if col in ("id", "count", "texts", "labelled") else "left")
     for c in result.clusters[:top]:
         t.add_row(str(c.id), str(c.count), str(len(c.members)), c.language, c.label or "-",
-                  f"{100 * c.labelled_share:.0f} %", c.representative[:60])  # fmt: skip
+                  f"{100 * c.labelled_share:.0f} %", c.representative[:60])
     console().print(t)
     n_unl = sum(c.count for c in result.unlabelled)
     typer.echo(f"{len(result.unlabelled)} unlabelled clusters ({n_unl} annotations); proposals for review: "

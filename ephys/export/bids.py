@@ -76,9 +76,9 @@ EVENT_COLUMNS = {
     "negated": "True where the text negates the label ('kein Anfall').",
     "source": "Where the annotation came from: the recording file's format, a seizure-list sidecar "
               "('sidecar:<format>'), or 'ephys-stager' for ephys's automatic sleep staging of each 30-s epoch.",
-}  # fmt: skip
+}
 CITATION = ("Exported by ephys, the open pipeline from a hospital EEG archive to a curated corpus: please cite "
-            "ephys (its version is in GeneratedBy) and the source archive's own publication.")  # fmt: skip
+            "ephys (its version is in GeneratedBy) and the source archive's own publication.")
 
 
 def _mne_bids():
@@ -110,11 +110,11 @@ def _catalog_rows(catalog: Catalog, shas: list[str]) -> tuple[dict, dict, dict, 
             by_id = {r.id: r for r in rows}
             recs.update({r.sha256: r for r in rows})
             for a in s.execute(select(m.Annotation).where(m.Annotation.recording_id.in_(list(by_id)))
-                               .order_by(m.Annotation.recording_id, m.Annotation.onset_s, m.Annotation.id)).scalars():  # fmt: skip
+                               .order_by(m.Annotation.recording_id, m.Annotation.onset_s, m.Annotation.id)).scalars():
                 anns[by_id[a.recording_id].sha256].append(a)
             for rid, start, stage in s.execute(select(m.Epoch.recording_id, m.Epoch.start_s, m.Epoch.stage)
                                                .where(m.Epoch.recording_id.in_(list(by_id)), m.Epoch.stage.is_not(None))
-                                               .order_by(m.Epoch.recording_id, m.Epoch.start_s)):  # fmt: skip
+                                               .order_by(m.Epoch.recording_id, m.Epoch.start_s)):
                 stages[by_id[rid].sha256].append((float(start), stage))
         run_ids = {r.run_id for r in recs.values() if r.run_id is not None}
         for rid, cfg in s.execute(select(m.Run.id, m.Run.config_json).where(m.Run.id.in_(list(run_ids)))):
@@ -140,13 +140,13 @@ def _event_rows(anns, stages, epoch_s: float, tags: dict[str, str], duration: fl
         onset = min(max(float(a.onset_s), 0.0), duration)
         rows.append(dict(onset=onset, duration=max(0.0, min(float(a.duration_s or 0.0), duration - onset)),
                          trial_type=_tsv_text(a.text), category=a.category, subcategory=a.subcategory,
-                         negated=None if a.negated is None else str(bool(a.negated)), source=a.source, HED=hed))  # fmt: skip
+                         negated=None if a.negated is None else str(bool(a.negated)), source=a.source, HED=hed))
     for start, stage in stages:
         if start >= duration:
             continue
         rows.append(dict(onset=start, duration=min(epoch_s, duration - start), trial_type=f"sleep stage {stage}",
                          category="state", subcategory="sleep_stage", negated=None, source="ephys-stager",
-                         HED=STAGE_TAGS.get(stage)))  # fmt: skip
+                         HED=STAGE_TAGS.get(stage)))
     rows.sort(key=lambda r: (r["onset"], r["source"] == "ephys-stager"))
     return rows
 
@@ -168,12 +168,12 @@ def _raw_of(mne, reader, sha: str):
         raise BIDSLayoutError(f"recording {sha[:12]} has no EEG channel")
     if len(eeg_rates) > 1:
         raise BIDSLayoutError(f"recording {sha[:12]}: EEG channels at {len(eeg_rates)} sampling rates "
-                              f"({', '.join(f'{r:g}' for r in eeg_rates)} Hz); BIDS data through MNE hold one rate")  # fmt: skip
+                              f"({', '.join(f'{r:g}' for r in eeg_rates)} Hz); BIDS data through MNE hold one rate")
     segs = sorted(header.segments, key=lambda g: g.start_s)
     gaps = sum(1 for a, b in itertools.pairwise(segs) if b.start_s - (a.start_s + a.duration_s) > 1e-3)
     if gaps:
         raise BIDSLayoutError(f"recording {sha[:12]} is discontinuous ({len(segs)} segments, {gaps} gaps): BIDS EEG "
-                              "data written through MNE are continuous")  # fmt: skip
+                              "data written through MNE are continuous")
     sfreq = eeg_rates[0]
     keep = [c for c in chans if c.sfreq == sfreq and c.to_uv is not None]
     left_out = len(chans) - len(keep)
@@ -195,7 +195,7 @@ def _raw_of(mne, reader, sha: str):
 
 
 def export_bids(manifest_path: str | Path, archive: str | Path, out: str | Path, *, catalog: str,
-                task: str = "clinical", secret: bytes | None = None, progress: bool = False) -> dict:  # fmt: skip
+                task: str = "clinical", secret: bytes | None = None, progress: bool = False) -> dict:
     """Write the manifest's recordings as a BIDS EEG dataset under ``out`` (module docstring).
 
     Parameters
@@ -248,7 +248,7 @@ def export_bids(manifest_path: str | Path, archive: str | Path, out: str | Path,
         missing = [s for s in shas if s not in recs]
         if missing:
             raise MissingRecordingError(f"{len(missing)} recordings of the manifest are not in the catalog "
-                                        f"(first {missing[0][:12]}): give the catalog of the ingest", str(manifest_path))  # fmt: skip
+                                        f"(first {missing[0][:12]}): give the catalog of the ingest", str(manifest_path))
         found = locate_recordings(cat, archive, shas, secret=secret)
     finally:
         cat.close()
@@ -256,7 +256,7 @@ def export_bids(manifest_path: str | Path, archive: str | Path, out: str | Path,
     if missing:
         raise MissingRecordingError(f"{len(missing)} recordings of the manifest are no longer in the archive "
                                     f"(SHA-256 {', '.join(s[:12] for s in missing[:5])}"
-                                    f"{', ...' if len(missing) > 5 else ''}): nothing was written", str(manifest_path))  # fmt: skip
+                                    f"{', ...' if len(missing) > 5 else ''}): nothing was written", str(manifest_path))
     tags = hed_tags()
     epoch_s = manifest.n_samples / manifest.sfreq
     # runs per subject by (shifted) start, then SHA-256
@@ -276,7 +276,7 @@ def export_bids(manifest_path: str | Path, archive: str | Path, out: str | Path,
             got, _ = hash_recording(disc.file_strs)
             if got != sha:
                 raise MissingRecordingError(f"recording {sha[:12]} changed in the archive since it was ingested "
-                                            "(its SHA-256 differs): ingest again, then export", str(manifest_path))  # fmt: skip
+                                            "(its SHA-256 differs): ingest again, then export", str(manifest_path))
             with open_recording(disc.primary, disc.format) as reader:
                 raw, names, left_out = _raw_of(mne, reader, sha)
             raw.info["line_freq"] = line.get(rec.run_id)
@@ -286,17 +286,17 @@ def export_bids(manifest_path: str | Path, archive: str | Path, out: str | Path,
             with warnings.catch_warnings(), mne.utils.use_log_level("error"):
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mne_bids.write_raw_bids(raw, bp, format="EDF", allow_preload=True, physical_range="channelwise",
-                                        overwrite=False, readme=False, verbose=False)  # fmt: skip
+                                        overwrite=False, readme=False, verbose=False)
             bads = {names[k]: v for k, v in json.loads(rec.bad_channels_json or "{}").items() if k in names}
             if bads:
                 mne_bids.mark_channels(bp, ch_names=list(bads), status="bad", descriptions=list(bads.values()),
-                                       verbose=False)  # fmt: skip
+                                       verbose=False)
                 counts["bad_channels"] += len(bads)
             duration = raw.n_times / raw.info["sfreq"]
             rows = _event_rows(anns.get(sha, []), stages.get(sha, []), epoch_s, tags, duration)
             ev = bp.copy().update(suffix="events", extension=".tsv")
             _write_tsv(ev.fpath, rows, ["onset", "duration", "trial_type", "category", "subcategory", "negated",
-                                        "source", "HED"])  # fmt: skip
+                                        "source", "HED"])
             counts["events"] += len(rows)
             counts["hed_tagged"] += sum(1 for r in rows if r["HED"])
             acq = rec.start_time.strftime("%Y-%m-%dT%H:%M:%S") if rec.start_time else "n/a"
@@ -309,7 +309,7 @@ def export_bids(manifest_path: str | Path, archive: str | Path, out: str | Path,
 
 
 def _finish(mne_bids, root: Path, task: str, manifest: Manifest, firsts: dict, n_recordings: int,
-            scans: dict) -> None:  # fmt: skip
+            scans: dict) -> None:
     """Dataset-level files: description, participants (age, sex only, from each subject's run 1 = ``firsts``),
     scans' times, events.json, README."""
     # hed_tags validated the taxonomy's tags; the stage tags are constants, checked here against the schema
@@ -320,19 +320,19 @@ def _finish(mne_bids, root: Path, task: str, manifest: Manifest, firsts: dict, n
         path=root, name="ephys export", hed_version=list(HED_VERSION), dataset_type="raw",
         how_to_acknowledge=CITATION, generated_by=[{"Name": "ephys", "Version": ephys.__version__,
                                                     "Description": f"ephys export bids of manifest {manifest.content_hash}"}],
-        overwrite=True, verbose=False)  # fmt: skip
+        overwrite=True, verbose=False)
     rows = [dict(participant_id=f"sub-{lab}", age=r.age_years, sex=r.sex) for lab, r in sorted(firsts.items())]
     _write_tsv(root / "participants.tsv", rows, ["participant_id", "age", "sex"])
     (root / "participants.json").write_text(json.dumps({
         "age": {"Description": "completed years at the subject's first exported recording (capped at 90)",
                 "Units": "year"},
         "sex": {"Description": "sex as the recording header gives it", "Levels": {"F": "female", "M": "male"}},
-    }, indent=2) + "\n")  # fmt: skip
+    }, indent=2) + "\n")
     for label, items in scans.items():
         path = root / f"sub-{label}" / f"sub-{label}_scans.tsv"
         _write_tsv(path, [dict(filename=f, acq_time=t) for f, t in sorted(items)], ["filename", "acq_time"])
     (root / f"task-{task}_events.json").write_text(json.dumps(
-        {k: {"Description": v} for k, v in EVENT_COLUMNS.items()}, indent=2) + "\n")  # fmt: skip
+        {k: {"Description": v} for k, v in EVENT_COLUMNS.items()}, indent=2) + "\n")
     (root / "README").write_text(
         "ephys export\n============\n\n"
         f"{n_recordings} recordings of {len(firsts)} pseudonymous subjects: the recordings with epochs in ephys manifest "
@@ -340,7 +340,7 @@ def _finish(mne_bids, root: Path, task: str, manifest: Manifest, firsts: dict, n
         "channels and sampling rate), de-identified by ephys: subject labels are keyed pseudonyms, dates are shifted "
         "per subject or absent, annotation text is scrubbed of names, IDs and dates, and no file or folder name of the "
         "archive is kept. Events carry ephys taxonomy labels and HED (HED 8.4.0 with the SCORE 2.1.0 library).\n\n"
-        f"{CITATION}\n")  # fmt: skip
+        f"{CITATION}\n")
 
 
 def check_bids_tree(root: str | Path) -> list[str]:

@@ -88,7 +88,7 @@ def export_edf(manifest_path: str | Path, out: str | Path, *, progress: bool = F
                 files.append(name)
         shown.close()
     return dict(out=str(out), files=files, recordings=len(groups), epochs=sum(len(v) for v in groups.values()),
-                annotations=n_ann)  # fmt: skip
+                annotations=n_ann)
 
 
 def _write_run(edfio, path: Path, run: list[tuple[dict, np.ndarray]], manifest: Manifest, epoch_s: float) -> int:
@@ -100,7 +100,7 @@ def _write_run(edfio, path: Path, run: list[tuple[dict, np.ndarray]], manifest: 
         if hi - lo < 1e-6:
             lo, hi = lo - 1.0, hi + 1.0
         signals.append(edfio.EdfSignal(x, manifest.sfreq, label=_edf_label(name), physical_dimension="uV",
-                                       physical_range=(lo, hi)))  # fmt: skip
+                                       physical_range=(lo, hi)))
     seen, anns = set(), []
     for meta, _ in run:
         base = meta["start_s"] - t0
@@ -117,6 +117,6 @@ def _write_run(edfio, path: Path, run: list[tuple[dict, np.ndarray]], manifest: 
             seen.add(key)
             anns.append(edfio.EdfAnnotation(key[0], key[1] or None, key[2]))
     edf = edfio.Edf(signals, patient=edfio.Patient(), recording=edfio.Recording(), data_record_duration=1.0,
-                    annotations=sorted(anns, key=lambda a: a.onset))  # fmt: skip
+                    annotations=sorted(anns, key=lambda a: a.onset))
     edf.write(path)
     return len(anns)

@@ -57,7 +57,7 @@ def write_demo_archive(folder: str | Path, n_recordings: int = 3, minutes: float
                      physical_max=3200.0, digital_min=-(2**23) if bdf else -32768,
                      digital_max=2**23 - 1 if bdf else 32767, transducer="AgAgCl electrode", prefilter="HP:0.1Hz")
                 for e in TEN_TWENTY
-            ])  # fmt: skip
+            ])
             w.setStartdatetime(datetime(2020, 1, 1 + k, 9, 0, 0))
             w.setPatientCode(f"DEMO{k + 1:03d}")
             for j, (t, text) in enumerate([(20.0, "eyes closed"), (95.0, "Augen offen"), (200.0, "hyperventilation")]):

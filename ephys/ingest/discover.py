@@ -160,7 +160,7 @@ def discover(archive: str | os.PathLike) -> Discovery:
             folder = Path(err.filename) if err.filename else root
             reason = f"folder cannot be listed: {err.strerror or type(err).__name__}"
             failed.append(Discovered(folder, [folder], "folder", _rel(folder, base) or ".",
-                                     UnreadableFolderError(reason, str(folder))))  # fmt: skip
+                                     UnreadableFolderError(reason, str(folder))))
 
         for d, dirs, files in os.walk(root, followlinks=False, onerror=unlistable):
             dirs.sort()
@@ -176,12 +176,12 @@ def discover(archive: str | os.PathLike) -> Discovery:
                     n_special += 1
                     if p.suffix.lower() in EEG_EXTENSIONS:
                         failed.append(Discovered(p, [p], "special", _rel(p, base),
-                                                 SpecialFileError(SpecialFileError.default_reason, str(p))))  # fmt: skip
+                                                 SpecialFileError(SpecialFileError.default_reason, str(p))))
     else:
         raise RunError(f"archive {root} is not a folder or file")
 
     out = Discovery(n_files=len(paths), n_special=n_special,
-                    n_unreadable_folders=sum(isinstance(r.failure, UnreadableFolderError) for r in failed))  # fmt: skip
+                    n_unreadable_folders=sum(isinstance(r.failure, UnreadableFolderError) for r in failed))
     sniffed = {p: sniff(p) for p in paths}
     claimed: set[Path] = set()
     grouped: set[Path] = set()

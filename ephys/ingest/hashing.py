@@ -52,12 +52,12 @@ def _hash_member(path: str, view: memoryview) -> tuple[str, int, Fingerprint]:
         os.close(fd)
     if n < st.st_size or grew or _fingerprint(after) != _fingerprint(st):
         raise ChangedDuringReadError("the file changed while it was hashed (still being written?); "
-                                     "it is retried on the next run", path)  # fmt: skip
+                                     "it is retried on the next run", path)
     return digest, st.st_size, _fingerprint(st)
 
 
 def hash_recording(files: list[str], buffer_bytes: int = READ_CHUNK,
-                   fingerprints: list | None = None) -> tuple[str, int]:  # fmt: skip
+                   fingerprints: list | None = None) -> tuple[str, int]:
     """``(sha256 hex, total bytes)`` of a recording.
 
     A single file hashes to its own SHA-256. A multi-file recording (BrainVision
@@ -102,4 +102,4 @@ def check_unchanged(files: list[str], fingerprints: list[Fingerprint], primary: 
             now = None
         if now != tuple(fp):
             raise ChangedDuringReadError("the file was replaced or changed after it was hashed; the hash would "
-                                         "not be the content read. It is retried on the next run", primary or files[0])  # fmt: skip
+                                         "not be the content read. It is retried on the next run", primary or files[0])

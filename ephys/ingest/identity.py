@@ -54,7 +54,7 @@ def secret_fingerprint(secret: bytes) -> str:
 
 #: Name tokens that anonymised or test files put where a name belongs; never a person.
 _PLACEHOLDERS = {"x", "xx", "xxx", "anonymous", "anon", "unknown", "noname", "no", "name", "patient", "none", "na", "n/a",
-                 "test", "demo", "subject", "no_name", "no name"}  # fmt: skip
+                 "test", "demo", "subject", "no_name", "no name"}
 
 
 def subject_key(patient_id: str, names: list[str], birthdate: str | None) -> str | None:
@@ -75,7 +75,7 @@ def subject_key(patient_id: str, names: list[str], birthdate: str | None) -> str
 
 
 def pseudonym(secret: bytes, patient_id: str, recording_sha256: str, *, names: list[str] = (),
-              birthdate: str | None = None) -> str:  # fmt: skip
+              birthdate: str | None = None) -> str:
     """``sub-`` + 16 hex of HMAC-SHA-256 (RFC 2104) of :func:`subject_key`.
 
     Without anything identifying the patient, one subject per recording.
@@ -181,7 +181,7 @@ _DATE = re.compile(
         r"\b(?:0?[1-9]|[12]\d|3[01])\.(?:0?[1-9]|1[0-2])\.(?!\d)",  # 12.03. (German, year left out)
     )),
     re.IGNORECASE,
-)  # fmt: skip
+)
 #: What may stand next to a name: anything but a letter or digit (so ``Meier_Hans`` and ``(Meier)`` match).
 _NOT_ALNUM_BEFORE, _NOT_ALNUM_AFTER = r"(?<![^\W_])", r"(?![^\W_])"
 
@@ -288,7 +288,7 @@ def scrub_split(texts: list[str], names: list[str], ids: list[str] = ()) -> tupl
     targets = [(t, "[id]") for t in {_fold(i).lower() for i in _id_parts(list(ids))} if len(t) >= 4]
     whole = {w.strip() for w in names if len(w.strip()) >= 4}
     targets += [(t, "[name]") for base in whole | set(_name_tokens(names)) if base.lower() not in _PLACEHOLDERS
-                for t in {_fold(x).lower() for x in _spellings(base)} if len(t) >= 4]  # fmt: skip
+                for t in {_fold(x).lower() for x in _spellings(base)} if len(t) >= 4]
     out, n = list(texts), 0
     for i in range(len(out) - 1):
         a, b = out[i].rstrip(), out[i + 1].lstrip()
@@ -328,7 +328,7 @@ def printable_path(relpath: str) -> str:
 #: A path in a message: rooted (``/a/b``, ``C:\\a``, ``~/a``, ``./a``) up to a space or quote, or
 #: relative with folders and a file extension (``Meier_Hans/PX.vhdr``); not ``EDF/BDF`` or ``µV/s``.
 _PATH = re.compile(r"""(?:[A-Za-z]:[\\/]|~[\\/]|\.{1,2}[\\/]|(?<![\w.])[\\/])[^\s'"`]*"""
-                   r"""|(?:[^\s'"`\\/:;,()\[\]<>]+[\\/])+[^\s'"`\\/:;,()\[\]<>]*\.[A-Za-z0-9]{1,5}\b""")  # fmt: skip
+                   r"""|(?:[^\s'"`\\/:;,()\[\]<>]+[\\/])+[^\s'"`\\/:;,()\[\]<>]*\.[A-Za-z0-9]{1,5}\b""")
 _TIME = re.compile(r"\b\d{1,2}[:.]\d{2}[:.]\d{2}\b")
 
 

@@ -117,7 +117,7 @@ class Montage:
         raise NotImplementedError
 
     def layout(self, picked: list[ChannelInfo], bad: dict[int, str], names: list[str], min_regions: int,
-               path: str) -> tuple[list[str], list[bool]]:  # fmt: skip
+               path: str) -> tuple[list[str], list[bool]]:
         """Output names and mask once the channels at positions ``bad`` (position in ``picked`` -> reason) are
         left out.
 
@@ -181,7 +181,7 @@ class Regional8Montage(Montage):
             why = ", ".join(f"{picked[i].name} {r}" for i, r in sorted(bad.items()))
             raise InsufficientCoverageError(
                 f"insufficient 10-20 coverage for regional8 after excluding bad channels ({why}): "
-                f"{sum(cover)} of 8 regions (needs {min_regions})", path)  # fmt: skip
+                f"{sum(cover)} of 8 regions (needs {min_regions})", path)
         return names, cover
 
     def combine(self, x, picked, good):

@@ -41,7 +41,7 @@ from ephys.ingest.identity import _fold
 #: Countries whose names are looked for (ISO 3166 alpha-2), for a Swiss or Central European
 #: hospital: its own and its neighbours', and those of the larger immigrant groups.
 DEFAULT_COUNTRIES = ("CH", "DE", "AT", "FR", "IT", "LU", "BE", "NL", "GB", "IE", "US", "CA", "ES", "PT",
-                     "PL", "CZ", "HU", "HR", "RS", "SI", "AL", "TR", "GR")  # fmt: skip
+                     "PL", "CZ", "HU", "HR", "RS", "SI", "AL", "TR", "GR")
 #: A given name ranked at most this in one of the countries is a name on its own when it is not
 #: also a common word (``Zimmer`` and ``File`` are listed as given names too) ...
 FIRST_RANK = 1000
@@ -74,7 +74,7 @@ mother father mom mum dad son daughter brother sister husband wife boyfriend gir
 grandfather grandma grandpa aunt uncle nurse rn tech technologist doctor attending resident fellow interpreter
 mère père fils fille frère sœur soeur mari épouse infirmière infirmier
 madre padre figlio figlia fratello sorella marito moglie infermiera infermiere
-""".split())  # fmt: skip
+""".split())
 
 #: Abbreviations of clinical notes that name lists also hold (``Pat``, ``Iv``).
 ABBREVIATIONS = frozenset("pat pt pts iv im sc po mg ml hz uv eeg ekg ecg emg eog eeg-tech ok re li".split())
@@ -90,7 +90,7 @@ cenobamate ontozry xcopri gabapentin neurontin pregabalin lyrica ethosuximid eth
 ospolot stiripentol diacomit cannabidiol epidyolex rufinamid inovelon felbamat taloxa vigabatrin sabril
 clobazam frisium onfi clonazepam rivotril klonopin lorazepam temesta ativan midazolam dormicum buccolam
 diazepam valium stesolid propofol ketamin ketamine thiopental melatonin chloralhydrat
-""".split())  # fmt: skip
+""".split())
 
 #: A word: letters with inner hyphens or apostrophes, not glued to a digit (``Fp1`` is no word).
 _WORD = re.compile(r"(?<![^\W_])[^\W\d_]+(?:[-'’][^\W\d_]+)*(?![^\W_])")

@@ -162,10 +162,10 @@ def parse_chbmit(text: str) -> Sidecar:
             out.entries.append(SidecarEntry(number, name, start, end - start, "seizure"))
         if len(starts) != len(ends):
             out.problems.append((len(out.entries) + len(out.problems) + 1,
-                                 f"{len(starts)} seizure start times but {len(ends)} end times for one file"))  # fmt: skip
+                                 f"{len(starts)} seizure start times but {len(ends)} end times for one file"))
         if declared is not None and declared != len(starts):
             out.problems.append((len(out.entries) + len(out.problems) + 1,
-                                 f"'Number of Seizures in File: {declared}' but {len(starts)} listed"))  # fmt: skip
+                                 f"'Number of Seizures in File: {declared}' but {len(starts)} listed"))
 
     for line in text.split("\n"):
         if m := _CHB_FILE.match(line):
@@ -253,7 +253,7 @@ def parse_tsv(text: str) -> Sidecar:
             out.problems.append((number, "empty description"))
             continue
         out.entries.append(SidecarEntry(number, name.lower() if _SHA.match(name.lower()) else name, onset, duration,
-                                        description))  # fmt: skip
+                                        description))
     return out
 
 

@@ -40,7 +40,7 @@ from ephys.ingest.writers import trc as trc_writer
 REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
 SOURCES = ("eegmmidb/S001R03.edf", "bci2000-edf/test_edf_overlapping_annotations.edf")
 TEN_TWENTY = ("Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8", "T7", "C3", "Cz", "C4", "T8",
-              "P7", "P3", "Pz", "P4", "P8", "O1", "O2")  # fmt: skip  (= ephys.ingest.channels.TEN_TWENTY)
+              "P7", "P3", "Pz", "P4", "P8", "O1", "O2")  # (= ephys.ingest.channels.TEN_TWENTY)
 CHANNELS = TEN_TWENTY + ("A1", "A2")
 SOURCE_NAME = {"A1": "T9", "A2": "T10"}  # ear stand-ins
 OLD = {"T7": "T3", "T8": "T4", "P7": "T5", "P8": "T6"}
@@ -77,22 +77,22 @@ def plan(scale: str) -> list[FileSpec]:
     19-channel EDF+ EEGs, 8 at 256 Hz and 4 at 512 Hz, the routine workload of issue #16)."""
     if scale == "routine":
         return [FileSpec(f"routine/eeg_{k:03d}.edf", "edf", "routine", 3600, 19, 256 if k <= 8 else 512, "clinical",
-                         seizure=k % 3 == 0) for k in range(1, 13)]  # fmt: skip
+                         seizure=k % 3 == 0) for k in range(1, 13)]
     if scale == "quickstart":  # 36 EEG-minutes: 3 EDF+, 1 TRC, 1 .e (6 min each), one 12-min BDF+
         m, reps, ltm = 6, (3, 1, 1), [("ltm/ltm_001.bdf", "bdf", 12 * 60, 19, 256, "clinical")]
     elif scale == "tiny":
         m, reps, ltm = 6, (1, 1, 1), [("ltm/ltm_001.bdf", "bdf", 6 * 60, 21, 512, "plain")]
     elif scale == "small":
         m, reps, ltm = 20, (3, 2, 2), [("ltm/ltm_001.edf", "edf", 3 * 3600, 21, 512, "plain"),
-                                       ("ltm/ltm_002.bdf", "bdf", 1 * 3600, 19, 256, "clinical")]  # fmt: skip
+                                       ("ltm/ltm_002.bdf", "bdf", 1 * 3600, 19, 256, "clinical")]
     elif scale == "full":
         m, reps, ltm = 20, (12, 6, 6), [("ltm/ltm_001.edf", "edf", 24 * 3600, 21, 512, "plain"),
-                                        ("ltm/ltm_002.bdf", "bdf", 8 * 3600, 19, 256, "clinical")]  # fmt: skip
+                                        ("ltm/ltm_002.bdf", "bdf", 8 * 3600, 19, 256, "clinical")]
     else:
         raise ValueError(scale)
     out, k = [], 0
     for fmt, ext, n_ch, sf, style, n in (("edf", "edf", 19, 256, "clinical", reps[0]), ("trc", "TRC", 21, 512, "old", reps[1]),
-                                         ("nicolet", "e", 21, 256, "plain", reps[2])):  # fmt: skip
+                                         ("nicolet", "e", 21, 256, "plain", reps[2])):
         for _ in range(n):
             k += 1
             out.append(FileSpec(f"routine/eeg_{k:03d}.{ext}", fmt, "routine", m * 60, n_ch, sf, style, seizure=k % 3 == 0))
@@ -162,13 +162,13 @@ def annotations(spec: FileSpec, seed: int) -> list[tuple[int, float, str]]:
     d = spec.duration_s
     if spec.kind == "routine":
         ev = [(0.05, 0, "Augen zu"), (0.08, 0, "Augen auf"), (0.25, 180, "Hyperventilation"),
-              (0.6, 0, "Fotostimulation 10 Hz"), (0.9, 0, "Pat. unruhig, Bewegungsartefakt")]  # fmt: skip
+              (0.6, 0, "Fotostimulation 10 Hz"), (0.9, 0, "Pat. unruhig, Bewegungsartefakt")]
         if spec.seizure:
             ev.append((0.8, 20, "Anfall"))
         return sorted((int(f * d), float(dur if f * d + dur < d else 0), t) for f, dur, t in ev)
     rng = np.random.default_rng(seed + 7)
     words = ["Pat. schläft", "Pat. wach", "Anfall", "Bewegungsartefakt", "Spike-Wave-Komplexe",
-             "kein Anfall, Pat. kratzt sich", "Elektrode F3 neu angelegt", "V.a. Anfall"]  # fmt: skip
+             "kein Anfall, Pat. kratzt sich", "Elektrode F3 neu angelegt", "V.a. Anfall"]
     ev = [(5, 0.0, "Beginn Aufzeichnung")]
     for h in range(max(1, d // 3600)):
         t = h * 3600 + int(rng.integers(60, 3540))
@@ -190,7 +190,7 @@ def write_edf_stream(path: Path, spec: FileSpec, blocks, anns: list[tuple[int, f
     ann_bytes = 120
     labels = labels or [label(c, spec.labels) for c in CHANNELS[:n_ch]]
     edf_writer.write_edf(path, [np.zeros(0)] * n_ch, labels, [sf] * n_ch, phys=phys, bdf=bdf, ann_bytes=ann_bytes,
-                         recording="Startdate 04-MAR-2024 X X X", start=START.strftime("%d.%m.%y%H.%M.%S"))  # fmt: skip
+                         recording="Startdate 04-MAR-2024 X X X", start=START.strftime("%d.%m.%y%H.%M.%S"))
     by_rec: dict[int, list] = {}
     for onset, dur, text in anns:
         by_rec.setdefault(int(onset), []).append((onset, dur, text))
@@ -221,7 +221,7 @@ def write_trc_stream(path: Path, spec: FileSpec, blocks, anns: list[tuple[int, f
     chans = [trc_writer.Chan(label=label(c, spec.labels)) for c in CHANNELS[: spec.n_channels]]
     notes = [(int(onset * spec.sfreq), text[:40]) for onset, _, text in anns]
     trc_writer.write_trc(path, np.zeros((0, spec.n_channels), np.uint16), chans, rate=spec.sfreq, nbytes=2,
-                         start=START, notes=notes, laboratory="Benchmark")  # fmt: skip
+                         start=START, notes=notes, laboratory="Benchmark")
     with open(path, "ab") as f:
         for x in blocks:
             codes = np.clip(np.round(x[: spec.n_channels] / TRC_UV_PER_CODE) + 32768, 0, 65535).astype("<u2")
@@ -234,10 +234,10 @@ def write_nicolet_file(path: Path, spec: FileSpec, blocks, anns: list[tuple[int,
     x = np.concatenate(list(blocks), axis=1)[: spec.n_channels]
     codes = np.clip(np.round(x / NICOLET_UV_PER_CODE), -32768, 32767).astype("<i2")
     traces = [nic.Trace(label(c, spec.labels), label(c, spec.labels), "REF", float(spec.sfreq), NICOLET_UV_PER_CODE)
-              for c in CHANNELS[: spec.n_channels]]  # fmt: skip
+              for c in CHANNELS[: spec.n_channels]]
     events = [nic.Event(START + dt.timedelta(seconds=onset), dur, nic.ANNOTATION, text, "Tech") for onset, dur, text in anns]
     nic.write_nicolet(path, traces, [(START, float(spec.duration_s))], list(codes), events=events,
-                      blocks=max(3, spec.duration_s // 60), index_blocks=4)  # fmt: skip
+                      blocks=max(3, spec.duration_s // 60), index_blocks=4)
 
 
 WRITERS = {"edf": write_edf_stream, "bdf": write_edf_stream, "trc": write_trc_stream, "nicolet": write_nicolet_file}
@@ -250,7 +250,7 @@ def expected_bytes(spec: FileSpec) -> int:
 
 
 def write_file(archive: Path, spec: FileSpec, pools: dict[int, list[np.ndarray]], seed: int,
-               real: Path = REAL) -> Written:  # fmt: skip
+               real: Path = REAL) -> Written:
     """Write one planned file (deterministic in ``seed``) from the sources in ``real``; return its size and
     annotations. ``pools`` caches the sources per sampling rate between calls."""
     path = archive / spec.relpath

@@ -44,13 +44,13 @@ def card_metadata(manifest: Manifest, shard_urls: list[str], name: str) -> dict:
         "size_categories": [_size_category(manifest.n_epochs)],
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": shard_urls}]}],
         "ephys": {"manifest_content_hash": manifest.content_hash, "manifest_format": manifest.format,
-                  "ephys_version": manifest.ephys_version, "query": manifest.query},  # fmt: skip
+                  "ephys_version": manifest.ephys_version, "query": manifest.query},
     }
 
 
 def _size_category(n: int) -> str:
     for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
-                         (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M")):  # fmt: skip
+                         (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M")):
         if n < limit:
             return label
     return "n>100M"
@@ -61,14 +61,14 @@ def croissant(manifest: Manifest, shard_urls: list[str], name: str) -> dict:
     n_ch, n_t = len(manifest.channel_names), manifest.n_samples
     files = [{"@type": "cr:FileObject", "@id": f"shard-{i}", "name": Path(u).name, "contentUrl": u,
               "encodingFormat": "application/x-tar", "sha256": s.sha256}
-             for i, (u, s) in enumerate(zip(shard_urls, manifest.shards))]  # fmt: skip
+             for i, (u, s) in enumerate(zip(shard_urls, manifest.shards))]
     field = lambda fid, desc, dtype, ext: {  # noqa: E731
         "@type": "cr:Field", "@id": f"epochs/{fid}", "name": fid, "description": desc, "dataType": dtype,
         "source": {"fileSet": {"@id": "shards"}, "extract": {"fileProperty": "content"},
-                   "transform": {"regex": rf"^.*\.{ext}$"}}}  # fmt: skip
+                   "transform": {"regex": rf"^.*\.{ext}$"}}}
     return {
         "@context": {"@language": "en", "@vocab": "https://schema.org/", "sc": "https://schema.org/",
-                     "cr": "http://mlcommons.org/croissant/", "dct": "http://purl.org/dc/terms/"},  # fmt: skip
+                     "cr": "http://mlcommons.org/croissant/", "dct": "http://purl.org/dc/terms/"},
         "@type": "sc:Dataset",
         "conformsTo": "http://mlcommons.org/croissant/1.0",
         "name": name,
@@ -79,16 +79,16 @@ def croissant(manifest: Manifest, shard_urls: list[str], name: str) -> dict:
         "version": manifest.content_hash[:16],
         "distribution": files + [{"@type": "cr:FileSet", "@id": "shards", "name": "shards",
                                   "containedIn": [{"@id": f["@id"]} for f in files],
-                                  "encodingFormat": "application/x-tar", "includes": "*.tar"}],  # fmt: skip
+                                  "encodingFormat": "application/x-tar", "includes": "*.tar"}],
         "recordSet": [{
             "@type": "cr:RecordSet", "@id": "epochs", "name": "epochs",
             "description": "one record per 30-s epoch (WebDataset sample)",
             "field": [
                 field("eeg.npy", f"float16 µV, shape ({n_ch}, {n_t}): channels {', '.join(manifest.channel_names)}",
-                      "sc:Float", "eeg.npy"),  # fmt: skip
+                      "sc:Float", "eeg.npy"),
                 field("json", "epoch metadata: pseudonymous subject, recording SHA-256, start (s), QC figures, "
                               "sleep stage and probabilities, scrubbed annotations with taxonomy labels",
-                      "sc:Text", "json"),  # fmt: skip
+                      "sc:Text", "json"),
             ],
         }],
     }
@@ -159,7 +159,7 @@ def write_card(manifest_path: str | Path, dest: str | Path, name: str | None = N
     name = name or f"ephys corpus {manifest.content_hash[:12]}"
     card, cr = dest / "README.md", dest / "croissant.json"
     for path, text in ((card, readme(manifest, card_metadata(manifest, urls, name), name)),
-                       (cr, json.dumps(croissant(manifest, urls, name), indent=1, ensure_ascii=False))):  # fmt: skip
+                       (cr, json.dumps(croissant(manifest, urls, name), indent=1, ensure_ascii=False))):
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)

@@ -93,7 +93,7 @@ def create_manifest(
             if first is not None:
                 shards.append(ManifestShard(url=_shard_url(root, first.shard_name, output, relative_urls) if root else "",
                                             sha256=first.shard_sha256, n_samples=first.shard_n_samples,
-                                            runs=runs))  # fmt: skip
+                                            runs=runs))
 
         # One pass over the (shard, recording) groups as the database streams them, in shard order: the
         # database aggregates the epochs, so Python's work and memory are per group, not per epoch.

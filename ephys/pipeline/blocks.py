@@ -135,7 +135,7 @@ def condition_block(reader, picked, good: list[int], block: Block, segs, config)
             if not np.isfinite(x).all():
                 np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
             y = condition(x, sf, l_freq=config.l_freq, h_freq=config.h_freq, line_freq=config.line_freq,
-                          sfreq_out=config.sfreq)[:, skip : skip + n_epochs * n_out]  # fmt: skip
+                          sfreq_out=config.sfreq)[:, skip : skip + n_epochs * n_out]
             out[group, : y.shape[1]] = y  # a fractional input rate can leave the last sample short
     out = montage.combine(out, picked, good)
     np.clip(out, -F16_MAX, F16_MAX, out=out)

@@ -39,7 +39,7 @@ class HashLog:
     def append(self, sha256: str, outcome: str, code: str | None, n_epochs: int, path_hash: str, relpath: str | None) -> None:
         self._w.writerow(dict(sha256=sha256, outcome=outcome, code=code or "", n_epochs=n_epochs,
                               finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                              path_hash=path_hash, relpath=relpath or ""))  # fmt: skip
+                              path_hash=path_hash, relpath=relpath or ""))
         self._sync()
         self.done[sha256] = outcome
 

@@ -48,10 +48,10 @@ class OutputLock:
             holder = _holder(fd)
             os.close(fd)
             raise OutputLockedError(f"the output folder {self.path.parent} is in use by another ephys ingest "
-                                    f"({holder}); wait for it to finish or use another --out") from None  # fmt: skip
+                                    f"({holder}); wait for it to finish or use another --out") from None
         os.ftruncate(fd, 0)
         info = dict(pid=os.getpid(), host=socket.gethostname(),
-                    since=datetime.now(UTC).isoformat(timespec="seconds"))  # fmt: skip
+                    since=datetime.now(UTC).isoformat(timespec="seconds"))
         os.pwrite(fd, json.dumps(info).encode() + b"\n", 0)
         self._fd = fd
         return self

@@ -37,7 +37,7 @@ class Packer:
 
     def __init__(self, catalog: Catalog, out: Path, config: IngestConfig, run_id: int, hashlog: HashLog,
                  order: list[str], have: dict[str, set[int]], meta: dict[str, tuple[str, str | None]], reporter: Reporter,
-                 shards: Path | None = None, shards_url: str | None = None):  # fmt: skip
+                 shards: Path | None = None, shards_url: str | None = None):
         self.catalog, self.config, self.run_id, self.hashlog = catalog, config, run_id, hashlog
         # Remote shards are written in the spool folder, then uploaded (ephys.shard.store).
         self.folder = out / ".spool" if shards_url else shards or out / "shards"
@@ -80,7 +80,7 @@ class Packer:
                 channel_names=r.channel_names, mask=r.mask, qc=e.qc, qc_channels=r.qc_channels,
                 bad_channels=r.bad_channels, sleep=e.sleep, **QCFigures.epoch_fields(figures, e.index),
                 annotations=epoch_annotations(r.annotations, e.start_s, self.config.epoch_s),
-            )  # fmt: skip
+            )
             self.buffer.append((data[e.index], meta, epoch_row(r, e, key)))
             if len(self.buffer) >= self.config.shard_size:
                 self.flush()

@@ -44,7 +44,7 @@ def open_part(source: Source, reader, sec: dict[str, float]):
 
 
 def qc_part(source: Source, picked, segs, block: Block, config: IngestConfig,
-             reader=None) -> tuple[ChannelFeatures | None, dict[str, float]]:  # fmt: skip
+             reader=None) -> tuple[ChannelFeatures | None, dict[str, float]]:
     """Pass 1 over one block: its QC figures (``None`` without a whole epoch) and the seconds spent
     (``read``, ``qc``, ``open``).
 
@@ -69,7 +69,7 @@ def qc_part(source: Source, picked, segs, block: Block, config: IngestConfig,
 
 
 def condition_part(source: Source, picked, good: list[int], segs, block: Block, first_row: int,
-                    target: Target, config: IngestConfig, reader=None) -> tuple[np.ndarray, dict[str, float]]:  # fmt: skip
+                    target: Target, config: IngestConfig, reader=None) -> tuple[np.ndarray, dict[str, float]]:
     """Pass 2 over one block: condition it and write its epochs as rows ``first_row...`` of the
     spool file ``target`` (then fsync). Returns ``(max |µV| per epoch, seconds)``.
 
@@ -132,7 +132,7 @@ class DaskParts:
             raise spool_error(exc, claims.parent, 0) from None
         claim = [claims / str(k) for k in range(len(calls))]
         futures = [client.submit(claimed_part, fn, claim[k], c, key=f"{tag}-{k}", priority=BLOCK_PRIORITY - k)
-                   for k, c in enumerate(calls)]  # fmt: skip
+                   for k, c in enumerate(calls)]
         out: list = [None] * len(calls)
         try:
             mine = set()

@@ -73,14 +73,14 @@ class RichReporter(Reporter):
         self.progress = Progress(
             TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
             TimeElapsedColumn(), transient=False,
-        )  # fmt: skip
+        )
         self.task = None
 
     def _stats(self):
         wall_h = max(self._time() - self.t0, 1e-6) / 3600
         c = self.counts
         return (f"ok {c['ok']} rejected {c['rejected']} failed {c['failed']} skipped {c['skipped']} | "
-                f"{self.hours:.2f} EEG-h, {self.hours / wall_h:,.0f} EEG-h/h")  # fmt: skip
+                f"{self.hours:.2f} EEG-h, {self.hours / wall_h:,.0f} EEG-h/h")
 
     def start(self, total):
         self.progress.start()
@@ -111,7 +111,7 @@ def summary_dict(s: IngestSummary) -> dict:
         sidecar_problems=len(s.sidecars.problems),
         eeg_hours_per_hour=round(s.eeg_hours / max(s.wall_s, 1e-9) * 3600, 1),
         shards=str((Path(s.out) / "shards").resolve()), catalog=s.catalog, dashboard=s.dashboard,
-    )  # fmt: skip
+    )
 
 
 def summary_lines(s: IngestSummary, archive: str | Path, *, named_by_path: bool = False) -> list[str]:
@@ -134,7 +134,7 @@ def summary_lines(s: IngestSummary, archive: str | Path, *, named_by_path: bool 
     sc = s.sidecars
     if sc.n_sidecars:
         out.append(f"annotation sidecars: {sc.n_sidecars} ({sc.n_entries} entries: {sc.n_attached} attached to "
-                   f"{sc.n_recordings} recordings, {sc.n_clipped} of them clipped)")  # fmt: skip
+                   f"{sc.n_recordings} recordings, {sc.n_clipped} of them clipped)")
         grouped: dict[tuple[str, str], list[int]] = {}
         for name, number, why in sc.problems:
             grouped.setdefault((name, why), []).append(number)
@@ -143,7 +143,7 @@ def summary_lines(s: IngestSummary, archive: str | Path, *, named_by_path: bool 
             out.append(f"  sidecar {name} entr{'y' if len(numbers) == 1 else 'ies'} {listed}: {why}")
     d = summary_dict(s)
     out.append(f"{s.n_epochs} epochs in {s.n_shards} new shards; {s.eeg_hours:.2f} EEG-hours in {s.wall_s:.1f} s "
-               f"({d['eeg_hours_per_hour']:,} EEG-h per hour)")  # fmt: skip
+               f"({d['eeg_hours_per_hour']:,} EEG-h per hour)")
     out.append(f"shards:  {d['shards']}")
     out.append(f"catalog: {s.catalog}")
     return out

@@ -214,11 +214,11 @@ def _check_slurm_job(script: str) -> None:
     if r.returncode != 0:
         said = " ".join(line.strip() for line in r.stderr.splitlines() if line.strip())[-400:]
         raise RunError(f"Slurm refuses the worker job ({said}); change it with --cluster-option, e.g. "
-                       "memory=2GiB, queue=PARTITION, account=NAME")  # fmt: skip
+                       "memory=2GiB, queue=PARTITION, account=NAME")
 
 
 def _start_client(scheduler: str | None, workers: int | None, processes: bool = True, cluster: str = "local",
-                  cluster_options: dict | None = None, log_directory: Path | None = None):  # fmt: skip
+                  cluster_options: dict | None = None, log_directory: Path | None = None):
     import dask
     from dask.distributed import Client, LocalCluster
 
@@ -238,7 +238,7 @@ def _start_client(scheduler: str | None, workers: int | None, processes: bool = 
         with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_WORKER_DEATHS, **malloc}):
             # The dashboard (bokeh) on a free port: several ingests on one machine never clash on 8787.
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes, dashboard_address=":0",
-                                   silence_logs=logging.ERROR)  # fmt: skip
+                                   silence_logs=logging.ERROR)
         try:
             return Client(cluster), cluster
         except BaseException:
@@ -415,9 +415,9 @@ def ingest(
         _check_meta(catalog, config, secret_fingerprint(secret), shards_url or str(shards.resolve()))
         build_table()  # the name detector's table, once per machine, before the workers need it
         client, dask_cluster = _start_client(scheduler, workers, processes, cluster, cluster_options,
-                                             out.resolve() / ".dask" / "slurm")  # fmt: skip
+                                             out.resolve() / ".dask" / "slurm")
         run_id = catalog.begin_run(code_version=__version__, processing_hash=config.processing_hash(),
-                                   config=config.model_dump())  # fmt: skip
+                                   config=config.model_dump())
         states = catalog.recording_states()
         hashlog = HashLog(out / "hashlog.csv")
     except BaseException:
@@ -430,13 +430,13 @@ def ingest(
         raise
     summary = IngestSummary(run_id=run_id, out=str(out), catalog=catalog_url, n_discovered=len(found.recordings),
                             n_ignored=found.n_ignored, n_special=found.n_special,
-                            n_unreadable_folders=found.n_unreadable_folders)  # fmt: skip
+                            n_unreadable_folders=found.n_unreadable_folders)
     summary.dashboard = _dashboard_link(client)
     log.info("Dask scheduler %s, dashboard %s", client.scheduler.address, summary.dashboard or "not available")
     status = "interrupted"
     try:
         _run(found.recordings, client, catalog, hashlog, states, config, out, run_id, secret, summary, reporter,
-             retry_failed, buffer_bytes, shards, shards_url, show_paths, found.annotation_sidecars)  # fmt: skip
+             retry_failed, buffer_bytes, shards, shards_url, show_paths, found.annotation_sidecars)
         status = "completed"
     finally:
         reporter.stop()
@@ -445,7 +445,7 @@ def ingest(
         try:
             catalog.finish_run(run_id, status, n_discovered=summary.n_discovered, n_skipped=summary.n_skipped,
                                n_ok=summary.n_ok, n_rejected=summary.n_rejected, n_failed=summary.n_failed,
-                               eeg_hours=summary.eeg_hours, wall_s=summary.wall_s)  # fmt: skip
+                               eeg_hours=summary.eeg_hours, wall_s=summary.wall_s)
         finally:
             client.close()
             if dask_cluster is not None:
@@ -464,7 +464,7 @@ def _restart_stuck_worker(client, future) -> None:
             log.info("restarted worker %s after a task timeout", workers[0])
     except Exception as exc:  # noqa: BLE001 - no nanny (e.g. --no-nanny workers): the thread lingers
         log.warning("could not restart the worker of a timed-out task (%s); its stuck thread keeps running",
-                    type(exc).__name__)  # fmt: skip
+                    type(exc).__name__)
 
 
 def _pack_priority(sha: str) -> int:
@@ -486,7 +486,7 @@ def _recording_bytes(rec: Discovered) -> int:
 
 def _run(recordings: list[Discovered], client, catalog, hashlog, states, config, out, run_id, secret, summary,
          reporter, retry_failed, buffer_bytes, shards=None, shards_url=None, show_paths=False,
-         annotation_sidecars=()) -> None:  # fmt: skip
+         annotation_sidecars=()) -> None:
     from dask.distributed import as_completed
     from distributed import KilledWorker
 
@@ -506,7 +506,7 @@ def _run(recordings: list[Discovered], client, catalog, hashlog, states, config,
             known_failures.append(rec)
             continue
         f = client.submit(_hash_task, rec.file_strs, buffer_bytes, config.task_timeout_s, key=f"hash-{run_id}-{i}",
-                          pure=False, priority=HASH_PRIORITY)  # fmt: skip
+                          pure=False, priority=HASH_PRIORITY)
         by_key[f.key] = rec
         futures.append(f)
     pending = as_completed(futures)
@@ -588,7 +588,7 @@ def _run(recordings: list[Discovered], client, catalog, hashlog, states, config,
         todo[sha] = (rec, nbytes)
         pf = client.submit(run_recording, HiddenPath(rec.primary), rec.format, sha, nbytes, config,
                            str(out / ".spool"), secret, buffer_bytes, rec.file_strs, fingerprints,
-                           key=f"process-{run_id}-{sha[:16]}", pure=False, retries=1, priority=_pack_priority(sha))  # fmt: skip
+                           key=f"process-{run_id}-{sha[:16]}", pure=False, retries=1, priority=_pack_priority(sha))
         process_futures[pf.key] = sha
         futures_list.append(pf)
 
@@ -603,11 +603,11 @@ def _run(recordings: list[Discovered], client, catalog, hashlog, states, config,
             result = f.result()
         except OutputError as exc:
             raise OutputError(f"{exc.reason}; nothing committed is lost: free space (or fix the output) "
-                              "and run the same command again to continue") from None  # fmt: skip
+                              "and run the same command again to continue") from None
         except Exception as exc:  # noqa: BLE001 - a worker died repeatedly on this file
             result = RecordingResult(sha256=sha, format=rec.format, status=RecordingStatus.failed,
                                      failure=Failure(stage="ingest", code="worker_crash",
-                                                     reason=f"the worker processing it died ({type(exc).__name__})"))  # fmt: skip
+                                                     reason=f"the worker processing it died ({type(exc).__name__})"))
         if result.failure is not None and result.failure.code == "timeout":
             _restart_stuck_worker(client, f)
         f.release()
@@ -616,7 +616,7 @@ def _run(recordings: list[Discovered], client, catalog, hashlog, states, config,
     packer.flush()
     catalog.add_paths(paths, run_id=run_id)
     summary.sidecars = attach_sidecars(list(annotation_sidecars), hashed_recordings, catalog, secret=secret,
-                                       run_id=run_id, show_paths=show_paths, taxonomy=config.taxonomy)  # fmt: skip
+                                       run_id=run_id, show_paths=show_paths, taxonomy=config.taxonomy)
     summary.n_shards = packer.n_shards
     summary.n_epochs = packer.n_epochs
 

@@ -88,7 +88,7 @@ class _Index:
 
 
 def attach_sidecars(sidecars: list[tuple[Path, str, str]], recordings: list[tuple[Discovered, str]], catalog, *,
-                    secret: bytes, run_id: int, show_paths: bool = False, taxonomy: str | None = None) -> SidecarReport:  # fmt: skip
+                    secret: bytes, run_id: int, show_paths: bool = False, taxonomy: str | None = None) -> SidecarReport:
     """Parse ``sidecars`` (``(path, format, relpath)`` from discovery), match their entries to
     ``recordings`` (``(discovered recording, sha256)`` of this run, duplicates included) and write
     annotation and ``annotation_sidecars`` rows to ``catalog``. Never raises for a bad sidecar:
@@ -135,7 +135,7 @@ def attach_sidecars(sidecars: list[tuple[Path, str, str]], recordings: list[tupl
                 if fmt == "tsv":  # free text: dates and long numbers, then names no header gives
                     text = name_detector().scrub(scrub_text(text, [])[0])[0]
                 by_sha[rec].append(Annotation(onset_s=round(onset, 6), duration_s=round(duration, 6), text=text,
-                                              source=f"sidecar:{fmt}"))  # fmt: skip
+                                              source=f"sidecar:{fmt}"))
                 attached.add(rec)
                 n_attached += 1
         n_entries = len(parsed.entries) if parsed else 0
@@ -143,7 +143,7 @@ def attach_sidecars(sidecars: list[tuple[Path, str, str]], recordings: list[tupl
         report.n_attached += n_attached
         report.problems += [(name, number, why) for number, why in problems]
         rows.append(dict(path_hash=path_hash(secret, relpath, b"sidecar"), sha256=sha, format=fmt, n_entries=n_entries,
-                         n_attached=n_attached, n_recordings=len(attached), problems_json=json.dumps(problems)))  # fmt: skip
+                         n_attached=n_attached, n_recordings=len(attached), problems_json=json.dumps(problems)))
     labelled = {sha: _dedup(label_annotations(anns, taxonomy)) for sha, anns in by_sha.items()}
     report.n_recordings = len(labelled)
     catalog.replace_sidecar_annotations(sorted(index.shas), labelled, rows, run_id=run_id)

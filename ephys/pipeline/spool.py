@@ -71,7 +71,7 @@ class SpoolArray:
         try:
             self._f = open(self.tmp, "wb")
             np.lib.format.write_array_header_1_0(self._f, {"descr": self.dtype.str, "fortran_order": False,
-                                                           "shape": self.shape})  # fmt: skip
+                                                           "shape": self.shape})
             self.offset = self._f.tell()
         except OSError as exc:
             self.tmp.unlink(missing_ok=True)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ephys.errors import (ChangedDuringReadError, EphysError, NoEEGError, NoSignalError, NoUsableChannelsError,
-                          OutputError, RejectedError, TooShortError)  # fmt: skip
+                          OutputError, RejectedError, TooShortError)
 from ephys.annotate.attach import label_annotations
 from ephys.annotate.staging.stage import recording_channels, stage_epochs
 from ephys.annotate.taxonomy import load_taxonomy
@@ -62,7 +62,7 @@ def select_channels(channels: list[ChannelInfo], config: IngestConfig, path: str
     eeg = [c for c in eeg if c.sfreq >= MIN_EEG_SFREQ]
     if not eeg:
         raise NoEEGError(f"EEG channels sampled at {min(c.sfreq for c in slow):.3g} Hz; ephys needs at least "
-                         f"{MIN_EEG_SFREQ:g} Hz", path)  # fmt: skip
+                         f"{MIN_EEG_SFREQ:g} Hz", path)
     return get_montage(config.montage).pick(eeg, config.min_regions, path)
 
 
@@ -118,12 +118,12 @@ def run_recording(
     (the driver then restarts the worker, which ends the stuck thread).
     """
     args = (path, fmt, sha256, file_bytes, config, spool_dir, secret, buffer_bytes, DaskParts(spool_dir),
-            files, fingerprints)  # fmt: skip
+            files, fingerprints)
     done, result = bounded(process_recording, args, config.task_timeout_s, f"ephys-recording-{sha256[:12]}")
     if not done:
         return RecordingResult(sha256=sha256, format=fmt, file_bytes=file_bytes, status=RecordingStatus.failed,
                                failure=Failure(stage="ingest", code="timeout",
-                                               reason=f"processing took longer than --task-timeout {config.task_timeout_s:g} s"))  # fmt: skip
+                                               reason=f"processing took longer than --task-timeout {config.task_timeout_s:g} s"))
     return result
 
 
@@ -202,7 +202,7 @@ def process_recording(
         t0 = time.perf_counter()
         if not parts_f:
             raise TooShortError(f"too short: 0 valid 30-s epochs (0 in all, {h.duration_s:.1f} s), "
-                                f"--min-epochs is {config.min_epochs}", path)  # fmt: skip
+                                f"--min-epochs is {config.min_epochs}", path)
         qc = assess(ChannelFeatures.concat(parts_f), config)
         bad, good, valid = qc.bad, qc.good, qc.valid
         names, mask = _usable_layout(picked, bad, names, config, path)
@@ -230,7 +230,7 @@ def process_recording(
             qcs = qc.epoch_records(max_abs)
             t1 = time.perf_counter()
             sleep, stager_name, staging_channels = stage_epochs(config.stager, h, starts, config.epoch_s, staging,
-                                                                staging_note, staging_data)  # fmt: skip
+                                                                staging_note, staging_data)
             del staging_data
             t2 = time.perf_counter()
             out.commit()
@@ -254,22 +254,22 @@ def process_recording(
             epochs=[EpochRecord(index=i, start_s=s, qc=q, sleep=z) for i, (s, q, z) in enumerate(zip(starts, qcs, sleep))],
             stager=stager_name, staging_channels=staging_channels,
             annotations=annotations, n_scrubbed=n_scrubbed, staged_path=str(staged), seconds=_rounded(work),
-        )  # fmt: skip
+        )
     except OutputError:
         raise  # the output storage failed, not this recording: the driver stops the run
     except EphysError as exc:
         status = RecordingStatus.rejected if isinstance(exc, RejectedError) else RecordingStatus.failed
         return RecordingResult(**{**base, **info}, status=status, failure=Failure.from_exception(exc),
-                               annotations=annotations, n_scrubbed=n_scrubbed, seconds=_rounded(work))  # fmt: skip
+                               annotations=annotations, n_scrubbed=n_scrubbed, seconds=_rounded(work))
     except OSError as exc:
         return RecordingResult(**base, status=RecordingStatus.failed,
-                               failure=Failure(stage="read", code="io_error", reason=f"I/O error: {exc.strerror or exc}"))  # fmt: skip
+                               failure=Failure(stage="read", code="io_error", reason=f"I/O error: {exc.strerror or exc}"))
     except MemoryError:
         return RecordingResult(**base, status=RecordingStatus.failed,
-                               failure=Failure(stage="read", code="out_of_memory", reason="ran out of memory"))  # fmt: skip
+                               failure=Failure(stage="read", code="out_of_memory", reason="ran out of memory"))
     except Exception as exc:  # noqa: BLE001 - a bug must not stop the run; the reason is recorded
         return RecordingResult(**base, status=RecordingStatus.failed, failure=Failure.from_exception(exc, stage="ingest"),
-                               seconds=_rounded(work))  # fmt: skip
+                               seconds=_rounded(work))
     finally:
         if reader is not None:
             reader.close()

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 __all__ = ["REGISTRY", "Architecture", "arch_of", "build_model", "flops_per_sample", "get", "model_config_from",
-           "register"]  # fmt: skip
+           "register"]
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def model_config_from(name: str, fields: dict) -> Any:
 
 
 def flops_per_sample(model_config: Any, mask_ratio: float | None = None, *, backward: bool = False,
-                     run: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None) -> int:  # fmt: skip
+                     run: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None) -> int:
     """FLOPs of one sample, counted by ``FlopCounterMode`` on the meta device (no memory, no compute).
 
     ``mask_ratio`` > 0 (or None: the config's) counts the training forward ``model(x, mask_ratio)``, plus its
@@ -128,7 +128,7 @@ def _hiera_config(fields: dict, preset: str | None, mask_ratio: float, n_channel
     from ephys.pretrain.hiera import HieraConfig
 
     return HieraConfig.preset(preset or "base50m", **fields, in_chans=n_channels, image_size=view.image_size,
-                              mask_ratio=mask_ratio)  # fmt: skip
+                              mask_ratio=mask_ratio)
 
 
 def _mae_config(fields: dict, preset: str | None, mask_ratio: float, n_channels: int, n_samples: int, view):
@@ -142,7 +142,7 @@ def _register_builtins() -> None:
     from ephys.pretrain.model import MAEConfig, MaskedAutoencoder
 
     register(Architecture("hiera", HieraConfig, HieraMAE, "spectrogram", _hiera_config, tuple(PRESETS),
-                          ("in_chans", "image_size")))  # fmt: skip
+                          ("in_chans", "image_size")))
     register(Architecture("mae", MAEConfig, MaskedAutoencoder, "raw", _mae_config, (), ("n_channels", "n_samples")))
 
 

@@ -88,7 +88,7 @@ class ModelSection(BaseModel):
         arch = get_arch(self.arch)
         if view.kind != arch.view:
             raise ValueError(f"arch {arch.name!r} takes {VIEW_INPUTS.get(arch.view, arch.view)}: set [view] kind = "
-                             f"'{arch.view}'")  # fmt: skip
+                             f"'{arch.view}'")
         return arch.make_config(self.overrides, self.preset, self.mask_ratio, n_channels, n_samples, view)
 
 

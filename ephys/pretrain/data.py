@@ -66,7 +66,7 @@ def _open_or_raise(url: str):
 
 
 def _tar_samples(src: Iterator[dict], expected: dict[str, str] | None = None,
-                 wanted: dict | None = None, shape: tuple[int, int] | None = None) -> Iterator[dict]:  # fmt: skip
+                 wanted: dict | None = None, shape: tuple[int, int] | None = None) -> Iterator[dict]:
     """Pipeline stage: shard sources (``{"url": ...}``) -> webdataset samples (``{"__key__", "__url__", ext:
     bytes}``), read by :func:`ephys.shard.reader.iter_samples` from :func:`~ephys.shard.reader.open_shard`'s
     stream, so fsspec URLs (``s3://``...) stream like local paths. With ``wanted`` (url -> selected keys) only
@@ -100,7 +100,7 @@ def _tar_samples(src: Iterator[dict], expected: dict[str, str] | None = None,
                 raise ManifestError(f"shard is not a readable tar ({exc})", url) from None
             if digest != sha:
                 raise ManifestError(f"shard bytes changed since the manifest was made: sha256 {digest[:16]}... "
-                                    f"!= {sha[:16]}...", url)  # fmt: skip
+                                    f"!= {sha[:16]}...", url)
             if shape is not None:
                 _check_shape(held, shape, url)
             _VERIFIED.add((url, sha))

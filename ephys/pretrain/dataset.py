@@ -45,7 +45,7 @@ class _Entry:
 
 
 def subject_splits(subjects: list[str], fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
-                   seed: int = 0) -> dict[str, str]:  # fmt: skip
+                   seed: int = 0) -> dict[str, str]:
     """``{subject: "train" | "validation" | "test"}``: subjects ordered by SHA-256 of ``"{seed}:{subject}"`` and
     cut at the cumulative ``fractions`` of the subject count (rounded; every split with a positive fraction gets
     at least one subject when there are enough). Raises ValueError for fractions that do not sum to 1."""
@@ -108,7 +108,7 @@ class EpochDataset(torch.utils.data.Dataset):
 
     def __init__(self, manifest: str | Path, label: str | None = None, *, labels: str | Path | None = None,
                  split: str | None = None, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS, seed: int = 0,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None):  # fmt: skip
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None):
         if split is not None and split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
         self.manifest_path = Path(manifest)
@@ -209,7 +209,7 @@ class EpochDataset(torch.utils.data.Dataset):
         data = f.read(where[1])
         if len(data) != where[1]:
             raise ManifestError(f"shard {self.manifest.shards[shard].url} is shorter than when it was indexed",
-                                str(self.manifest_path))  # fmt: skip
+                                str(self.manifest_path))
         return data
 
     def __len__(self) -> int:
@@ -220,7 +220,7 @@ class EpochDataset(torch.utils.data.Dataset):
         arr = np.load(io.BytesIO(self._read(e.shard, e.eeg)), allow_pickle=False)
         if arr.shape != self.shape:
             raise ManifestError(f"epoch {self.keys[i]} has shape {arr.shape}, the manifest says {self.shape}",
-                                str(self.manifest_path))  # fmt: skip
+                                str(self.manifest_path))
         x = torch.from_numpy(arr.astype(np.float32))
         if self.transform is not None:
             x = self.transform(x)

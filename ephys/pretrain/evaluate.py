@@ -244,7 +244,7 @@ class _Encoder:
         return out.float().cpu()
 
     def run(self, models: list[nn.Module], batch_size: int, keep=lambda meta: meta, progress: bool = False,
-            raw_features=()) -> tuple[list[str], list[dict], list[np.ndarray], Counter]:  # fmt: skip
+            raw_features=()) -> tuple[list[str], list[dict], list[np.ndarray], Counter]:
         """Stream the manifest once through every model: keys, ``keep(meta)`` of each epoch, one ``(N, D)``
         float32 array per model, then one per function of ``raw_features`` (each maps a batch of epochs
         ``(B, C, T)`` µV to ``(B, F)``). ``progress``: a bar on a terminal, log lines otherwise (:mod:`ephys.progress`)."""
@@ -328,7 +328,7 @@ def _check_trained_layout(ckpt: dict, checkpoint_path: Path, manifest: Manifest,
 
 def embed(checkpoint_path: str | Path, manifest_path: str | Path, *, batch_size: int = 64,
           device: str | None = None, random_init: bool = False, seed: int = 0,
-          progress: bool = False) -> EmbeddingResult:  # fmt: skip
+          progress: bool = False) -> EmbeddingResult:
     """Frozen-encoder embeddings of every epoch a manifest selects, in manifest order.
 
     The manifest is loaded and its shards verified (SHA-256) and measured; the checkpoint's model must take what
@@ -752,7 +752,7 @@ def _split(sk, metas: list[dict], label: str, test_fraction: float, seed: int, w
 
 def probe(checkpoint_path: str | Path, manifest_path: str | Path, label: str, *, test_fraction: float = 0.3,
           seed: int = 0, batch_size: int = 64, device: str | None = None, progress: bool = False,
-          labels: str | Path | None = None, folds: int = 0) -> ProbeResult:  # fmt: skip
+          labels: str | Path | None = None, folds: int = 0) -> ProbeResult:
     """Linear probe of a frozen encoder on a metadata label, against the same probe on a random-init encoder.
 
     Both encoders (the checkpoint's weights, and the same architecture initialised with ``seed``, see
@@ -797,7 +797,7 @@ def probe(checkpoint_path: str | Path, manifest_path: str | Path, label: str, *,
     models = [enc.model(False, seed), enc.model(True, seed)]
     sfreq = enc.manifest.sfreq
     keys, metas, (trained, rand, bands), skipped = enc.run(models, batch_size, keep=_label_fields, progress=progress,
-                                                           raw_features=[lambda x: band_powers(x, sfreq)])  # fmt: skip
+                                                           raw_features=[lambda x: band_powers(x, sfreq)])
 
     split = _split(sk, metas, label, test_fraction, seed, str(manifest_path), table)
     rows, y, groups, tr, te = split.rows, split.y, split.groups, split.train, split.test

@@ -172,7 +172,7 @@ def _make_subset(parent: Manifest, manifest_path: Path, fraction: float, seed: i
         keys = _subset_keys(shard.keys, fraction, seed, i)
         if keys:
             shards.append(ManifestShard(url=_relocated_url(shard.url, resolved, out_dir), sha256=shard.sha256,
-                                        n_samples=shard.n_samples, keys=keys))  # fmt: skip
+                                        n_samples=shard.n_samples, keys=keys))
     n_epochs = sum(s.n_selected for s in shards)
     if n_epochs == 0:
         raise ValueError(f"fraction {fraction} keeps no epoch of the {parent.n_epochs} of {manifest_path}")

@@ -446,7 +446,7 @@ def _probe_batch(manifest: Manifest, manifest_path: Path, c: RunConfig) -> torch
     """The fixed batch the collapse figures are measured on: the first batch of the stream seeded ``run.seed + 1``
     (not a training batch of step 1, the same on every start and resume)."""
     probe = StepBatches(manifest, manifest_path, c.data.batch_size, c.run.seed + 1, 0, c.data.reseed_every, 0,
-                        shuffle_buffer=c.data.shuffle_buffer, sample_filter=SampleFilter.from_config(c.data))  # fmt: skip
+                        shuffle_buffer=c.data.shuffle_buffer, sample_filter=SampleFilter.from_config(c.data))
     it = iter(probe)
     try:
         return next(it)

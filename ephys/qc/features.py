@@ -208,7 +208,7 @@ def excess_kurtosis(x: np.ndarray) -> np.ndarray:
 
 
 def channel_features(ep: np.ndarray, sfreq: float, rails, *, line_freq: float, flat_uv: float,
-                     clip_fraction: float) -> dict[str, np.ndarray]:  # fmt: skip
+                     clip_fraction: float) -> dict[str, np.ndarray]:
     """Every figure of the module docstring for one channel's epochs ``(n_epochs, n_samples)`` in µV.
 
     One pass finds the non-finite epochs (through their means); the centred epochs feed the SD,
@@ -224,7 +224,7 @@ def channel_features(ep: np.ndarray, sfreq: float, rails, *, line_freq: float, f
     return dict(sd_uv=sd, ptp_uv=np.ptp(xc, axis=1).astype(np.float32),
                 kurtosis=np.nan_to_num(_kurtosis_of_centred(xc), nan=0.0).astype(np.float32), line_ratio=line,
                 emg_ratio=emg, drift_ratio=drift, flat=sd < flat_uv, clipped=clipped_epochs(x, rails, clip_fraction),
-                nonfinite=nonfinite)  # fmt: skip
+                nonfinite=nonfinite)
 
 
 @lru_cache(maxsize=16)
@@ -364,7 +364,7 @@ def raw_epochs(x: np.ndarray, sfreq: float, epoch_s: float, n_epochs: int) -> np
 
 
 def segment_features(picked: list[ChannelInfo], signals: list[np.ndarray], seg_dur_s: float,
-                     config: IngestConfig) -> ChannelFeatures | None:  # fmt: skip
+                     config: IngestConfig) -> ChannelFeatures | None:
     """QC figures of the whole epochs of ``seg_dur_s`` seconds of raw signal (``signals``: one 1-D µV array per
     channel of ``picked``, each at its own rate); ``None`` without a whole epoch. Options from ``config``
     (``epoch_s``, ``line_freq``, ``flat_uv``, ``clip_fraction``); the neighbour correlation is computed among the
@@ -376,7 +376,7 @@ def segment_features(picked: list[ChannelInfo], signals: list[np.ndarray], seg_d
     cols: dict[str, list] = {}
     for ch, ep in zip(picked, eps):
         for k, v in channel_features(ep, ch.sfreq, rails_uv(ch), line_freq=config.line_freq, flat_uv=config.flat_uv,
-                                     clip_fraction=config.clip_fraction).items():  # fmt: skip
+                                     clip_fraction=config.clip_fraction).items():
             cols.setdefault(k, []).append(v)
     f = ChannelFeatures(**{k: np.stack(v) for k, v in cols.items()})
     # Neighbour correlation among the channels of the most common sampling rate.

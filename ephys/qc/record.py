@@ -53,7 +53,7 @@ class QCFigures:
 def thresholds(config: IngestConfig) -> Thresholds:
     """The quality-score limits of an ingest configuration (``qc_*`` options)."""
     return Thresholds(ptp_uv=config.qc_ptp_uv, kurtosis=config.qc_kurtosis, line_ratio=config.qc_line_ratio,
-                      emg_ratio=config.qc_emg_ratio, drift_ratio=config.qc_drift_ratio)  # fmt: skip
+                      emg_ratio=config.qc_emg_ratio, drift_ratio=config.qc_drift_ratio)
 
 
 @dataclass
@@ -81,7 +81,7 @@ class RecordingQC:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN medians (ratios undefined at low rates)
             med = {k: np.nanmedian(getattr(f, k)[good], axis=0) if good else np.full(f.sd_uv.shape[1], np.nan)
-                   for k in ("line_ratio", "emg_ratio", "drift_ratio")}  # fmt: skip
+                   for k in ("line_ratio", "emg_ratio", "drift_ratio")}
         for k in range(f.sd_uv.shape[1]):
             nonfinite = bool(f.nonfinite[:, k].any())
             out.append(EpochQC(
@@ -92,7 +92,7 @@ class RecordingQC:
                 line_ratio=_nan_to_none(med["line_ratio"][k]), emg_ratio=_nan_to_none(med["emg_ratio"][k]),
                 drift_ratio=_nan_to_none(med["drift_ratio"][k]),
                 max_kurtosis=_nan_to_none(np.abs(f.kurtosis[good, k]).max()) if good else None,
-            ))  # fmt: skip
+            ))
         return out
 
     def figures(self) -> np.ndarray:
@@ -105,4 +105,4 @@ def assess(features: ChannelFeatures, config: IngestConfig) -> RecordingQC:
     bad = bad_channels(features)
     th = thresholds(config)
     return RecordingQC(features, bad, usable(features, bad, th), epoch_scores(features, bad, th),
-                       valid_epochs(features))  # fmt: skip
+                       valid_epochs(features))

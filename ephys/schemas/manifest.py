@@ -134,7 +134,7 @@ class KeySet:
         self._n = 0
         for prefix, width, first, last, mask in runs:
             bits = np.unpackbits(np.frombuffer(base64.b64decode(mask), np.uint8), count=last - first + 1,
-                                 bitorder="little").tobytes() if mask else b""  # fmt: skip
+                                 bitorder="little").tobytes() if mask else b""
             groups.setdefault((prefix, width), []).append((first, last, bits))
             self._n += _run_size(first, last, mask)
         self._groups = {g: sorted(v) for g, v in groups.items()}
@@ -142,7 +142,7 @@ class KeySet:
         # A prefix whose runs overlap (not written by ephys: a shard holds one stretch per recording)
         # is held as a set of its numbers instead.
         self._sets = {g: {n for first, last, bits in v for n in range(first, last + 1) if not bits or bits[n - first]}
-                      for g, v in self._groups.items() if any(b[0] <= a[1] for a, b in zip(v, v[1:]))}  # fmt: skip
+                      for g, v in self._groups.items() if any(b[0] <= a[1] for a, b in zip(v, v[1:]))}
 
     def __contains__(self, key) -> bool:
         if not isinstance(key, str):
@@ -177,7 +177,7 @@ class ManifestShard(BaseModel):
     n_samples: int = Field(ge=0, description="samples in the whole shard")
     runs: list[tuple[str, int, int, int, str]] = Field(
         description="selected sample keys in this shard, in shard order, as runs (prefix, digits, first, last, "
-                    "mask) of keys prefix + number written with that many digits; see key_runs")  # fmt: skip
+                    "mask) of keys prefix + number written with that many digits; see key_runs")
 
     @model_validator(mode="before")
     @classmethod

@@ -53,12 +53,12 @@ def local_shard(url: str, manifest_path: Path, reader: str) -> Path:
         return Path(url[len("file://") :])
     if is_url(url):
         raise ManifestError(f"{reader} reads local shards only, not {url.split('://')[0]}:// URLs "
-                            "(copy them, or stream them with the pretraining loader)", str(manifest_path))  # fmt: skip
+                            "(copy them, or stream them with the pretraining loader)", str(manifest_path))
     return Path(url)
 
 
 def manifest_shard_indexes(manifest: Manifest, manifest_path: str | Path,
-                           reader: str) -> Iterator[tuple[int, Path, list[str], dict[str, tuple[Span, Span]]]]:  # fmt: skip
+                           reader: str) -> Iterator[tuple[int, Path, list[str], dict[str, tuple[Span, Span]]]]:
     """For each shard of ``manifest``: ``(shard number, local path, selected keys in shard order, their spans)``.
 
     Raises
@@ -75,19 +75,19 @@ def manifest_shard_indexes(manifest: Manifest, manifest_path: str | Path,
             index = shard_index(path, set(keys))
         except FileNotFoundError:
             raise ManifestError(f"shard {s.url} is missing (moved or deleted since the manifest was made)",
-                                str(manifest_path)) from None  # fmt: skip
+                                str(manifest_path)) from None
         except (OSError, tarfile.TarError) as exc:
             raise ManifestError(f"shard {s.url} cannot be read as a tar ({type(exc).__name__})",
-                                str(manifest_path)) from None  # fmt: skip
+                                str(manifest_path)) from None
         missing = [k for k in keys if k not in index]
         if missing:
             raise ManifestError(f"shard {s.url} lacks {len(missing)} selected epochs (first {missing[0]}): "
-                                "not the shard the manifest was made from", str(manifest_path))  # fmt: skip
+                                "not the shard the manifest was made from", str(manifest_path))
         yield i, path, keys, index
 
 
 def manifest_samples(manifest: Manifest, manifest_path: str | Path, reader: str, *,
-                     eeg: bool = True) -> Iterator[tuple[dict, np.ndarray | None]]:  # fmt: skip
+                     eeg: bool = True) -> Iterator[tuple[dict, np.ndarray | None]]:
     """``(meta, eeg)`` of every selected epoch, shard by shard in manifest order: the parsed JSON member and, with
     ``eeg``, the ``.eeg.npy`` array (float16 µV ``(C, T)``; None without), each read with one seek.
 

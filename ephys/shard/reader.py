@@ -78,7 +78,7 @@ def seekable(f) -> bool:
 
 
 def iter_samples(stream, keys: Container[str] | None = None,
-                 read: Container[str] | None = None) -> Iterator[tuple[str, dict[str, bytes | None]]]:  # fmt: skip
+                 read: Container[str] | None = None) -> Iterator[tuple[str, dict[str, bytes | None]]]:
     """``(key, {extension: data})`` of each sample of the tar ``stream``, in shard order.
 
     Parameters

@@ -96,4 +96,4 @@ def write_shard(folder: Path, index: int, samples: list[tuple[np.ndarray, EpochM
         os.replace(tmp, final)
         fsync_dir(folder)
     return ShardInfo(index=index, name=name, sha256=hashing.digest.hexdigest(), n_samples=len(samples), n_bytes=n_bytes,
-                     keys=[m.key for _, m in samples])  # fmt: skip
+                     keys=[m.key for _, m in samples])

@@ -43,7 +43,7 @@ def require_backend(name: str) -> None:
         need = BACKEND_PACKAGES.get(part)
         if need and importlib.util.find_spec(need[0]) is None:
             raise StagingBackendUnavailable(f"--stager {name} needs the '{need[0]}' package ({need[2]}): "
-                                            f"pip install 'ephys[{need[1]}]'")  # fmt: skip
+                                            f"pip install 'ephys[{need[1]}]'")
 
 
 @dataclass

@@ -167,7 +167,7 @@ def choose_channels(channels: list[ChannelInfo]) -> StagingChannels:
             cand = [
                 c for c in channels
                 if c.name == ref_name and c.kind == "eeg" and c.to_uv is not None and c.sfreq == best.sfreq
-            ]  # fmt: skip
+            ]
             if cand:
                 ref_idx = cand[0].index
                 eeg_name = f"{best.name}-{ref_name}"

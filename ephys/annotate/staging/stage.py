@@ -77,7 +77,7 @@ def get_stager(name: str) -> Stager:
         if key not in _STAGERS:
             if key == "ensemble":  # its parts are the process-wide ones (the lock is not re-entrant)
                 parts = [_STAGERS.get(k) or _STAGERS.setdefault(k, {"gssc": GSSCStager, "yasa": YASAStager}[k]())
-                         for k in ENSEMBLE]  # fmt: skip
+                         for k in ENSEMBLE]
                 _STAGERS[key] = EnsembleStager(*parts)
             else:
                 _STAGERS[key] = {"gssc": GSSCStager, "yasa": YASAStager, "none": NoStager}[key]()
@@ -105,7 +105,7 @@ def stage_reader(
 
 
 def stage_signals(choice: StagingChannels, chans: list[ChannelInfo], data: dict[int, np.ndarray], stager: Stager,
-                  n_epochs: int | None = None) -> StagingResult:  # fmt: skip
+                  n_epochs: int | None = None) -> StagingResult:
     """Stage the channels of ``choice`` from already-read signals (``data``: channel index -> µV array),
     for callers that read them along with other channels in one pass over the file (see :func:`stage_reader`)."""
     sf = chans[choice.eeg].sfreq
@@ -143,7 +143,7 @@ def recording_channels(header, stager: str) -> tuple[StagingChannels | None, str
 
 
 def stage_epochs(stager_name: str, header, starts: list[float], epoch_s: float, choice: StagingChannels | None,
-                 note: str | None, data: dict[int, np.ndarray]) -> tuple[list[EpochStage | None], str | None, list[str]]:  # fmt: skip
+                 note: str | None, data: dict[int, np.ndarray]) -> tuple[list[EpochStage | None], str | None, list[str]]:
     """Stage and probabilities of the epochs starting at ``starts`` (s, recording time), the backend and the
     channels used; ``[None] * len(starts)`` for backend ``"none"``.
 

@@ -209,7 +209,7 @@ class TaxonomyFile(_Model):
                     prev = stem_owner.setdefault(key, (path, k))
                     if prev[0] != path:
                         raise ValueError(f"keyword {k!r} of {path} duplicates {prev[1]!r} of {prev[0]} "
-                                         f"after inflection folding ({key!r})")  # fmt: skip
+                                         f"after inflection folding ({key!r})")
         return self
 
     def to_taxonomy(self, origin: str) -> Taxonomy:
@@ -222,7 +222,7 @@ class TaxonomyFile(_Model):
                 subs.append(Subcategory(
                     id=s.id, label=s.label, category=c.id, source=tuple(s.source), en=tuple(s.en), de=tuple(s.de),
                     abbr=tuple(s.abbr), weak=frozenset(normalise(w) for w in weak), patterns=tuple(s.patterns),
-                    refs=tuple(s.refs), generic=s.generic))  # fmt: skip
+                    refs=tuple(s.refs), generic=s.generic))
             categories.append(Category(id=c.id, label=c.label, subcategories=tuple(subs)))
         return Taxonomy(version=self.version, categories=tuple(categories), origin=origin)
 

@@ -34,7 +34,7 @@ EDF_MAGIC = b"0       "
 BDF_MAGIC = b"\xffBIOSEMI"
 MAX_SIGNALS = 4096
 _FIELDS = (("label", 16), ("transducer", 80), ("unit", 8), ("pmin", 8), ("pmax", 8),
-           ("dmin", 8), ("dmax", 8), ("prefilter", 80), ("spr", 8), ("reserved", 32))  # fmt: skip
+           ("dmin", 8), ("dmax", 8), ("prefilter", 80), ("spr", 8), ("reserved", 32))
 
 
 #: Bounds beyond which a header field is damage, not data: samples per record (2^31 keeps offsets in
@@ -238,7 +238,7 @@ class EDFReader(Reader):
             if age < IN_PROGRESS_SETTLE_S:
                 raise InProgressError(f"the header's number of data records is -1 (recording in progress) and the file "
                                       f"changed {max(age, 0):.0f} s ago; it is read once unchanged for "
-                                      f"{IN_PROGRESS_SETTLE_S:.0f} s", p)  # fmt: skip
+                                      f"{IN_PROGRESS_SETTLE_S:.0f} s", p)
             if self.record_bytes and data_bytes % self.record_bytes == 0:
                 n_records = data_bytes // self.record_bytes
         if n_records < 0:
@@ -261,7 +261,7 @@ class EDFReader(Reader):
             raise CorruptFileError(f"data record duration {record_s} s must be positive", p)
         if n_records * record_s > MAX_DURATION_S:
             raise CorruptFileError(f"the header makes the recording {n_records * record_s / 86400:.3g} days long "
-                                   f"({n_records} records x {record_s:g} s); more than a year is implausible", p)  # fmt: skip
+                                   f"({n_records} records x {record_s:g} s); more than a year is implausible", p)
         self.record_s = record_s
 
         channels = []
@@ -288,7 +288,7 @@ class EDFReader(Reader):
                 index=i, label=label, name=parsed.name, kind=channel_kind(parsed, to_uv),
                 sfreq=spr[i] / record_s, unit=unit, to_uv=to_uv, physical_min=pmin, physical_max=pmax,
                 digital_min=dmin, digital_max=dmax, reference=parsed.reference,
-            ))  # fmt: skip
+            ))
 
         start = _parse_start(_decode(head[168:176]), _decode(head[176:184]))
         self.patient = _patient(_decode(head[8:88]), start, self.plus)

@@ -71,12 +71,12 @@ class MNEReader(Reader):
                 kind = _MNE_KIND[mtype]
             channels.append(ChannelInfo(index=i, label=label, name=parsed.name, kind=kind, sfreq=sfreq,
                                         unit="V" if volt else "", to_uv=1e6 if volt else None,
-                                        reference=parsed.reference))  # fmt: skip
+                                        reference=parsed.reference))
         duration = raw.n_times / sfreq
         self.header = RecordingHeader(
             format=fmt, channels=channels, duration_s=duration,
             segments=[Segment(start_s=0.0, duration_s=duration)] if raw.n_times else [],
-        )  # fmt: skip
+        )
         info = raw.info.get("subject_info") or {}
         names = [str(info[k]) for k in ("first_name", "middle_name", "last_name") if info.get(k)]
         if raw.info.get("experimenter"):  # FIF: the person who recorded, also typed into annotations
@@ -110,7 +110,7 @@ class MNEReader(Reader):
             raise
         except Exception as exc:  # noqa: BLE001 - MNE raises many types for truncated data
             raise CorruptFileError(f"{self.header.format} data could not be read, the file is truncated or damaged "
-                                   f"(MNE: {_first_line(exc)})", self._p) from None  # fmt: skip
+                                   f"(MNE: {_first_line(exc)})", self._p) from None
         scale = np.array([self.header.channels[c].to_uv or 1.0 for c in channels])[:, None]
         return (data * scale).astype(np.float32)
 
@@ -143,7 +143,7 @@ def _first_line(exc: Exception) -> str:
 
 #: Device strings a Nihon Kohden ``.EEG`` file opens with (and repeats at 0x81), as MNE accepts them.
 _NK_VERSIONS = (b"EEG-1100A V01.00", b"EEG-1100B V01.00", b"EEG-1100C V01.00", b"QI-403A   V01.00", b"QI-403A   V02.00",
-                b"EEG-2100  V01.00", b"EEG-2100  V02.00", b"DAE-2100D V01.30", b"DAE-2100D V02.00", b"EEG-1200A V01.00")  # fmt: skip
+                b"EEG-2100  V01.00", b"EEG-2100  V02.00", b"DAE-2100D V01.30", b"DAE-2100D V02.00", b"EEG-1200A V01.00")
 
 
 def _check_nihon(eeg: Path, path: str) -> None:
@@ -174,7 +174,7 @@ def _check_nihon(eeg: Path, path: str) -> None:
             def at(offset: int, n: int) -> bytes:
                 if offset + n > size:
                     raise CorruptFileError(f"Nihon Kohden block at byte {offset} lies past the end of the file "
-                                           f"({size} bytes): truncated", path)  # fmt: skip
+                                           f"({size} bytes): truncated", path)
                 f.seek(offset)
                 return f.read(n)
 
@@ -192,7 +192,7 @@ def _check_nihon(eeg: Path, path: str) -> None:
                 end = block + 0x27 + 10 * n_ch + tenths * rate // 10 * (n_ch + 1) * 2
                 if end > size:
                     raise CorruptFileError(f"Nihon Kohden data block {k} needs {end} bytes, the file has {size}: "
-                                           "truncated", path)  # fmt: skip
+                                           "truncated", path)
     except OSError:
         return  # the read itself reports I/O errors
 
@@ -221,11 +221,11 @@ def _check_fif(fif: Path, path: str) -> None:
                 head = f.read(16)
                 if len(head) < 16:
                     raise CorruptFileError(f"FIF tag at byte {pos} is cut off by the end of the file ({size} bytes): "
-                                           "truncated", path)  # fmt: skip
+                                           "truncated", path)
                 kind, _, n, nxt = struct.unpack(">iiii", head)
                 if n < 0 or pos + 16 + n > size:
                     raise CorruptFileError(f"FIF tag at byte {pos} needs {16 + n} bytes, the file ends at {size}: "
-                                           "truncated", path)  # fmt: skip
+                                           "truncated", path)
                 depth += (kind == 104) - (kind == 105)
                 pos = pos + 16 + n if nxt == 0 else (nxt if nxt > 0 else None)
             if depth > 0:
@@ -263,7 +263,7 @@ def _check_brainvision(vhdr: Path, text: str, n_channels: int, n_times: int, pat
             frame = nbytes * max(n_channels, 1)
             if size is not None and size % frame:
                 raise CorruptFileError(f"BrainVision data file of {size} bytes is not a whole number of {frame}-byte "
-                                       f"samples of {n_channels} channels: truncated, or NumberOfChannels is wrong", path)  # fmt: skip
+                                       f"samples of {n_channels} channels: truncated, or NumberOfChannels is wrong", path)
     marker = _ini_value(text, "MarkerFile")
     if marker:
         try:
@@ -273,4 +273,4 @@ def _check_brainvision(vhdr: Path, text: str, n_channels: int, n_times: int, pat
         positions = [int(m[1]) for m in re.finditer(r"^\s*Mk\d+\s*=[^,\n]*,[^,\n]*,\s*(\d+)", mtext, re.M)]
         if positions and max(positions) > n_times + 1:
             raise CorruptFileError(f"a BrainVision marker lies at sample {max(positions)}, past the end of the data "
-                                   f"({n_times} samples): the data file is truncated", path)  # fmt: skip
+                                   f"({n_times} samples): the data file is truncated", path)

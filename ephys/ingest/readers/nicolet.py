@@ -42,7 +42,7 @@ import numpy as np
 
 from ephys.errors import (
     CorruptFileError, EmptyFileError, EphysError, UnreadableFileError, UnsupportedFormatError, WrongMagicError,
-)  # fmt: skip
+)
 from ephys.ingest.channels import channel_kind, parse_label, unit_to_uv
 from ephys.ingest.readers.bufio import open_for_reading
 from ephys.ingest.readers.base import DEFAULT_BUFFER_BYTES, PatientInfo, Reader
@@ -138,7 +138,7 @@ class NicoletReader(Reader):
     """
 
     def __init__(self, path: str | os.PathLike, buffer_bytes: int = DEFAULT_BUFFER_BYTES, *, polarity: int = 1,
-                 apply_eeg_offset: bool = False, timezone: str | _dt.tzinfo | None = None):  # fmt: skip
+                 apply_eeg_offset: bool = False, timezone: str | _dt.tzinfo | None = None):
         if polarity not in (1, -1):
             raise ValueError(f"polarity must be 1 or -1, not {polarity!r}")
         if int(buffer_bytes) < 16:
@@ -237,7 +237,7 @@ class NicoletReader(Reader):
             format="nicolet_e", channels=[self._channel(i, t, units) for i, t in enumerate(traces)],
             duration_s=float(sum(durations)),
             segments=[Segment(start_s=s, duration_s=d) for s, d in zip(starts, durations)],
-        )  # fmt: skip
+        )
         self.patient = self._patient(data.get(PATIENTINFO_GUID), d0)
 
     def _read_index(self, ptr: int, n_entries: int) -> dict[int, list[tuple[int, int]]]:
@@ -265,7 +265,7 @@ class NicoletReader(Reader):
         if bad.size:
             e = idx[bad[0]]
             raise _corrupt(f"main-index entry {bad[0]} (section {e['section']}) at byte {e['offset']} "
-                           f"runs past the end of the file ({size} bytes)", p)  # fmt: skip
+                           f"runs past the end of the file ({size} bytes)", p)
         sections: dict[int, list[tuple[int, int]]] = {}
         for s, o, n in zip(idx["section"].tolist(), idx["offset"].tolist(), idx["length"].tolist()):
             sections.setdefault(s, []).append((o, n))  # payload = blocks in index order (A)
@@ -363,7 +363,7 @@ class NicoletReader(Reader):
             index=i, label=t.label, name=parsed.name, kind="misc" if trend else channel_kind(parsed, to_uv),
             sfreq=t.sfreq, unit=unit, to_uv=to_uv, physical_min=lo, physical_max=hi, digital_min=-32768,
             digital_max=32767, reference=parsed.reference or t.reference or None,
-        )  # fmt: skip
+        )
 
     def _walk_events(self, ev: bytes, d0: float) -> list[Annotation]:
         """Events section (A, F): packets of GUID, ``u64`` length (≥ 272), f64 OLE date at 0x20, f64
@@ -384,7 +384,7 @@ class NicoletReader(Reader):
             code = _guid(pkt[0x88:0x98])
             text = _wstr(pkt, 0x108, min(room, text_len) if text_len else room)
             out.append(Annotation(onset_s=round(onset, 6), duration_s=dur, text=text or EVENT_TYPES.get(code, code),
-                                  source="nicolet", author=_wstr(pkt, 0x68, 12) or None, code=code))  # fmt: skip
+                                  source="nicolet", author=_wstr(pkt, 0x68, 12) or None, code=code))
         return out
 
     def _patient(self, raw: bytes | None, d0: float) -> PatientInfo:
@@ -424,7 +424,7 @@ class NicoletReader(Reader):
             ids=[strings[k] for k in (1, 5) if strings.get(k)],
             names=[strings[k] for k in (2, 3, 4, 6) if strings.get(k)],
             birthdate=dob.date().isoformat() if dob else None, sex=strings.get(10) or None, start=start,
-        )  # fmt: skip
+        )
 
     @staticmethod
     def _ole(days: float) -> _dt.datetime | None:

@@ -65,11 +65,11 @@ HEADER_BYTES = 640
 #: Zone descriptors from offset 176, 16 bytes each: char[8] name, u32 offset, u32 length
 #: ([notes] §1.1; [neo] lines 75-98 check the same names in this order).
 ZONES = ("ORDER", "LABCOD", "NOTE", "FLAGS", "TRONCA", "IMPED_B", "IMPED_E", "MONTAGE",
-         "COMPRESS", "AVERAGE", "HISTORY", "DVIDEO", "EVENT A", "EVENT B", "TRIGGER")  # fmt: skip
+         "COMPRESS", "AVERAGE", "HISTORY", "DVIDEO", "EVENT A", "EVENT B", "TRIGGER")
 #: Most bytes read from each zone: 640 LABCOD records of 128 B, 1000 notes of 44 B,
 #: 100 TRONCA pairs, 8192 triggers of 6 B, one EVENT record of 64 + 2 x 100 x 4 B ([notes] §1.2).
 ZONE_CAP = {"LABCOD": 640 * 128, "NOTE": 1000 * 44, "TRONCA": 100 * 8, "TRIGGER": 8192 * 6,
-            "EVENT A": 864, "EVENT B": 864}  # fmt: skip
+            "EVENT A": 864, "EVENT B": 864}
 #: Header type byte (offset 175): 0/1 System 1, 2 System 2, 3/4 System98 ([notes] §1.7; [wonambi] HEADER_TYPE).
 HEADER_TYPES = {0: "System 1", 1: "System 1", 2: "System 2"}
 #: Unit codes of LABCOD offset 34 ([notes] §1.3; [wonambi] UNITS). neo maps 2 to the integer 1.
@@ -237,7 +237,7 @@ class TRCReader(Reader):
             raise CorruptFileError(
                 f"data area ({data_bytes} bytes from offset {data_start}) is not a whole number of "
                 f"{frame}-byte sample frames ({n_chan} channels x {nbytes} bytes)", p
-            )  # fmt: skip
+            )
         self.n_samples = data_bytes // frame
         self.n_chan, self.bytes_per_sample, self._frame, self._data_start = n_chan, nbytes, frame, data_start
         self._dtype = np.dtype(f"<u{nbytes}")
@@ -289,7 +289,7 @@ class TRCReader(Reader):
                 index=i, label=label, name=parsed.name, kind=channel_kind(parsed, to_uv), sfreq=sfreq, unit=unit,
                 to_uv=to_uv, physical_min=(lmin - lgnd) * cal.factor, physical_max=(lmax - lgnd) * cal.factor,
                 digital_min=lmin, digital_max=lmax, reference=negative or None,
-            ))  # fmt: skip
+            ))
         self._ground_arr = np.array(self._ground, np.float64)
         self._scale_arr = np.array(self._scale, np.float64)
         self._ground32 = self._ground_arr.astype(np.float32)
@@ -325,7 +325,7 @@ class TRCReader(Reader):
                 raise CorruptFileError(
                     f"TRONCA zone: segment {k} (start {start}, stored at frame {off}) is out of order, "
                     f"overlaps the previous one or lies past the {self.n_samples} stored frames", self._p
-                )  # fmt: skip
+                )
             segs.append((start, off, n))
         self._segs = segs
         self._seg_offsets = [off for _, off, _ in segs]
@@ -380,7 +380,7 @@ class TRCReader(Reader):
                 continue
             t0 = self._onset(b)
             out.append(Annotation(onset_s=t0, duration_s=max(self._onset(e) - t0, 0.0), text=text,
-                                  source="micromed", code=code))  # fmt: skip
+                                  source="micromed", code=code))
         out.sort(key=lambda a: a.onset_s)
         return out
 

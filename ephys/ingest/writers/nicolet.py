@@ -42,7 +42,7 @@ SEIZURE_A = "{A5A95646-A7F8-11CF-831A-0800091B5BDA}"  # "Seizure" in A/B/C (disp
 IMPEDANCE = "{A5A95617-A7F8-11CF-831A-0800091B5BDA}"
 QI_OFFSET, INDEX_START = 172208, 188664
 PATIENT_IDS = {"patientID": 1, "firstName": 2, "middleName": 3, "lastName": 4, "altID": 5,
-               "mothersMaidenName": 6, "DOB": 7, "DOD": 8, "sexID": 10, "notes": 12}  # fmt: skip
+               "mothersMaidenName": 6, "DOB": 7, "DOD": 8, "sexID": 10, "notes": 12}
 
 
 @dataclass
@@ -195,7 +195,7 @@ def write_nicolet(
         "Events": b"".join(event_packet(e, start) for e in events) + events_tail,
         TS: ts_section, CHANNEL: _channel_section(traces), SIGNALINFO: _signalinfo(traces),
         DERIVATION: _montage(DERIVATION), DISPLAY: _montage(DISPLAY), PATIENTINFO: _patient(patient),
-    }  # fmt: skip
+    }
     names = ["ExtraDataTags", *payload, *(str(i) for i in range(len(traces)))]
     sec = {n: k for k, n in enumerate(names)}  # tag index = position in the tag table
 
@@ -208,7 +208,7 @@ def write_nicolet(
         else:
             first.append((n, data))
     chunks = [[c for c in np.array_split(np.asarray(x, "<i2"), blocks) if c.size] or [np.zeros(0, "<i2")]
-              for x in samples]  # fmt: skip
+              for x in samples]
     order = first + [(str(i), chunks[i][0].tobytes()) for i in range(len(traces))] + late
     for b in range(1, blocks):
         order += [(str(i), chunks[i][b].tobytes()) for i in range(len(traces)) if b < len(chunks[i])]

@@ -17,10 +17,10 @@ import numpy as np
 
 TITLE = b"* MICROMED  Brain-Quick file *\x00\x1a"
 ZONE_NAMES = ["ORDER", "LABCOD", "NOTE", "FLAGS", "TRONCA", "IMPED_B", "IMPED_E", "MONTAGE",
-              "COMPRESS", "AVERAGE", "HISTORY", "DVIDEO", "EVENT A", "EVENT B", "TRIGGER"]  # fmt: skip
+              "COMPRESS", "AVERAGE", "HISTORY", "DVIDEO", "EVENT A", "EVENT B", "TRIGGER"]
 ZONE_SIZES = {"ORDER": 512, "LABCOD": 640 * 128, "NOTE": 1000 * 44, "FLAGS": 800, "TRONCA": 800,
               "IMPED_B": 512, "IMPED_E": 512, "MONTAGE": 4096, "COMPRESS": 16, "AVERAGE": 112,
-              "HISTORY": 512, "DVIDEO": 64, "EVENT A": 864, "EVENT B": 864, "TRIGGER": 8192 * 6}  # fmt: skip
+              "HISTORY": 512, "DVIDEO": 64, "EVENT A": 864, "EVENT B": 864, "TRIGGER": 8192 * 6}
 
 
 @dataclass
@@ -97,7 +97,7 @@ def write_trc(
     h[106:109] = bytes([birth[0], birth[1], birth[2] - 1900 if birth[2] else 0])
     h[128:134] = bytes([start.day, start.month, start.year - 1900, start.hour, start.minute, start.second])
     struct.pack_into("<HHIHHHHHHIH", h, 134, 0, 74, data_start, n_ch, n_ch * nbytes, rate, nbytes, compression,
-                     0, 0, 0)  # fmt: skip
+                     0, 0, 0)
     h[175] = header_type
     for i, name in enumerate(ZONE_NAMES):
         struct.pack_into("<8sII", h, 176 + 16 * i, name.encode().ljust(8, b" "), *zones[name])
@@ -112,7 +112,7 @@ def write_trc(
         out[r + 2 : r + 8] = c.label.encode("ascii").ljust(6, b"\x00")
         out[r + 8 : r + 14] = c.negative.encode("ascii").ljust(6, b"\x00")
         struct.pack_into("<5ih4HH", out, r + 14, c.lmin, c.lmax, c.lground, c.pmin, c.pmax, c.unit,
-                         150, 1, 15000, 1, c.coef)  # fmt: skip
+                         150, 1, 15000, 1, c.coef)
     for k, (s, text) in enumerate(notes):
         b = text.encode(note_encoding)
         assert len(b) <= 40
