@@ -229,6 +229,14 @@ class TaxonomyError(EphysError, ValueError):
     stage = "annotate"
 
 
+class SiteSecretError(EphysError, ValueError):
+    """The site secret file (``EPHYS_SITE_SECRET_FILE`` or ``~/.config/ephys/site-secret``) exists but is empty:
+    pseudonyms cannot be made (a new secret is not created over it, which would change every pseudonym)."""
+
+    code = "site_secret"
+    stage = "ingest"
+
+
 class FilterError(EphysError, ValueError):
     """A ``--where`` clause of the filter language does not parse (unknown field or operator, a value of the wrong
     type); the message quotes the clause and lists what is valid. Also a ``ValueError``, as before."""

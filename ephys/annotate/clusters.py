@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from ephys.annotate.taxonomy import Matcher, Taxonomy, default_matcher, load_taxonomy, normalise
+from ephys.errors import TaxonomyError
 
 DEFAULT_THRESHOLD = 85.0
 #: Distinct normalised texts clustered at most (the most frequent); the rest are counted, not clustered.
@@ -211,7 +212,7 @@ def apply_proposals(patch: str | Path, taxonomy: str | Path | None, dest: str | 
 
     Raises
     ------
-    ValueError
+    TaxonomyError (a ValueError)
         A patch that is not a proposals file, an unknown subcategory, or a result the taxonomy
         validator refuses (a keyword now in two subcategories, a cue word, ...); ``dest`` is not written.
     """
@@ -220,9 +221,9 @@ def apply_proposals(patch: str | Path, taxonomy: str | Path | None, dest: str | 
     try:
         doc = yaml.safe_load(Path(patch).read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ValueError(f"{patch}: not valid YAML: {exc}") from None
+        raise TaxonomyError(f"{patch}: not valid YAML: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("proposals"), list):
-        raise ValueError(f"{patch}: not a proposals file (no `proposals:` list)")
+        raise TaxonomyError(f"{patch}: not a proposals file (no `proposals:` list)")
     text = (Path(taxonomy).read_text(encoding="utf-8") if taxonomy is not None
             else resources.files("ephys.annotate").joinpath("taxonomy.yaml").read_text(encoding="utf-8"))
     data = yaml.safe_load(text)
@@ -235,7 +236,7 @@ def apply_proposals(patch: str | Path, taxonomy: str | Path | None, dest: str | 
             skipped += 1
             continue
         if target not in subs:
-            raise ValueError(f"{patch}: proposal {i}: no subcategory {target!r} in the taxonomy")
+            raise TaxonomyError(f"{patch}: proposal {i}: no subcategory {target!r} in the taxonomy")
         lang = "de" if p.get("language") == "de" else "en"
         new = []
         for kw in p.get("keywords") or []:
@@ -257,6 +258,6 @@ def apply_proposals(patch: str | Path, taxonomy: str | Path | None, dest: str | 
         load_taxonomy(tmp)
     except ValueError as exc:
         tmp.unlink(missing_ok=True)
-        raise ValueError(f"{patch}: the patched taxonomy is not valid: {str(exc).replace(str(tmp), str(dest))}") from None
+        raise TaxonomyError(f"{patch}: the patched taxonomy is not valid: {str(exc).replace(str(tmp), str(dest))}") from None
     tmp.replace(dest)
     return {"applied": applied, "keywords": added, "skipped": skipped}

@@ -21,6 +21,8 @@ import unicodedata
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from ephys.errors import SiteSecretError
+
 log = logging.getLogger("ephys")
 
 
@@ -30,7 +32,13 @@ def _config_dir() -> Path:
 
 
 def load_site_secret() -> bytes:
-    """The site secret (bytes); created in the user's config folder when none exists."""
+    """The site secret (bytes); created in the user's config folder when none exists.
+
+    Raises
+    ------
+    SiteSecretError
+        The secret file exists but is empty.
+    """
     env = os.environ.get("EPHYS_SITE_SECRET")
     if env:
         return env.encode()
@@ -38,7 +46,7 @@ def load_site_secret() -> bytes:
     if path.exists():
         data = path.read_bytes().strip()
         if not data:
-            raise ValueError(f"site secret file {path} is empty")
+            raise SiteSecretError(f"site secret file {path} is empty")
         return data
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
