@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ephys.catalog import models as m
 from ephys.errors import RunError
+from ephys.schemas import RecordingResult
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -45,6 +46,12 @@ def utcnow() -> datetime:
 
 #: File name of the default SQLite catalog inside an ingest output folder.
 DEFAULT_CATALOG_NAME = "catalog.sqlite"
+
+
+#: RecordingResult fields stored as they are in the Recording column of the same name (format, subject, sfreq...):
+#: a new one needs its column, not an edit here. The others are converted in :meth:`Catalog.record_result`.
+_AS_IS = sorted((set(RecordingResult.model_fields) & set(m.Recording.__table__.columns.keys()))
+                - {"sha256", "status", "staging_channels"})
 
 
 def epoch_row(result, epoch, key: str) -> dict:
@@ -315,22 +322,12 @@ class Catalog:
         before an interruption resumes where it stopped.
         """
         f = result.failure
-        values = dict(
-            format=result.format,
+        ok = result.status.value == "ok"
+        values = {k: getattr(result, k) for k in _AS_IS} | dict(
             n_files=1,
             path_hash=path_hash,
             relpath=relpath,
-            file_bytes=result.file_bytes,
-            subject=result.subject,
-            age_years=result.age_years,
-            sex=result.sex,
-            start_time=result.start_time,
-            duration_s=result.duration_s,
-            n_channels=result.n_channels,
-            n_eeg_channels=result.n_eeg_channels,
-            sfreq=result.sfreq,
             channels_json=json.dumps(result.channels),
-            montage=result.montage,
             output_channels_json=json.dumps(result.channel_names),
             status=result.status.value,
             failure_stage=f.stage if f else None,
@@ -339,10 +336,8 @@ class Catalog:
             n_epochs=result.n_epochs,
             n_valid_epochs=result.n_valid_epochs,
             n_annotations=len(result.annotations),
-            n_scrubbed=result.n_scrubbed,
-            n_bad_channels=len(result.bad_channels) if result.status.value == "ok" else None,
-            bad_channels_json=json.dumps(result.bad_channels) if result.status.value == "ok" else None,
-            stager=result.stager,
+            n_bad_channels=len(result.bad_channels) if ok else None,
+            bad_channels_json=json.dumps(result.bad_channels) if ok else None,
             staging_channels=",".join(result.staging_channels) or None,
             processing_hash=processing_hash,
             seconds_json=json.dumps(result.seconds),

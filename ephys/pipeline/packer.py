@@ -66,7 +66,7 @@ class Packer:
         r = self.results.pop(sha)
         if r is None:
             return
-        data = np.load(r.staged_path, allow_pickle=False)
+        data = np.load(r.spool_path, allow_pickle=False)
         figures = np.load(r.qc_path, allow_pickle=False) if r.qc_path else None  # QCFigures
         have = self.have.get(sha, set())
         self.packed.setdefault(sha, len(have))
@@ -94,7 +94,7 @@ class Packer:
             if self.packed.get(r.sha256, 0) >= r.n_epochs:
                 ph, rp = self.meta[r.sha256]
                 self.hashlog.append(r.sha256, "ok", None, r.n_epochs, ph, rp)
-                Path(r.staged_path).unlink(missing_ok=True)
+                Path(r.spool_path).unlink(missing_ok=True)
                 if r.qc_path:
                     Path(r.qc_path).unlink(missing_ok=True)
                 self.packed.pop(r.sha256, None)

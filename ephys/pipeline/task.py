@@ -216,9 +216,9 @@ def process_recording(
         # Pass 2, block by block: condition the good channels and write the epochs at their rows of the spool file.
         starts = [h.segments[b.seg].start_s + k * config.epoch_s for b in blocks for k in range(b.e0, b.e1)]
         first_rows = np.cumsum([0] + [b.e1 - b.e0 for b in blocks])
-        staged = Path(spool_dir) / f"{sha256}.npy"
+        spooled = Path(spool_dir) / f"{sha256}.npy"
         n_rows = get_montage(config.montage).n_rows(len(picked))
-        with SpoolArray(staged, (len(starts), n_rows, config.n_samples)) as out:
+        with SpoolArray(spooled, (len(starts), n_rows, config.n_samples)) as out:
             target = out.reserve()
             calls = [(source, picked, good, segs, b, int(first_rows[k]), target, config) for k, b in enumerate(blocks)]
             parts_max = []
@@ -237,23 +237,23 @@ def process_recording(
             work["condition"] += t1 - t0
             work["sleep"] += t2 - t1
         t0 = time.perf_counter()
-        qc_staged = Path(spool_dir) / f"{sha256}.qc.npy"
-        spool_array(qc_staged, qc.figures())
+        qc_spooled = Path(spool_dir) / f"{sha256}.qc.npy"
+        spool_array(qc_spooled, qc.figures())
         work["stage"] += time.perf_counter() - t0
         if fingerprints is not None:
             try:
                 check_unchanged(files or [path], fingerprints, path)
             except ChangedDuringReadError:
-                staged.unlink(missing_ok=True)
-                qc_staged.unlink(missing_ok=True)
+                spooled.unlink(missing_ok=True)
+                qc_spooled.unlink(missing_ok=True)
                 raise
         return RecordingResult(
             **{**base, **info}, status=RecordingStatus.ok, channel_names=names, mask=mask,
             qc_channels=[c.name for c in picked], bad_channels={picked[i].name: r for i, r in sorted(bad.items())},
-            qc_path=str(qc_staged),
+            qc_path=str(qc_spooled),
             epochs=[EpochRecord(index=i, start_s=s, qc=q, sleep=z) for i, (s, q, z) in enumerate(zip(starts, qcs, sleep))],
             stager=stager_name, staging_channels=staging_channels,
-            annotations=annotations, n_scrubbed=n_scrubbed, staged_path=str(staged), seconds=_rounded(work),
+            annotations=annotations, n_scrubbed=n_scrubbed, spool_path=str(spooled), seconds=_rounded(work),
         )
     except OutputError:
         raise  # the output storage failed, not this recording: the driver stops the run

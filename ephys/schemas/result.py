@@ -48,8 +48,8 @@ class RecordingResult(BaseModel):
     epochs: list[EpochRecord] = Field(default_factory=list)
     annotations: list[Annotation] = Field(default_factory=list)
     n_scrubbed: int = Field(0, description="names/dates removed from annotation text")
-    staged_path: str | None = None
-    qc_path: str | None = Field(default=None, description="staged per-channel QC figures (n_epochs, 7, n_channels) float32")
+    spool_path: str | None = None
+    qc_path: str | None = Field(default=None, description="spooled per-channel QC figures (ephys.qc.record.QCFigures)")
     seconds: dict[str, float] = Field(default_factory=dict, description="time per stage, s")
 
     @property
