@@ -61,7 +61,7 @@ def test_nothing_half_written(bad_archive):
     _, out, _ = bad_archive
     assert [p.name for p in (out / "shards").iterdir()] == ["shard-000000.tar"]
     assert not list((out / ".spool").iterdir())
-    assert not (out / ".staging").exists()  # taken over as .spool, its half-written file removed
+    assert not (out / ".staging").exists()  # an earlier version's spool folder is removed
     assert not list(out.rglob("*.tmp"))
 
 

@@ -139,3 +139,27 @@ def test_open_shard_refuses_what_is_not_a_regular_file(tmp_path):
         open_shard(str(tmp_path / "missing.tar"))
     with pytest.raises(OSError, match="not a regular file"):
         open_shard("/dev/zero")
+
+
+def test_iter_members_stops_where_the_reader_stops(tmp_path):
+    """The layout check reads one header: taking the first member leaves the rest of the shard unread."""
+    from ephys.shard.reader import iter_members
+
+    path = tmp_path / "s.tar"
+    raw = _tar(path, [(f"k{i:04d}.eeg.npy", _npy((19, 750))) for i in range(50)])
+    with open_shard(str(path)) as f:
+        key, ext, data = next(iter_members(f, keys={"k0000"}, read=(EEG_MEMBER,)))
+        assert (key, ext, npy_shape(data)) == ("k0000", EEG_MEMBER, (19, 750))
+        assert f.tell() < len(raw) / 10
+
+
+@pytest.mark.parametrize("seekable", [True, False], ids=["seek", "stream"])
+def test_a_compressed_or_non_tar_file_is_a_tar_error(tmp_path, seekable):
+    import gzip
+
+    path = tmp_path / "s.tar"
+    raw = gzip.compress(_tar(path, MEMBERS))  # ephys writes plain tars; a gzipped one is not a shard
+    for data in (raw, b"not a tar at all" * 100):
+        stream = io.BytesIO(data) if seekable else HashingReader(io.BytesIO(data))
+        with pytest.raises(tarfile.TarError):
+            list(iter_samples(stream))

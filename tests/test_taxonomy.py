@@ -503,6 +503,11 @@ def _mutate(fn):
         (_mutate(lambda d: d["categories"][0]["subcategories"][0].update(id="Bad-Id")), "lower-case identifier"),
         (_mutate(lambda d: d["categories"][0]["subcategories"][0].update(weak=[True])), "'weak' must be a list"),
         (_mutate(lambda d: d["categories"][0]["subcategories"][0].update(en=[], de=[], abbr=[])), "no keywords"),
+        (_mutate(lambda d: d.update({True: "an unquoted yes/on key"})), r"unknown top-level keys \[True\]"),
+        (_mutate(lambda d: d["categories"][0]["subcategories"][0].update({True: ["x"]})), r"unknown keys \[True\]"),
+        (_mutate(lambda d: d["categories"][0]["subcategories"][0].update(label=None)), "missing 'label'"),
+        (_mutate(lambda d: d["categories"][0]["subcategories"][0].update(source=None)), "missing 'source'"),
+        (_mutate(lambda d: d["categories"][0]["subcategories"][0].update(source=["TUH", "Wiki"])), "got 'Wiki'"),
     ],
 )
 def test_malformed_taxonomy_raises_value_error(tmp_path, make, message):
@@ -520,6 +525,8 @@ def test_errors_name_the_position_and_ids_and_empty_lists_may_be_null(tmp_path, 
     d["categories"][0]["subcategories"][0]["de"] = None  # `de:` with nothing after it
     sub = load_taxonomy(_write(tmp_path, d)).subcategory("seizure", d["categories"][0]["subcategories"][0]["id"])
     assert sub.de == () and sub.en == taxonomy.categories[0].subcategories[0].en
+    d["categories"][0]["subcategories"][0]["source"] = [" TUH "]  # tags are compared stripped, as keywords are
+    assert load_taxonomy(_write(tmp_path, d)).categories[0].subcategories[0].source == ("TUH",)
 
 
 def test_roundtrip_of_packaged_yaml(tmp_path, taxonomy):

@@ -259,17 +259,11 @@ def _check_store(url: str) -> None:
         raise RunError(f"cannot use the shard URL {url}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
 
 
-def _adopt_legacy_spool(out: Path, spool: Path) -> None:
-    """Earlier versions kept worker outputs in ``OUT/.staging`` (a name sleep staging also used): take it over as
-    ``OUT/.spool`` so an interrupted run's files are resumed, or remove it when both exist (its files are ephys's
-    own, pseudonymised epoch arrays, which a resumed run writes again)."""
-    legacy = out / ".staging"
-    if not legacy.is_dir():
-        return
-    if spool.exists():
-        shutil.rmtree(legacy, ignore_errors=True)
-    else:
-        legacy.rename(spool)
+def _remove_legacy_spool(out: Path) -> None:
+    """Earlier versions kept worker outputs in ``OUT/.staging`` (a name sleep staging also uses). Nothing in it is
+    reused (workers write a recording's spool files again when they process it), so it is removed: pseudonymised
+    epoch arrays left by an interrupted run do not stay behind for ever."""
+    shutil.rmtree(out / ".staging", ignore_errors=True)
 
 
 def _check_meta(catalog: Catalog, config: IngestConfig, fingerprint: str, shards_root: str) -> None:
@@ -403,7 +397,7 @@ def ingest(
                 p.unlink(missing_ok=True)
             (out / "hashlog.csv").unlink(missing_ok=True)
         shards.mkdir(parents=True, exist_ok=True)
-        _adopt_legacy_spool(out, spool)
+        _remove_legacy_spool(out)
         spool.mkdir(exist_ok=True)
         for p in list(shards.glob("*.tmp")) + list(spool.glob("*.tmp")) + list(spool.glob("*.crashed")):
             p.unlink(missing_ok=True)  # half-written files of an interrupted run

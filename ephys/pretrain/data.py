@@ -28,7 +28,7 @@ import webdataset as wds
 from ephys.digest import HashingReader, sha256_stream
 from ephys.errors import ManifestError
 from ephys.schemas.manifest import Manifest
-from ephys.shard.reader import EEG_MEMBER, iter_samples, npy_shape, open_shard
+from ephys.shard.reader import EEG_MEMBER, iter_members, iter_samples, npy_shape, open_shard
 
 log = logging.getLogger(__name__)
 
@@ -138,10 +138,12 @@ def verify_shards(manifest: Manifest, manifest_path: str | Path) -> list[str]:
 def _first_shape(url: str, keys) -> tuple[int, ...] | None:
     """Shape of the first readable selected ``eeg.npy`` of a shard, from its header."""
     with open_shard(url) as f:
-        for _, members in iter_samples(f, keys, read=(EEG_MEMBER,)):
+        for _, ext, data in iter_members(f, keys, read=(EEG_MEMBER,)):
+            if ext != EEG_MEMBER:
+                continue
             try:
-                return npy_shape(members[EEG_MEMBER])
-            except (KeyError, TypeError, ValueError):
+                return npy_shape(data)
+            except ValueError:
                 continue
     return None
 

@@ -77,6 +77,21 @@ def seekable(f) -> bool:
         return False
 
 
+def iter_members(stream, keys: Container[str] | None = None,
+                 read: Container[str] | None = None) -> Iterator[tuple[str, str, bytes | None]]:
+    """``(key, extension, data)`` of each sample member of the tar ``stream``, in shard order: the members
+    :func:`iter_samples` groups, one at a time (so a reader that wants one member stops there).
+
+    Parameters and errors as :func:`iter_samples`.
+    """
+    with tarfile.open(fileobj=stream, mode="r:" if seekable(stream) else "r|") as tar:
+        for ti in tar:
+            key, ext = split_name(ti.name)
+            if key is None or not ti.isfile() or (keys is not None and key not in keys):
+                continue
+            yield key, ext, (tar.extractfile(ti).read() if read is None or ext in read else None)
+
+
 def iter_samples(stream, keys: Container[str] | None = None,
                  read: Container[str] | None = None) -> Iterator[tuple[str, dict[str, bytes | None]]]:
     """``(key, {extension: data})`` of each sample of the tar ``stream``, in shard order.
@@ -94,8 +109,9 @@ def iter_samples(stream, keys: Container[str] | None = None,
 
     Members that are not regular files, or whose base name has no dot, are skipped. A key that comes back after
     other keys, or an extension repeated within a sample, starts a new sample (callers that must see each key
-    once keep the first). Seekable streams are opened in random-access mode (``r:*``) so skipped data is sought
-    past, others in stream mode (``r|*``).
+    once keep the first). Shards are uncompressed tars (:mod:`ephys.shard.writer`): seekable streams are read in
+    random-access mode (``r:``), so skipped data is sought past, others in stream mode (``r|``). A sample is
+    yielded once the next sample's first member (or the end of the tar) is read.
 
     Raises
     ------
@@ -106,16 +122,12 @@ def iter_samples(stream, keys: Container[str] | None = None,
     """
     current: str | None = None
     members: dict[str, bytes | None] = {}
-    with tarfile.open(fileobj=stream, mode="r:*" if seekable(stream) else "r|*") as tar:
-        for ti in tar:
-            key, ext = split_name(ti.name)
-            if key is None or not ti.isfile() or (keys is not None and key not in keys):
-                continue
-            if current is not None and (key != current or ext in members):
-                yield current, members
-                members = {}
-            current = key
-            members[ext] = tar.extractfile(ti).read() if read is None or ext in read else None
+    for key, ext, data in iter_members(stream, keys, read):
+        if current is not None and (key != current or ext in members):
+            yield current, members
+            members = {}
+        current = key
+        members[ext] = data
     if current is not None:
         yield current, members
 

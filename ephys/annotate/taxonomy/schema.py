@@ -127,6 +127,12 @@ class SubcategoryFile(_Model):
         """An empty YAML entry (``en:``) is an empty list."""
         return [] if value is None else value
 
+    @field_validator("source", mode="before")
+    @classmethod
+    def _stripped_tags(cls, value: Any) -> Any:
+        """Source tags are compared stripped, as keywords are (``" TUH "`` is ``TUH``)."""
+        return [t.strip() if isinstance(t, str) else t for t in value] if isinstance(value, list) else value
+
     @model_validator(mode="after")
     def _keywords(self) -> SubcategoryFile:
         """Keywords exist and are usable; weak keywords are keywords; patterns compile."""
@@ -231,7 +237,7 @@ def _where(loc: tuple, data: Any) -> tuple[str, str | None]:
     """``("categories[1].subcategories[0] (interictal/spike_wave)", field)`` of a pydantic error location."""
     parts, node, ids, field = [], data, [], None
     for i, part in enumerate(loc):
-        if isinstance(part, int):
+        if i and loc[i - 1] in ("categories", "subcategories") and isinstance(part, int):
             parts[-1] += f"[{part}]"
         elif part in ("categories", "subcategories") and i + 1 < len(loc) and isinstance(loc[i + 1], int):
             parts.append(part)
@@ -258,14 +264,22 @@ def _message(err: dict, data: Any) -> str:
         text = f"missing '{field}'"
     elif kind in ("model_type", "model_attributes_type", "dict_type"):
         text = "must be a mapping"
+    elif kind == "invalid_key":
+        text = f"unknown keys [{err.get('input', loc[-1])!r}]"
     elif kind == "extra_forbidden":
-        text = f"unknown keys ['{field}']"
+        text = f"unknown keys [{field!r}]"
     elif field == "version":
         text = f"'version' must be a quoted string like \"2026.11.1\", got {err.get('input')!r}"
     elif field == "id" and kind == "literal_error":
         text = f"'id' must be one of {CATEGORY_IDS}, got {err.get('input')!r}"
     elif field == "id":
         text = f"'id' must be a lower-case identifier, got {err.get('input')!r}"
+    elif field in ("label", "source") and err.get("input") is None:
+        text = f"missing '{field}'"
+    elif field == "label":
+        text = "missing 'label'" if kind == "string_too_short" else "'label' must be a string"
+    elif field == "source" and kind == "literal_error":
+        text = f"'source' must be a non-empty list of {SOURCE_TAGS}, got {err.get('input')!r}"
     elif field == "source":
         text = f"'source' must be a non-empty list of {SOURCE_TAGS}"
     elif field == "generic":
@@ -291,13 +305,17 @@ def parse_taxonomy(data: Any, origin: str) -> Taxonomy:
     """
     if not isinstance(data, dict):
         raise TaxonomyError(f"{origin}: top level must be a mapping with 'version' and 'categories'")
+    unknown = set(data) - {"version", "categories"}
+    if unknown:
+        raise TaxonomyError(f"{origin}: unknown top-level keys {sorted(unknown, key=str)}")
     try:
         parsed = TaxonomyFile.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         # a union (``weak``: "all" or a list) reports one error per branch: prefer the list branch's
         first = next((e for e in errors if "literal['all']" not in [str(p) for p in e["loc"]]), errors[0])
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        n = len({tuple(p for p in e["loc"] if not (isinstance(p, str) and "[" in p)) for e in errors})  # one per place
+        more = f" (and {n - 1} more)" if n > 1 else ""
         raise TaxonomyError(f"{origin}: {_message(first, data)}{more}") from None
     return parsed.to_taxonomy(origin)
 
