@@ -55,3 +55,19 @@ def test_phi_from_headers_never_reaches_outputs(tmp_path):
         for token in planted:
             assert token not in data, f"{token!r} leaked into {p.relative_to(out)}"
         assert not re.search(rb"shared/data/real|excerpt3\.edf|S001R03", data), f"a source path leaked into {p.name}"
+
+
+def test_only_the_montage_module_knows_the_montages():
+    """Stages own their rules (issue #21): no code outside ``ephys/ingest/montage.py`` branches on a montage name
+    (the CLI and the config only list the names users may choose)."""
+    allowed = {PKG / "ingest" / "montage.py", PKG / "schemas" / "config.py", PKG / "cli" / "ingest.py"}
+    offenders = []
+    for f in PKG.rglob("*.py"):
+        if f in allowed:
+            continue
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Compare) and any(
+                isinstance(c, ast.Constant) and c.value in ("native", "regional8") for c in [node.left, *node.comparators]
+            ):
+                offenders.append(f"{f.relative_to(PKG)}:{node.lineno}")
+    assert not offenders, offenders
