@@ -8,6 +8,7 @@ Only the ingest driver writes; workers never touch the catalog.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterator
@@ -22,7 +23,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ephys.catalog import models as m
 from ephys.errors import RunError
-from ephys.schemas import RecordingResult
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -48,10 +48,15 @@ def utcnow() -> datetime:
 DEFAULT_CATALOG_NAME = "catalog.sqlite"
 
 
-#: RecordingResult fields stored as they are in the Recording column of the same name (format, subject, sfreq...):
-#: a new one needs its column, not an edit here. The others are converted in :meth:`Catalog.record_result`.
-_AS_IS = sorted((set(RecordingResult.model_fields) & set(m.Recording.__table__.columns.keys()))
-                - {"sha256", "status", "staging_channels"})
+@functools.cache
+def _as_is() -> tuple[str, ...]:
+    """RecordingResult fields stored as they are in the Recording column of the same name (format, subject,
+    sfreq...): a new one needs its column, not an edit of :meth:`Catalog.record_result`, which converts the others.
+    (Imported here, not at module level: ``catalog stats`` and queries load no NumPy.)"""
+    from ephys.schemas import RecordingResult
+
+    same = set(RecordingResult.model_fields) & set(m.Recording.__table__.columns.keys())
+    return tuple(sorted(same - {"sha256", "status", "staging_channels"}))
 
 
 def epoch_row(result, epoch, key: str) -> dict:
@@ -323,7 +328,7 @@ class Catalog:
         """
         f = result.failure
         ok = result.status.value == "ok"
-        values = {k: getattr(result, k) for k in _AS_IS} | dict(
+        values = {k: getattr(result, k) for k in _as_is()} | dict(
             n_files=1,
             path_hash=path_hash,
             relpath=relpath,
