@@ -187,10 +187,6 @@ def shard_layout(manifest: Manifest, manifest_path: str | Path, max_shards: int 
     return expected
 
 
-def _is_wanted(sample: dict, wanted: dict) -> bool:
-    return sample["__key__"] in wanted.get(sample["__url__"], ())
-
-
 @dataclass(frozen=True)
 class SampleFilter:
     """Load-time selection from each sample's ``json`` member (:class:`~ephys.schemas.epoch.EpochMeta`).
@@ -369,8 +365,7 @@ def make_loader(
         wds.split_by_node,
         wds.split_by_worker,
         functools.partial(_tar_samples, expected={url: s.sha256 for url, s in zip(urls, manifest.shards)},
-                          wanted=wanted, shape=shape),
-        wds.select(functools.partial(_is_wanted, wanted=wanted)),
+                          wanted=wanted, shape=shape),  # reads only the selected samples of each shard
     ]
     if sample_filter is not None and sample_filter.active:
         n_selected = sum(len(keys) for keys in wanted.values())
