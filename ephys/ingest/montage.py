@@ -14,7 +14,7 @@ electrode is zero and ``False`` in the mask.
 
 A montage is an object (:class:`NativeMontage`, :class:`Regional8Montage`, by name from
 :func:`get_montage`) that owns its rules: which EEG channels it reads (:meth:`~Montage.pick`),
-how many output rows it writes, which layout and mask remain once QC has found bad channels
+how many output rows it writes, which output mask remains once QC has found bad channels
 (:meth:`~Montage.layout`), and how conditioned channels become output rows
 (:meth:`~Montage.combine`). The pipeline asks it; it never branches on the name.
 """
@@ -116,10 +116,9 @@ class Montage:
         """Output channels (rows of each epoch) for ``n_picked`` channels read."""
         raise NotImplementedError
 
-    def layout(self, picked: list[ChannelInfo], bad: dict[int, str], names: list[str], min_regions: int,
-               path: str) -> tuple[list[str], list[bool]]:
-        """Output names and mask once the channels at positions ``bad`` (position in ``picked`` -> reason) are
-        left out.
+    def layout(self, picked: list[ChannelInfo], bad: dict[int, str], min_regions: int, path: str) -> list[bool]:
+        """The output mask once the channels at positions ``bad`` (position in ``picked`` -> reason) are left out
+        (the output names do not change).
 
         Raises
         ------
@@ -146,8 +145,8 @@ class NativeMontage(Montage):
     def n_rows(self, n_picked):
         return n_picked
 
-    def layout(self, picked, bad, names, min_regions, path):
-        return names, [i not in bad for i in range(len(picked))]
+    def layout(self, picked, bad, min_regions, path):
+        return [i not in bad for i in range(len(picked))]
 
     def combine(self, x, picked, good):
         return x
@@ -175,14 +174,14 @@ class Regional8Montage(Montage):
     def n_rows(self, n_picked):
         return len(REGION_NAMES)
 
-    def layout(self, picked, bad, names, min_regions, path):
+    def layout(self, picked, bad, min_regions, path):
         cover = region_coverage([picked[i].name for i in range(len(picked)) if i not in bad])
         if sum(cover) < min_regions:
             why = ", ".join(f"{picked[i].name} {r}" for i, r in sorted(bad.items()))
             raise InsufficientCoverageError(
                 f"insufficient 10-20 coverage for regional8 after excluding bad channels ({why}): "
                 f"{sum(cover)} of 8 regions (needs {min_regions})", path)
-        return names, cover
+        return cover
 
     def combine(self, x, picked, good):
         weights = np.zeros((len(REGION_NAMES), len(picked)), np.float32)

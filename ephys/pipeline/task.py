@@ -66,8 +66,8 @@ def select_channels(channels: list[ChannelInfo], config: IngestConfig, path: str
     return get_montage(config.montage).pick(eeg, config.min_regions, path)
 
 
-def _usable_layout(picked, bad, names, config, path):
-    """Output names and mask once bad channels are left out (the montage's :meth:`~Montage.layout`); rejects
+def _usable_mask(picked, bad, config, path):
+    """The output mask once bad channels are left out (the montage's :meth:`~Montage.layout`); rejects
     when too little is usable.
 
     Raises
@@ -77,7 +77,7 @@ def _usable_layout(picked, bad, names, config, path):
     if len(bad) == len(picked):
         kinds = sorted(set(bad.values()))
         raise NoUsableChannelsError(f"no usable EEG channel: all {len(picked)} are bad ({', '.join(kinds)})", path)
-    return get_montage(config.montage).layout(picked, bad, names, config.min_regions, path)
+    return get_montage(config.montage).layout(picked, bad, config.min_regions, path)
 
 
 def bounded(fn: Callable, args: tuple, timeout_s: float | None, name: str):
@@ -205,7 +205,7 @@ def process_recording(
                                 f"--min-epochs is {config.min_epochs}", path)
         qc = assess(ChannelFeatures.concat(parts_f), config)
         bad, good, valid = qc.bad, qc.good, qc.valid
-        names, mask = _usable_layout(picked, bad, names, config, path)
+        mask = _usable_mask(picked, bad, config, path)
         if int(valid.sum()) < config.min_epochs:
             raise TooShortError(
                 f"too short: {int(valid.sum())} valid 30-s epochs ({len(valid)} in all, {h.duration_s:.1f} s), "
