@@ -52,3 +52,20 @@ def test_stages_differ_where_the_docstring_says(bench):
         n1[:, REGION_NAMES.index("L-central")], 12, 14).mean()  # spindles (sigma) in N2
     assert np.allclose(bench.epoch(np.random.default_rng(1), "N2", 2.0, 10.0, REGION_NAMES),
                        2 * bench.epoch(np.random.default_rng(1), "N2", 1.0, 10.0, REGION_NAMES), rtol=1e-5, atol=1e-4)
+
+
+def test_single_channel_corpus_is_one_native_cz_row(bench, tmp_path):
+    # The DREAMS-like layout (one EEG derivation per recording): one row, the native montage, and the manifest
+    # says so; its W epochs still carry alpha and its N3 epochs delta (SciPy Welch).
+    from ephys.data import EpochDataset
+    from ephys.schemas.manifest import Manifest
+
+    path = bench.write_corpus(tmp_path / "c", 3, 20, seed=2, single=True)
+    m = Manifest.load(path)
+    assert (m.montage, m.channel_names, m.counts["epochs"]) == ("native", ["Cz"], 60)
+    ds = EpochDataset(path, label="stage")
+    rows = [ds[i] for i in range(len(ds))]
+    assert {tuple(x.shape) for x, _, _ in rows} == {(1, 7500)} and {r[2]["montage"] for r in rows} == {"native"}
+    by = {s: np.stack([x[0].numpy() for x, y, _ in rows if ds.classes[y] == s]) for s in ("W", "N3")}
+    assert _band(by["W"], 8, 12).mean() > 3 * _band(by["N3"], 8, 12).mean()
+    assert _band(by["N3"], 0.5, 2).mean() > 10 * _band(by["W"], 0.5, 2).mean()
