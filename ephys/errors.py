@@ -196,6 +196,14 @@ class NoStagingChannelError(RejectedError):
     stage = "annotate"
 
 
+class UnknownStagerError(EphysError, ValueError):
+    """A sleep-staging backend name that is none of ``gssc``, ``yasa``, ``ensemble``, ``none``; the message lists
+    them. Also a ``ValueError``, as before."""
+
+    code = "unknown_stager"
+    stage = "annotate"
+
+
 class StagingBackendUnavailable(ImportError):
     """The optional package a staging backend needs is not installed."""
 

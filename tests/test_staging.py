@@ -30,7 +30,7 @@ from ephys.annotate.staging import (
     get_stager,
     hypnogram_from_rk,
 )
-from ephys.errors import RejectedError
+from ephys.errors import RejectedError, UnknownStagerError
 from ephys.ingest.channels import channel_kind, parse_label, unit_to_uv
 from ephys.schemas import ChannelInfo
 from tests.ingest_helpers import REAL
@@ -220,8 +220,9 @@ def test_none_backend_and_unknown_name():
     check_result(res, 2)
     assert (res.stages == -1).all()
     assert get_stager("none") is get_stager("NONE")
-    with pytest.raises(ValueError, match="gssc, yasa, ensemble, none"):
+    with pytest.raises(UnknownStagerError, match="gssc, yasa, ensemble, none") as info:
         get_stager("usleep")
+    assert isinstance(info.value, ValueError) and info.value.code == "unknown_stager"
 
 
 # ---------------------------------------------------------------------------------------------

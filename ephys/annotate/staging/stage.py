@@ -14,7 +14,7 @@ from ephys.annotate.staging.base import (BACKENDS, ENSEMBLE, EPOCH_S, STAGES, UN
 from ephys.annotate.staging.channels import StagingChannels, choose_channels
 from ephys.annotate.staging.gssc import GSSCStager
 from ephys.annotate.staging.yasa import YASAStager
-from ephys.errors import NoStagingChannelError
+from ephys.errors import NoStagingChannelError, UnknownStagerError
 from ephys.schemas import EpochStage
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,14 +65,14 @@ def get_stager(name: str) -> Stager:
 
     Raises
     ------
-    ValueError
-        Unknown name.
+    UnknownStagerError
+        Unknown name (also a ``ValueError``).
     StagingBackendUnavailable
         The backend's optional package is not installed (an ``ImportError``).
     """
     key = (name or "none").strip().lower()
     if key not in BACKENDS:
-        raise ValueError(f"unknown sleep-staging backend {name!r}; choose one of {', '.join(BACKENDS)}")
+        raise UnknownStagerError(f"unknown sleep-staging backend {name!r}; choose one of {', '.join(BACKENDS)}")
     with _STAGERS_LOCK:
         if key not in _STAGERS:
             if key == "ensemble":  # its parts are the process-wide ones (the lock is not re-entrant)
