@@ -128,6 +128,22 @@ def test_unknown_field_lists_valid_fields():
     ) in msg
 
 
+#: Epoch columns that are identifiers or layout, not figures one selects by.
+EPOCH_NOT_FILTERED = {"id", "recording_id", "shard_id", "key", "index", "mask"}
+
+
+def test_filter_fields_are_catalog_columns_of_the_same_type():
+    # The filter language's field lists are written by hand (the command line describes them without importing
+    # SQLAlchemy); this ties them to the ORM: every field is a column of its table with the same Python type, and
+    # a new epoch column is filterable unless it is added to the identifiers above.
+    from ephys.catalog.filters import EPOCH_FIELDS, RECORDING_FIELDS
+
+    for model, fields in ((m.Recording, RECORDING_FIELDS), (m.Epoch, EPOCH_FIELDS)):
+        columns = {c.name: c.type.python_type.__name__ for c in model.__table__.columns}
+        assert {f: columns.get(f) for f in fields} == dict(fields), model.__name__
+    assert set(m.Epoch.__table__.columns.keys()) - set(EPOCH_FIELDS) == EPOCH_NOT_FILTERED
+
+
 def test_bad_clause_raises_before_query(cat):
     with pytest.raises(ValueError, match="unknown field 'durations'"):
         query_recordings(cat, ["durations > 3"])
