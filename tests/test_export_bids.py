@@ -256,6 +256,36 @@ def test_refusals_name_what_and_leave_nothing_half_written(exported, tmp_path):
     assert sha(a2 / "d.edf")[:12] in str(exc.value) and not (tmp_path / "b4").exists()
 
 
+def test_hed_follows_the_site_taxonomy_the_catalog_was_labelled_with(exported, tmp_path):
+    # A site's taxonomy (ingest --taxonomy / catalog relabel --taxonomy) that cites another SCORE tag for
+    # eyes_closed: the export's HED follows the file given, not the packaged taxonomy. One recording's manifest.
+    from importlib.resources import files
+
+    from ephys.errors import RunError
+    from ephys.export.bids import export_bids
+    from ephys.manifest.create import create_manifest
+
+    packaged = files("ephys.annotate").joinpath("taxonomy.yaml").read_text(encoding="utf-8")
+    old = 'refs: ["HED-SCORE: Manual-eye-closure"]'
+    assert packaged.count(old) == 1
+    site = tmp_path / "site-taxonomy.yaml"
+    site.write_text(packaged.replace(old, 'refs: ["HED-SCORE: Manual-eye-opening"]'), encoding="utf-8")
+    rec = rows_by_sha(exported["url"])[sha(exported["extra"])]
+    manifest = tmp_path / "one.json"
+    create_manifest(exported["url"], ["valid = true", f"subject = {rec.subject}"], manifest)
+    with pytest.raises(RunError, match="no-such.yaml"):
+        export_bids(manifest, exported["archive"], tmp_path / "b0", catalog=exported["url"],
+                    taxonomy=tmp_path / "no-such.yaml")
+    assert not (tmp_path / "b0").exists()
+    r = CliRunner().invoke(app, ["export", "bids", "--manifest", str(manifest), "--archive", str(exported["archive"]),
+                                 "--out", str(tmp_path / "b1"), "--catalog", exported["url"], "--taxonomy", str(site)])
+    assert r.exit_code == 0, r.output
+    label = rec.subject.removeprefix("sub-")
+    ev = _tsv(tmp_path / "b1" / f"sub-{label}" / "eeg" / f"sub-{label}_task-clinical_run-1_events.tsv")
+    assert [(e["subcategory"], e["HED"]) for e in ev] == [("eyes_closed", "sc:Manual-eye-opening"),
+                                                          ("patient_activity", "n/a")]
+
+
 def test_hed_tags_come_from_the_taxonomy_and_validate():
     from ephys.annotate.hed import STAGE_TAGS, cited_tags, hed_issues, hed_tags, stage_tag
     from ephys.annotate.taxonomy import load_taxonomy

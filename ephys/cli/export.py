@@ -37,6 +37,8 @@ def bids(
     out: Path = typer.Option(..., "--out", "-o", help="BIDS root to create (must not exist)"),
     catalog: str = typer.Option(..., "--catalog", help="catalog URL of the ingest (sqlite:///OUT/catalog.sqlite)"),
     task: str = typer.Option("clinical", "--task", help="BIDS task label"),
+    taxonomy: Path | None = typer.Option(None, "--taxonomy", help="the taxonomy YAML the catalog was labelled with "
+                                         "(its HED-SCORE references) [default: the packaged one]"),
 ) -> None:
     """Write the manifest's recordings as a BIDS EEG dataset (mne-bids, EDF): native signals de-identified as
     ephys de-identifies, events with taxonomy labels and HED-SCORE tags, channels with QC status, participants
@@ -46,7 +48,7 @@ def bids(
 
     setup_logging()
     try:
-        r = export_bids(manifest, archive, out, catalog=catalog, task=task, progress=True)
+        r = export_bids(manifest, archive, out, catalog=catalog, task=task, progress=True, taxonomy=taxonomy)
     except EphysError as exc:
         fail(str(exc))
     typer.echo(f"wrote a BIDS dataset of {r['recordings']} recordings of {r['subjects']} subjects to {r['out']}: "

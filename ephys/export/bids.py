@@ -17,7 +17,8 @@ supplies everything else:
 - ``events.tsv``: the recording's annotations as the catalog holds them (text scrubbed of names, IDs and dates
   at ingest, sidecar seizure lists included), ``onset``/``duration`` in s, ``trial_type`` the text, ``category``,
   ``subcategory``, ``negated`` and ``source`` from the taxonomy labelling, and a ``HED`` column from the
-  taxonomy's HED-SCORE references (:mod:`ephys.annotate.hed`; negated annotations get none); each epoch's
+  taxonomy's HED-SCORE references (:mod:`ephys.annotate.hed`; the packaged taxonomy or the site's file the
+  catalog was labelled with, ``taxonomy=``; negated annotations get none); each epoch's
   sleep stage from ephys's stager, where staged, as ``sleep stage N2`` rows (``source`` ``ephys-stager``).
   Every HED string is validated with hedtools; ``dataset_description.json`` names the schemas
   (``HEDVersion``: :data:`ephys.annotate.hed.HED_VERSION`).
@@ -55,6 +56,7 @@ from sqlalchemy import select
 
 import ephys
 from ephys.annotate.hed import HED_VERSION, STAGE_TAGS, hed_issues, hed_tags, stage_tag
+from ephys.annotate.taxonomy import load_taxonomy
 from ephys.catalog import models as m
 from ephys.catalog.db import IN_CHUNK, Catalog
 from ephys.catalog.locate import locate_recordings
@@ -195,7 +197,8 @@ def _raw_of(mne, reader, sha: str):
 
 
 def export_bids(manifest_path: str | Path, archive: str | Path, out: str | Path, *, catalog: str,
-                task: str = "clinical", secret: bytes | None = None, progress: bool = False) -> dict:
+                task: str = "clinical", secret: bytes | None = None, progress: bool = False,
+                taxonomy: str | Path | None = None) -> dict:
     """Write the manifest's recordings as a BIDS EEG dataset under ``out`` (module docstring).
 
     Parameters
@@ -214,6 +217,9 @@ def export_bids(manifest_path: str | Path, archive: str | Path, out: str | Path,
         The site secret (default :func:`ephys.ingest.identity.load_site_secret`), for the path hashes only.
     progress : bool
         Show the recordings written (:class:`ephys.progress.Progress`).
+    taxonomy : path, optional
+        The taxonomy YAML the catalog was labelled with (``ephys ingest --taxonomy``, ``ephys catalog relabel
+        --taxonomy``); its subcategories' HED-SCORE references give the events' HED. Default: the packaged one.
 
     Returns
     -------
@@ -232,13 +238,19 @@ def export_bids(manifest_path: str | Path, archive: str | Path, out: str | Path,
     OutputError
         ``out`` exists already, or cannot be written (nothing is left half-written).
     RunError
-        mne-bids or hedtools is not installed; the archive or the catalog cannot be opened.
+        mne-bids or hedtools is not installed; the archive, the catalog or the taxonomy file cannot be opened.
+    TaxonomyError
+        The taxonomy file does not validate.
     """
     mne, mne_bids = _mne_bids()
     manifest_path, out = Path(manifest_path), Path(out)
     if not task.isalnum():
         raise RunError(f"task label {task!r} must be letters and digits only (BIDS)")
     refuse_existing(out)
+    try:
+        tags = hed_tags(load_taxonomy(taxonomy))
+    except OSError as exc:
+        raise RunError(f"taxonomy {taxonomy}: {exc.strerror or exc}") from None
     manifest = Manifest.load(manifest_path)
     subjects = manifest_recordings(manifest, manifest_path)
     shas = sorted(subjects)
@@ -257,7 +269,6 @@ def export_bids(manifest_path: str | Path, archive: str | Path, out: str | Path,
         raise MissingRecordingError(f"{len(missing)} recordings of the manifest are no longer in the archive "
                                     f"(SHA-256 {', '.join(s[:12] for s in missing[:5])}"
                                     f"{', ...' if len(missing) > 5 else ''}): nothing was written", str(manifest_path))
-    tags = hed_tags()
     epoch_s = manifest.n_samples / manifest.sfreq
     # runs per subject by (shifted) start, then SHA-256
     order = sorted(shas, key=lambda s: (subjects[s], recs[s].start_time or datetime.max, s))
