@@ -56,7 +56,7 @@ def test_tiny_shapes_and_finite_loss():
     assert loss.shape == () and torch.isfinite(loss)
     assert pred.shape == (2, 16, 1, 16 * 16 * 8) and pred.dtype == torch.float32
     assert mask.shape == (2, 16) and mask.dtype == torch.bool
-    assert model.encode(x).shape == (2, c.stage_dims[-1])
+    assert model.encode(x).shape == (2, sum(c.stage_dims))
     with pytest.raises(ValueError, match="expected input"):
         model(torch.zeros(2, 8, 32, 32))
 
@@ -80,7 +80,7 @@ def test_config_variants(overrides, td):
     assert torch.isfinite(loss)
     assert pred.shape == (2, c.n_mask_units, td, c.pred_dim)
     assert int(mask[0].sum()) == c.n_masked()
-    assert model.encode(x).shape == (2, c.stage_dims[-1])
+    assert model.encode(x).shape == (2, sum(c.stage_dims))
     if not c.norm_pix_loss:  # the target is the image itself: target/unpatchify round-trip
         assert torch.equal(model.unpatchify(model.target(x)), x)
 
@@ -203,6 +203,28 @@ def test_encoder_never_sees_masked_pixels():
         assert torch.equal(model.encoder(noisy, mask, ids_keep), latent)
         visible_change = x + 1.0 * _pixel_mask(TINY, ~mask)
         assert not torch.allclose(model.encoder(visible_change, mask, ids_keep), latent)
+
+
+def test_encode_is_every_stage_pooled_and_standardised():
+    # Built here from the blocks one by one (not through the encoder's own loop): each stage's tokens mean-pooled,
+    # the last after the encoder norm, each standardised over its features, concatenated stage 1 first.
+    from ephys.pretrain.hiera import unroll
+
+    model, x, c = _model().eval(), _images(), TINY
+    enc = model.encoder
+    with torch.no_grad():
+        t = unroll(enc.patch_embed(x).permute(0, 2, 3, 1) + enc.pos_embed, c.mask_unit_size, c.q_stride, c.q_pool)
+        t, pooled, ends = t.flatten(1, 2), [], [sum(c.stages[: i + 1]) - 1 for i in range(len(c.stages))]
+        for i, blk in enumerate(enc.blocks):
+            t = blk(t)
+            if i in ends:
+                pooled.append((enc.norm(t) if i == ends[-1] else t).mean(dim=1))
+        want = torch.cat([(p - p.mean(1, keepdim=True)) / (p.var(1, unbiased=False, keepdim=True) + 1e-5).sqrt()
+                          for p in pooled], dim=1)
+        got = model.encode(x)
+    assert got.shape == (2, sum(c.stage_dims)) == want.shape
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert torch.equal(got[:, -c.stage_dims[-1]:], F.layer_norm(enc(x).mean(dim=1), (c.stage_dims[-1],)))
 
 
 def test_backward_and_overfit_one_batch():
