@@ -74,8 +74,8 @@ Presets (:data:`PRESETS`, :meth:`HieraConfig.preset`):
 * ``large210m``: Hiera-L dims, widths 144 to 1152, stages (2, 6, 36, 4).  212.6M encoder parameters.  51.3 G forward
   FLOPs at mask 0.6 (encoder 39.7 G).  Forward + backward: 153.6 G.
 
-Both large presets use ``q_pool=2`` and the MAE decoder of 512 width x 8 blocks, so ``encode()`` returns 768- or
-1152-d tokens at stride 16.  With only 20 visible units of 49, the 8-block decoder costs more than the base encoder;
+Both large presets use ``q_pool=2`` and the MAE decoder of 512 width x 8 blocks; their final stage has 768- or
+1152-d tokens at stride 16 (``encode()`` returns every stage's pooled features: 1440 or 2160 numbers).  With only 20 visible units of 49, the 8-block decoder costs more than the base encoder;
 ``decoder_depth`` is the knob for throughput.
 
 Notes.  The masked count is ``round(0.6 * 49) = 29``, which keeps 20 units.  Hiera keeps ``int(49 * 0.4) = 19``.
