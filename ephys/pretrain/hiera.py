@@ -75,8 +75,9 @@ Presets (:data:`PRESETS`, :meth:`HieraConfig.preset`):
   FLOPs at mask 0.6 (encoder 39.7 G).  Forward + backward: 153.6 G.
 
 Both large presets use ``q_pool=2`` and the MAE decoder of 512 width x 8 blocks; their final stage has 768- or
-1152-d tokens at stride 16 (``encode()`` returns every stage's pooled features: 1440 or 2160 numbers).  With only 20 visible units of 49, the 8-block decoder costs more than the base encoder;
-``decoder_depth`` is the knob for throughput.
+1152-d tokens at stride 16 (``encode()`` returns every stage's pooled features: 1440 or 2160 numbers).  With only
+20 visible units of 49, the 8-block decoder costs more than the base encoder; ``decoder_depth`` is the knob for
+throughput.
 
 Notes.  The masked count is ``round(0.6 * 49) = 29``, which keeps 20 units.  Hiera keeps ``int(49 * 0.4) = 19``.
 flash-eeg images are min-max normalised per channel and epoch (see the research notes), so "amplitude" here is the
@@ -676,7 +677,7 @@ class HieraMAE(nn.Module):
         the encoder norm), concatenated, stage 1 first.
 
         Every stage, not the final one alone: a linear probe of these features beat the final stage's in all 7
-        runs measured, by 0.035-0.056 kappa (benchmarks/probe_synthetic.py, 8-row and one-channel corpora,
+        runs measured, by 0.03 to 0.10 kappa (benchmarks/probe_synthetic.py, 8-row and one-channel corpora,
         docs/benchmarks.md), as features of several blocks do in DINO's and iBOT's linear evaluations."""
         self._check_input(x)
         return torch.cat([F.layer_norm(m, m.shape[-1:]) for m in (t.mean(dim=1) for t in self.encoder.stage_outputs(x))],
