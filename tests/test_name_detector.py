@@ -164,3 +164,33 @@ def test_ingest_scrubs_names_no_header_gives(tmp_path):
     for token in (b"Erika", b"Quaexel", b"broet", b"4471982", b"PID44", b"Zwiebelmeister", b"Hans"):
         assert token not in blob, token
     assert audit(out, a).ok
+
+
+def test_a_site_taxonomy_protects_its_own_keywords(tmp_path):
+    # A site adds the eponym "Janz Syndrom" to its taxonomy (annotations apply). The packaged vocabulary does not
+    # protect "Janz" (a listed surname), so the text would lose it before it could match; with the site's file given
+    # to ingest, it is kept and labelled, while a relative's name in the same recording is still scrubbed.
+    import yaml
+
+    from ephys.annotate.clusters import apply_proposals
+
+    patch = tmp_path / "patch.yaml"
+    patch.write_text(yaml.safe_dump({"proposals": [{"subcategory": "seizure/motor", "language": "de",
+                                                    "keywords": ["Janz Syndrom"]}]}), encoding="utf-8")
+    site = tmp_path / "site.yaml"
+    apply_proposals(patch, None, site)
+    assert name_detector().scrub("Janz Syndrom bekannt")[0] == "[name] Syndrom bekannt"
+    assert name_detector(str(site)).scrub("Janz Syndrom bekannt, Mutter Erika da")[0] == \
+        "Janz Syndrom bekannt, Mutter [name] da"
+    a = tmp_path / "a"
+    a.mkdir()
+    x = np.random.default_rng(1).normal(0, 20, (4, 256 * 65))
+    write_edf(a / "r.edf", list(x), ["EEG Fp1", "EEG Fp2", "EEG C3", "EEG C4"], [256] * 4,
+              annotations=[(1, 0, "Janz Syndrom bekannt"), (2, 0, "Mutter Erika da")])
+    out = tmp_path / "out"
+    assert ingest(a, out, config=IngestConfig(montage="native", min_epochs=1, taxonomy=str(site)), workers=1).n_ok == 1
+    c = Catalog(f"sqlite:///{out / 'catalog.sqlite'}")
+    with c.session() as s:
+        got = {a.text: (a.category, a.subcategory) for a in s.scalars(select(m.Annotation))}
+    c.close()
+    assert got == {"Janz Syndrom bekannt": ("seizure", "motor"), "Mutter [name] da": ("procedure", "care")}

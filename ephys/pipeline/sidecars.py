@@ -133,7 +133,7 @@ def attach_sidecars(sidecars: list[tuple[Path, str, str]], recordings: list[tupl
                     report.n_clipped += 1
                 text = entry.text
                 if fmt == "tsv":  # free text: dates and long numbers, then names no header gives
-                    text = name_detector().scrub(scrub_text(text, [])[0])[0]
+                    text = name_detector(taxonomy).scrub(scrub_text(text, [])[0])[0]
                 by_sha[rec].append(Annotation(onset_s=round(onset, 6), duration_s=round(duration, 6), text=text,
                                               source=f"sidecar:{fmt}"))
                 attached.add(rec)

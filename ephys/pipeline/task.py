@@ -286,7 +286,7 @@ def _scrubbed(annotations: list[Annotation], patient, secret: bytes, taxonomy: s
     order = sorted(range(len(annotations)), key=lambda i: annotations[i].onset_s)
     joined, total = scrub_split([annotations[i].text for i in order], names, ids)
     texts = dict(zip(order, joined))
-    detector = name_detector() if any(a.text.strip() for a in annotations) else None
+    detector = name_detector(taxonomy) if any(a.text.strip() for a in annotations) else None
     out = []
     for i, a in enumerate(annotations):
         text, n = scrub_text(texts[i], names, ids)
@@ -299,11 +299,22 @@ def _scrubbed(annotations: list[Annotation], patient, secret: bytes, taxonomy: s
     return label_annotations(out, taxonomy), total
 
 
-@lru_cache(maxsize=1)
-def name_detector() -> NameDetector:
-    """The name detector of this process, with every keyword and label of the annotation taxonomy
-    protected (built once; the first call reads the cached name table, see :func:`build_table`)."""
-    tax = load_taxonomy()
+def name_detector(taxonomy: str | None = None) -> NameDetector:
+    """The name detector of this process, with every keyword and label of the annotation taxonomy that labels
+    the annotations protected: the packaged one, or the site's file ``taxonomy`` (``ingest --taxonomy``), so a
+    site keyword that holds a name (``Janz Syndrom``) is not scrubbed before it can match. Built once per file
+    version (path, size, modification time); the first call reads the cached name table (:func:`build_table`).
+
+    Raises what :func:`~ephys.annotate.taxonomy.load_taxonomy` raises."""
+    if taxonomy is None:
+        return _name_detector(None, 0, 0)
+    st = Path(taxonomy).stat()
+    return _name_detector(str(Path(taxonomy).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=4)
+def _name_detector(path: str | None, _size: int, _mtime_ns: int) -> NameDetector:
+    tax = load_taxonomy(path)
     return NameDetector(protected=[w for s in tax.subcategories for w in (*s.keywords, s.label)])
 
 
