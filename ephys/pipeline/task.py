@@ -28,7 +28,7 @@ from ephys.errors import (ChangedDuringReadError, EphysError, NoEEGError, NoSign
                           OutputError, RejectedError, TooShortError)
 from ephys.annotate.attach import label_annotations
 from ephys.annotate.staging.stage import recording_channels, stage_epochs
-from ephys.annotate.taxonomy import load_taxonomy
+from ephys.annotate.taxonomy import taxonomy_matcher
 from ephys.ingest.hashing import check_unchanged
 from ephys.ingest.identity import (age_years, author_pseudonym, normalise_sex, pseudonym, scrub_split, scrub_text,
                                    shifted_start)
@@ -302,20 +302,17 @@ def _scrubbed(annotations: list[Annotation], patient, secret: bytes, taxonomy: s
 def name_detector(taxonomy: str | None = None) -> NameDetector:
     """The name detector of this process, with every keyword and label of the annotation taxonomy that labels
     the annotations protected: the packaged one, or the site's file ``taxonomy`` (``ingest --taxonomy``), so a
-    site keyword that holds a name (``Janz Syndrom``) is not scrubbed before it can match. Built once per file
-    version (path, size, modification time); the first call reads the cached name table (:func:`build_table`).
+    site keyword that holds a name (``Janz Syndrom``) is not scrubbed before it can match. One per taxonomy file
+    version, as :func:`~ephys.annotate.taxonomy.taxonomy_matcher` keeps the file's matcher; the first call reads
+    the cached name table (:func:`build_table`).
 
     Raises what :func:`~ephys.annotate.taxonomy.load_taxonomy` raises."""
-    if taxonomy is None:
-        return _name_detector(None, 0, 0)
-    st = Path(taxonomy).stat()
-    return _name_detector(str(Path(taxonomy).resolve()), st.st_size, st.st_mtime_ns)
+    return _name_detector(taxonomy_matcher(taxonomy))
 
 
 @lru_cache(maxsize=4)
-def _name_detector(path: str | None, _size: int, _mtime_ns: int) -> NameDetector:
-    tax = load_taxonomy(path)
-    return NameDetector(protected=[w for s in tax.subcategories for w in (*s.keywords, s.label)])
+def _name_detector(matcher) -> NameDetector:
+    return NameDetector(protected=[w for s in matcher.taxonomy.subcategories for w in (*s.keywords, s.label)])
 
 
 def _add(work: dict[str, float], sec: dict[str, float]) -> None:
