@@ -32,14 +32,15 @@ VOLATILE = {"id", "processed_at", "seconds_json", "run_id", "created_at", "start
             "recording_id", "shard_id", "config_json"}
 
 
-def _cpu() -> str:
+def _cpuinfo(*fields: str) -> str | None:
+    """The value of the first ``/proc/cpuinfo`` line starting with one of ``fields`` (None: none, or no such file)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("model name", "Model")):
+            if line.startswith(fields):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
 
 
 def _machine() -> str:
@@ -50,16 +51,10 @@ def _machine() -> str:
     from threadpoolctl import threadpool_info
 
     kernels = sorted({i.get("architecture") or "?" for i in threadpool_info() if i.get("internal_api") == "openblas"})
-    flags: set[str] = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
+    cpu = _cpuinfo("model name", "Model") or platform.processor() or platform.machine()
+    flags = set((_cpuinfo("flags") or "").split())
     simd = next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), platform.machine())
-    return f"{_cpu()}; OpenBLAS {'/'.join(kernels) or 'none'}; {simd}"
+    return f"{cpu}; OpenBLAS {'/'.join(kernels) or 'none'}; {simd}"
 
 
 def _catalog_digests(url: str) -> dict[str, str]:
