@@ -80,3 +80,17 @@ def test_a_refused_option_fails_before_loading_the_pipeline(argv):
     out = _run([argv])
     assert out["codes"] == [2]
     assert sorted(set(out["modules"]) & set(HEAVY)) == []
+
+
+def test_help_keeps_square_brackets():
+    # Rich markup took "[default: ...]" and "ephys[bids]" in help texts for style tags and dropped them.
+    from typer.testing import CliRunner
+
+    from ephys.cli import _register, app
+
+    _register()
+    r = CliRunner().invoke(app, ["export", "bids", "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0
+    assert "pip install 'ephys[bids]'" in r.output and "[default: the packaged one]" in r.output
+    r = CliRunner().invoke(app, ["ingest", "--help"], env={"COLUMNS": "200"})
+    assert "[default: a local cluster]" in r.output
