@@ -347,6 +347,7 @@ def test_select_epochs_rows_in_shard_order(cat):
         subject="S01",
         montage="regional8",
         channel_names=tuple(REGIONS),
+        source_sfreq=256.0,
     )
     assert rows[6] == EpochRow(
         key=key("b", 3),
@@ -358,6 +359,7 @@ def test_select_epochs_rows_in_shard_order(cat):
         subject="S02",
         montage="regional8",
         channel_names=tuple(REGIONS),
+        source_sfreq=512.0,
     )
 
 

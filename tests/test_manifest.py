@@ -264,6 +264,7 @@ def test_show_manifest(cat, tmp_path):
         "channel_names": REGIONS,
         "sfreq": 250.0,
         "n_samples": 7500,
+        "lowpass_hz": 100.0,
         "counts": {"epochs": 5, "recordings": 2, "subjects": 2, "shards": 2},
         "n_epochs": 5,
         "shards": [
@@ -326,6 +327,7 @@ def test_cli_manifest_create_and_show(cat, cli, tmp_path):
     assert res.exit_code == 0, res.output
     assert man.content_hash in res.stdout
     assert "valid = true AND subject = S02" in res.stdout
+    assert "low-pass edge" in res.stdout and "100 Hz" in res.stdout
 
 
 def test_cli_manifest_create_relative_json(cat, cli, tmp_path):
@@ -448,3 +450,24 @@ def test_manifest_runs_equal_the_runs_of_the_selected_rows(cat, tmp_path, where)
     assert [Path(s.url).name for s in man.shards] == list(by_shard)
     assert [s.runs for s in man.shards] == [[tuple(r) for r in key_runs(v)] for v in by_shard.values()]
     assert man.n_epochs == len(rows) == man.counts["epochs"]
+
+
+def test_manifest_lowpass_is_the_lowest_edge_of_its_recordings(cat, tmp_path):
+    """``lowpass_hz``: min over the selected recordings of ingest's edge min(h_freq, 0.4 x sfreq); the fixture's
+    ok recordings are sampled at 256 and 512 Hz, the run's h_freq is the default 100 Hz."""
+    out = tmp_path / "m.json"
+    base = create_manifest(cat, [], out)
+    assert base.lowpass_hz == 100.0
+    with cat.session.begin() as s:
+        s.query(m.Recording).filter_by(sha256=SHA["a"]).one().sfreq = 50.0  # as the DREAMS excerpt 3
+    man = create_manifest(cat, [], out)
+    assert man.lowpass_hz == 20.0
+    assert man.content_hash == base.content_hash  # the same selection: the edge is not part of the hash
+    assert Manifest.load(out).lowpass_hz == 20.0
+    assert create_manifest(cat, ["sfreq = 512"], out).lowpass_hz == 100.0  # recording a is not selected
+    with cat.session.begin() as s:
+        s.get(m.Run, cat.info.run_id).config_json = json.dumps({"sfreq": 250.0, "epoch_s": 30.0, "h_freq": 30.0})
+    assert create_manifest(cat, ["sfreq = 512"], out).lowpass_hz == 30.0
+    with cat.session.begin() as s:
+        s.query(m.Recording).filter_by(sha256=SHA["b"]).one().sfreq = None  # a catalog without the figure
+    assert create_manifest(cat, ["format != edf"], out).lowpass_hz is None  # recording b alone

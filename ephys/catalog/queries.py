@@ -34,10 +34,13 @@ from ephys.catalog.filters import (  # noqa: F401 - the filter language, re-expo
 )
 from ephys.catalog.db import Catalog, on_readonly_storage, redact_url
 from ephys.errors import RunError
+from ephys.schemas.config import IngestConfig
 
 #: Default output sampling frequency (Hz) and epoch length (s) when no run recorded them.
 DEFAULT_SFREQ = 250.0
 DEFAULT_EPOCH_S = 30.0
+#: ... and band-pass low-pass setting (Hz), the ingest's default.
+DEFAULT_H_FREQ = float(IngestConfig.model_fields["h_freq"].default)
 
 # ---------------------------------------------------------------------------
 # SQL expressions
@@ -235,16 +238,36 @@ def _corpus_layout(cat: Catalog) -> tuple[float, float]:
 
 def _layout_in(s) -> tuple[float, float]:
     """:func:`corpus_layout` inside an open session ``s``."""
-    cfg = json_or(s.scalar(select(m.Run.config_json).order_by(m.Run.id.desc()).limit(1)), dict)
+    cfg = _latest_run_config(s)
+    return _positive(cfg, "sfreq", DEFAULT_SFREQ), _positive(cfg, "epoch_s", DEFAULT_EPOCH_S)
 
-    def num(key: str, default: float) -> float:
-        try:
-            v = float(cfg[key])
-        except (KeyError, TypeError, ValueError):
-            return default
-        return v if math.isfinite(v) and v > 0 else default
 
-    return num("sfreq", DEFAULT_SFREQ), num("epoch_s", DEFAULT_EPOCH_S)
+def _latest_run_config(s) -> dict:
+    return json_or(s.scalar(select(m.Run.config_json).order_by(m.Run.id.desc()).limit(1)), dict)
+
+
+def _positive(cfg: dict, key: str, default: float) -> float:
+    """``cfg[key]`` as a finite positive float, else ``default``."""
+    try:
+        v = float(cfg[key])
+    except (KeyError, TypeError, ValueError):
+        return default
+    return v if math.isfinite(v) and v > 0 else default
+
+
+@_reading
+def ingest_h_freq(cat: Catalog) -> float:
+    """The band-pass low-pass setting (Hz) of the latest run's ``config_json`` (``h_freq``), or
+    :data:`DEFAULT_H_FREQ` where there is no run or no readable value.  Each recording's own edge is
+    ``ephys.ingest.condition.lowpass_edge(h_freq, its sfreq)``.
+
+    Raises
+    ------
+    RunError
+        If the catalog cannot be opened or read.
+    """
+    with cat.snapshot() as s:
+        return _positive(_latest_run_config(s), "h_freq", DEFAULT_H_FREQ)
 
 
 # ---------------------------------------------------------------------------
@@ -434,6 +457,8 @@ class EpochRow(NamedTuple):
     montage: str | None
     channel_names: tuple[str, ...]
     """the recording's output channels (``output_channels_json``)"""
+    source_sfreq: float | None
+    """the recording's own sampling frequency (Hz, before resampling); None where the catalog has none"""
 
 
 def select_epochs(catalog: Catalog | str, where: Sequence[str] | None = None) -> list[EpochRow]:
@@ -495,7 +520,7 @@ def _streamed(cat: Catalog, where: Sequence[str] | None, rows) -> Iterator:
 
 def _selection_context(cat: Catalog, s) -> tuple[float, dict, dict]:
     """Start streaming a selection in snapshot ``s``: the epoch length, ``{shard id: (name, sha256,
-    n_samples, index)}`` and ``{recording id: (sha256, subject, montage, channel names)}`` of the ok
+    n_samples, index)}`` and ``{recording id: (sha256, subject, montage, channel names, sfreq)}`` of the ok
     recordings. Shards and recordings are few (25,000 and 100,000 at EPI-250k scale): read once, in
     the same snapshot, so the streamed rows carry only ids."""
     R, S = m.Recording, m.Shard
@@ -506,12 +531,12 @@ def _selection_context(cat: Catalog, s) -> tuple[float, dict, dict]:
         select(S.id, S.name, S.sha256, S.n_samples, S.index))}
     channels: dict[str, tuple[str, ...]] = {}
     recordings = {}
-    for rid, sha, subject, montage, chans_json in s.execute(
-            select(R.id, R.sha256, R.subject, R.montage, R.output_channels_json).where(R.status == "ok")):
+    for rid, sha, subject, montage, chans_json, sfreq in s.execute(
+            select(R.id, R.sha256, R.subject, R.montage, R.output_channels_json, R.sfreq).where(R.status == "ok")):
         chans = channels.get(chans_json)
         if chans is None:
             chans = channels[chans_json] = tuple(str(c) for c in json_or(chans_json, list))
-        recordings[rid] = (sha, subject, montage, chans)
+        recordings[rid] = (sha, subject, montage, chans, sfreq)
     return epoch_s, shards, recordings
 
 
@@ -546,6 +571,8 @@ class EpochGroup(NamedTuple):
     subject: str | None
     montage: str | None
     channel_names: tuple[str, ...]
+    source_sfreq: float | None
+    """the recording's own sampling frequency (Hz, before resampling); None where the catalog has none"""
     n_epochs: int
     keys: str
     """the ``n_epochs`` keys joined by :data:`GROUP_SEP`, in no particular order"""

@@ -72,6 +72,8 @@ def show(
     t.add_row("montage", f"{info['montage']} ({len(info['channel_names'])} channels)")
     t.add_row("channels", ", ".join(info["channel_names"]))
     t.add_row("signal", f"{info['sfreq']:g} Hz x {info['n_samples']} samples")
+    if info["lowpass_hz"] is not None:
+        t.add_row("low-pass edge", f"{info['lowpass_hz']:g} Hz (lowest of the recordings: no signal above it)")
     for k, v in info["counts"].items():
         t.add_row(k, str(v))
     if info["missing_shards"]:

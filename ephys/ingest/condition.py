@@ -29,13 +29,10 @@ from typing import NamedTuple
 import numpy as np
 from scipy.signal import firwin, oaconvolve
 
+from ephys.schemas.config import lowpass_edge
+
 #: Transition bandwidth (Hz) of ``mne.filter.notch_filter``'s FIR design (its default).
 NOTCH_TRANS_BANDWIDTH = 1.0
-
-
-def lowpass_edge(h_freq: float, sfreq: float) -> float:
-    """The low-pass edge actually used: ``min(h_freq, 0.4 * sfreq)`` (Hz)."""
-    return min(h_freq, 0.4 * sfreq)
 
 
 def notch_freqs(line_freq: float, h_edge: float) -> list[float]:

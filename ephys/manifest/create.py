@@ -16,8 +16,16 @@ from pathlib import Path
 
 import ephys
 from ephys.catalog.db import Catalog
-from ephys.catalog.queries import GROUP_SEP, corpus_layout, iter_epoch_groups, opened_catalog, parse_all
+from ephys.catalog.queries import (
+    GROUP_SEP,
+    corpus_layout,
+    ingest_h_freq,
+    iter_epoch_groups,
+    opened_catalog,
+    parse_all,
+)
 from ephys.errors import ManifestError
+from ephys.schemas.config import lowpass_edge
 from ephys.schemas.manifest import Manifest, ManifestShard, joined_key_runs, key_runs, run_keys
 from ephys.schemas.urls import has_scheme, is_url
 from ephys.shard.store import join, local_path
@@ -81,11 +89,13 @@ def create_manifest(
     layouts: dict[tuple[str | None, tuple[str, ...]], set[str]] = {}
     recordings: set[str] = set()
     subjects: set[str] = set()
+    source_rates: set[float] = set()
     shards: list[ManifestShard] = []
     n_epochs = 0
     with opened_catalog(catalog) as cat:
         shards_root = cat.get_meta("shards_root")
         sfreq, epoch_s = corpus_layout(cat)
+        h_freq = ingest_h_freq(cat)
         root = str(shards_root) if shards_root else ""
         first, runs = None, []  # the current shard's first group, and its runs
 
@@ -105,6 +115,8 @@ def create_manifest(
             n_epochs += g.n_epochs
             if g.recording not in recordings:
                 recordings.add(g.recording)
+                if g.source_sfreq:
+                    source_rates.add(float(g.source_sfreq))
                 layouts.setdefault((g.montage, g.channel_names), set()).add(g.recording)
                 if g.subject is not None:
                     subjects.add(g.subject)
@@ -149,6 +161,7 @@ def create_manifest(
         sfreq=sfreq,
         n_samples=int(round(sfreq * epoch_s)),
         counts={"epochs": n_epochs, "recordings": len(recordings), "subjects": len(subjects), "shards": len(shards)},
+        lowpass_hz=min(lowpass_edge(h_freq, r) for r in source_rates) if source_rates else None,
         shards=shards,
     )
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -164,7 +177,7 @@ def show_manifest(path: str | Path) -> dict:
     dict
         ``path``, ``format``, ``ephys_version``, ``created_at``, ``content_hash``,
         ``query``, ``montage``, ``channel_names``, ``sfreq``, ``n_samples``,
-        ``counts``, ``n_epochs`` and ``shards`` (per shard: ``url``, ``resolved``
+        ``lowpass_hz``, ``counts``, ``n_epochs`` and ``shards`` (per shard: ``url``, ``resolved``
         (URL resolved against the manifest folder), ``exists`` (``None`` for
         remote URLs), ``sha256``, ``n_samples``, ``n_selected``); ``missing_shards``
         counts local shards that are not there.
@@ -203,6 +216,7 @@ def show_manifest(path: str | Path) -> dict:
         "channel_names": man.channel_names,
         "sfreq": man.sfreq,
         "n_samples": man.n_samples,
+        "lowpass_hz": man.lowpass_hz,
         "counts": man.counts,
         "n_epochs": man.n_epochs,
         "shards": shards,

@@ -34,6 +34,12 @@ PROCESSING_FIELDS = (
 )
 
 
+def lowpass_edge(h_freq: float, sfreq: float) -> float:
+    """The band-pass low-pass edge ingest uses for a recording sampled at ``sfreq`` Hz: ``min(h_freq, 0.4 *
+    sfreq)`` (Hz), so that the transition band stays below Nyquist (:mod:`ephys.ingest.condition`)."""
+    return min(h_freq, 0.4 * sfreq)
+
+
 class IngestConfig(BaseModel):
     """Settings of ``ephys ingest`` (defaults follow EPI-250k)."""
 

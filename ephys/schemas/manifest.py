@@ -210,6 +210,10 @@ class Manifest(BaseModel):
     sfreq: float
     n_samples: int = Field(description="samples per epoch (time axis)")
     counts: dict[str, int]
+    lowpass_hz: float | None = Field(
+        None, description="lowest low-pass edge among the selected recordings, Hz (ingest's min(h_freq, 0.4 x "
+                          "sfreq) of each recording): no epoch holds signal above it; None where unknown. "
+                          "Not part of the content hash (it follows from the selection)")
     shards: list[ManifestShard]
     content_hash: str = ""
 
