@@ -325,6 +325,27 @@ def test_hiera_run_resumes_exactly_with_both_optimisers(data, tmp_path):
     assert info["n_encoder_parameters"] < info["n_parameters"]
 
 
+def test_the_view_stops_at_the_manifests_lowest_lowpass_edge(data, tmp_path, caplog):
+    """A manifest whose recordings hold nothing above 20 Hz (one sampled at 50 Hz): the spectrogram's top row is
+    20 Hz, its breakpoint 10 Hz, in the saved config and the checkpoint that embed/probe read; said in the log.
+    The figures behind it: docs/benchmarks.md (issue #20, recordings sampled at different rates)."""
+    man = Manifest.load(data.manifest)
+    man.lowpass_hz = 20.0
+    path = man.save(data.manifest.with_name("manifest-20hz.json"))
+    assert Manifest.load(path).content_hash == Manifest.load(data.manifest).content_hash
+    with caplog.at_level(logging.WARNING, logger="ephys.pretrain.train"):
+        pretrain(path, tmp_path / "run", HIERA_RUN, run__steps=1)
+    assert "no signal above 20 Hz" in caplog.text
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    view = ckpt["config"]["view"]
+    assert (view["freq_max_hz"], view["freq_breakpoint_hz"]) == (20.0, 10.0)
+    assert load_config(tmp_path / "run" / "config.toml").view.freq_max_hz == 20.0
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ephys.pretrain.train"):  # resuming: the same view, no change
+        pretrain(path, tmp_path / "run", HIERA_RUN, run__steps=2)
+    assert "changed settings" not in caplog.text
+
+
 def test_missing_or_changed_shard_is_refused(tmp_path):
     """Shards are hashed as they are first streamed, not all at start-up: a missing or changed shard
     is an error naming it when it is drawn, and no step is taken on the changed shard's samples."""

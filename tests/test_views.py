@@ -4,6 +4,7 @@
   ``flash_eeg.spectrogram`` call (parameters passed through), frequency rows (log 1..30 Hz then linear
   30..100 Hz, row 0 = lowest frequency), time columns, gain invariance, the µV-vs-volts change,
   batch independence, autocast;
+* ``within``: the top row capped at a low-pass edge, and why (the EEG rows of a recording sampled at 50 Hz);
 * raw view: values, shape, float16 upcast;
 * config and signal validation (breakpoint, extra keys, Nyquist, n_fft, input_shape, 2-D input);
 * flash-eeg 0.4.1 defects that ephys avoids by not using its WPLI connectivity: only the first ``n_fft``
@@ -100,6 +101,46 @@ def test_spectrogram_equals_direct_flash_eeg_call(cfg):
     )
     assert got.shape == (2, 3, cfg.image_size, cfg.image_size)
     assert torch.equal(got, want)
+
+
+def test_a_view_within_the_lowpass_edge_makes_the_eeg_rows_independent_of_an_empty_band():
+    """The same 1/f EEG with and without its content above 20 Hz (a recording sampled at 50 Hz, low-passed at
+    0.4 x sfreq by ingest; SciPy Butterworth here): with the top row at 100 Hz the per-image min-max is set by the
+    empty band and the rows below 15 Hz differ by ~0.15 on average; a view within the 20-Hz edge gives alike
+    rows."""
+    from scipy.signal import butter, sosfiltfilt
+
+    rng = np.random.default_rng(0)
+    spec = np.fft.rfft(rng.standard_normal(T))
+    f = np.fft.rfftfreq(T, 1 / SFREQ)
+    spec[1:] /= np.sqrt(f[1:])
+    spec[0] = 0
+    full = np.fft.irfft(spec, T)
+    full = 20.0 * full / full.std()
+    low = sosfiltfilt(butter(8, 20.0, fs=SFREQ, output="sos"), full)
+    x = torch.from_numpy(np.stack([full, low])[:, None].astype(np.float32))
+
+    def eeg_rows_gap(cfg):
+        rows = torch.from_numpy(_row_frequencies(64, cfg.freq_min_hz, cfg.freq_breakpoint_hz, cfg.freq_max_hz) < 15.0)
+        img = make_view(cfg, SFREQ, T)(x)
+        return (img[0, 0] - img[1, 0])[rows].abs().mean().item()
+
+    cfg = ViewConfig(image_size=64)
+    assert eeg_rows_gap(cfg) > 0.1
+    assert eeg_rows_gap(cfg.within(20.0)) < 0.01
+
+
+def test_within_caps_the_top_row_at_the_edge():
+    spec = ViewConfig(image_size=64)
+    assert spec.within(20.0).model_dump(include={"freq_max_hz", "freq_breakpoint_hz"}) == {
+        "freq_max_hz": 20.0, "freq_breakpoint_hz": 10.0}  # the breakpoint no longer fits: half the band
+    assert spec.within(40.0).model_dump(include={"freq_max_hz", "freq_breakpoint_hz"}) == {
+        "freq_max_hz": 40.0, "freq_breakpoint_hz": 30.0}
+    assert spec.within(40.0).image_size == 64
+    for unchanged in (spec.within(100.0), spec.within(150.0), spec.within(None), spec.within(1.5)):
+        assert unchanged is spec  # inside the band already, no edge known, or no band left above freq_min_hz
+    raw = ViewConfig(kind="raw")
+    assert raw.within(20.0) is raw
 
 
 def _peak_row(freq_hz: float) -> int:

@@ -458,6 +458,11 @@ def _probe_batch(manifest: Manifest, manifest_path: Path, c: RunConfig) -> torch
 def _train(manifest_path: Path, out_dir: Path, c: RunConfig, d: _Dist, dev: torch.device) -> dict:
     # ---- the manifest, and a checkpoint to resume from; rank 0 reads, every rank gets the same verdict
     manifest = _on_rank0(d, lambda: Manifest.load(manifest_path))
+    if (fitted := c.view.within(manifest.lowpass_hz)) != c.view:
+        log.warning("the manifest's recordings hold no signal above %g Hz (its lowest low-pass edge): the "
+                    "spectrogram view's top row is %g Hz instead of %g Hz (view.freq_max_hz), breakpoint %g Hz",
+                    manifest.lowpass_hz, fitted.freq_max_hz, c.view.freq_max_hz, fitted.freq_breakpoint_hz)
+        c = c.model_copy(update={"view": fitted})
     n_channels, n_samples = len(manifest.channel_names), manifest.n_samples
     view = make_view(c.view, manifest.sfreq, n_samples).to(dev)
     model_config = c.model.build(n_channels, n_samples, c.view)

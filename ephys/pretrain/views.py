@@ -17,6 +17,13 @@ A view maps a batch of epochs ``(B, C, T)`` float32 in µV, already on the devic
   must be fed µV, not volts: in volts the power of a typical EEG is close to the ``1e-10`` floor of the dB, and
   the image changes (research notes, flash-eeg section, item 3).
 
+  A corpus whose recordings were sampled at different rates holds no signal above the lowest one's low-pass edge
+  (0.4 x sfreq at ingest: 20 Hz for 50 Hz): its images would differ by recording in rows the lower-rate recordings
+  leave empty, and the min-max of those images is set by that empty band, so the same EEG gives different rows
+  below 20 Hz too.  ``ephys pretrain`` therefore caps ``freq_max_hz`` at the manifest's ``lowpass_hz``
+  (:meth:`ViewConfig.within`; issue #20, docs/benchmarks.md: 7 one-channel subjects recorded at 50, 100 and
+  200 Hz probe at kappa 0.49 with the 100-Hz top row, below a random encoder, and 0.83 with the cap).
+
   flash-eeg's other transforms are not used.  Its WPLI connectivity reads only the first ``n_fft`` (512) samples of
   an epoch (``rfft(..., n=n_fft)`` truncates; the DPSS tapers span the epoch) and its set-up solves a dense
   ``T x T`` float64 eigenproblem (218 s on 2 cores for ``T`` = 7500); ``tests/test_views.py`` shows both defects.
@@ -46,7 +53,7 @@ class ViewConfig(BaseModel):
     n_fft: PositiveInt = Field(1024, description="STFT window, samples")
     hop_length: PositiveInt = Field(128, description="STFT hop, samples")
     freq_min_hz: float = Field(1.0, gt=0, description="lowest image row, Hz")
-    freq_max_hz: float = Field(100.0, gt=0, description="highest image row, Hz (keep <= the band-pass h_freq)")
+    freq_max_hz: float = Field(100.0, gt=0, description="highest image row, Hz (pretrain caps it at the manifest's lowpass_hz)")
     freq_breakpoint_hz: float = Field(30.0, gt=0, description="rows are log-spaced below, linear above, Hz")
     compile: bool = Field(False, description="torch.compile the STFT module (GPU; slow start)")
 
@@ -69,6 +76,21 @@ class ViewConfig(BaseModel):
             raise ValueError(f"view freq_max_hz {self.freq_max_hz} is above the Nyquist frequency {sfreq / 2} Hz")
         if self.n_fft > n_samples:
             raise ValueError(f"view n_fft {self.n_fft} exceeds the {n_samples}-sample epoch")
+
+    def within(self, lowpass_hz: float | None) -> ViewConfig:
+        """This view with its top row at or below ``lowpass_hz`` (a manifest's lowest low-pass edge, Hz).
+
+        A spectrogram view whose ``freq_max_hz`` lies above the edge gets ``freq_max_hz = lowpass_hz`` and, when the
+        breakpoint no longer fits below it, ``freq_breakpoint_hz = lowpass_hz / 2`` (rows log-spaced up to half the
+        band, linear above).  Otherwise (raw view, no edge known, edge at or above the top row, or an edge that
+        leaves no band above ``freq_min_hz``) the view is returned unchanged.
+        """
+        if self.kind != "spectrogram" or lowpass_hz is None or lowpass_hz >= self.freq_max_hz:
+            return self
+        breakpoint_hz = self.freq_breakpoint_hz if self.freq_breakpoint_hz < lowpass_hz else lowpass_hz / 2
+        if not self.freq_min_hz < breakpoint_hz:
+            return self
+        return self.model_copy(update={"freq_max_hz": float(lowpass_hz), "freq_breakpoint_hz": float(breakpoint_hz)})
 
     def input_shape(self, n_channels: int, n_samples: int) -> tuple[int, ...]:
         """Shape of one model input: ``(C, T)`` for ``raw``, ``(C, S, S)`` for ``spectrogram``."""
