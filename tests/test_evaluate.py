@@ -326,6 +326,21 @@ def test_band_powers_against_parseval():
     assert p[1, 1] == pytest.approx(5**2 / 2, rel=0.01)
 
 
+def test_band_power_baseline_stays_below_the_manifests_lowpass_edge():
+    """With a 20-Hz edge (a recording sampled at 50 Hz) the bands stop at 20 Hz: 16-30 Hz becomes 16-20 Hz and
+    30-45 Hz goes, so the baseline does not tell recordings apart by a band some of them leave empty; a 20-Hz
+    sine's power is then counted only up to the edge."""
+    from ephys.pretrain.evaluate import BANDS, band_powers, bands_within
+
+    assert bands_within(None) == BANDS and bands_within(100.0) == BANDS
+    assert bands_within(20.0) == ((0.5, 2.0), (2.0, 4.0), (4.0, 8.0), (8.0, 12.0), (12.0, 16.0), (16.0, 20.0))
+    assert bands_within(40.0)[-1] == (30.0, 40.0) and len(bands_within(40.0)) == 7
+    t = np.arange(2500) / 250.0
+    x = (20 * np.sin(2 * np.pi * 25 * t))[None, None]  # above the 20-Hz edge
+    assert band_powers(x, 250.0, bands_within(20.0)).shape == (1, 6)
+    assert 10 ** band_powers(x, 250.0, bands_within(20.0)).max() < 1e-3 * 20**2 / 2
+
+
 def test_probe_scores_each_encoder_on_its_own_embeddings(data, hiera_ckpt, tmp_path):
     """A checkpoint with all weights zero embeds every epoch as 0: its probe predicts one class (balanced accuracy
     0.5, kappa 0), while the random-init encoder still tells 10 Hz from 2 Hz."""

@@ -70,7 +70,7 @@ def probe_cmd(
     Reports balanced accuracy and Cohen's kappa on the held-out subjects, for the checkpoint's encoder and for
     the same architecture with random weights.
     """
-    from ephys.pretrain.evaluate import BANDS, probe  # torch is slow to import: only for this command
+    from ephys.pretrain.evaluate import probe  # torch is slow to import: only for this command
     from ephys.progress import setup_logging
 
     setup_logging()
@@ -90,7 +90,7 @@ def probe_cmd(
                + (f"; {r.n_skipped} bad samples skipped" if r.n_skipped else ""))
     typer.echo(f"{'encoder':<22}{'balanced accuracy':>18}{'kappa':>8}")
     names = {"trained": f"trained (step {r.step})", "random": "random init",
-             "band_power": f"log band powers ({len(BANDS)})", "majority": "majority class"}
+             "band_power": f"log band powers ({len(r.bands)})", "majority": "majority class"}
     for key, name in names.items():
         sc = getattr(r, key)
         typer.echo(f"{name:<22}{_fmt(sc.balanced_accuracy):>18}{_fmt(sc.kappa):>8}")

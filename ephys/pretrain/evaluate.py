@@ -524,6 +524,8 @@ class ProbeResult:
     #: "balanced_accuracy_ci"}}`` for ``trained``, ``random``, ``band_power`` and ``majority`` (95 % t-interval over
     #: the folds; NaN fold scores left out).
     cv: dict[str, Any] | None = None
+    #: The bands of the band-power baseline, Hz (:func:`bands_within` the manifest's ``lowpass_hz``).
+    bands: list[tuple[float, float]] = field(default_factory=lambda: list(BANDS))
 
     def to_dict(self, keys: bool = False) -> dict[str, Any]:
         """A JSON-ready dict (NaN scores as None, in the cross-validation too); the key lists only with
@@ -549,6 +551,15 @@ class ProbeResult:
 #: The band-power baseline's bands, Hz: slow and fast delta, theta, alpha, sigma, beta, low gamma (the classical EEG
 #: bands as YASA's ``bandpower`` uses them, delta split at 2 Hz where slow waves and K-complexes sit).
 BANDS = ((0.5, 2.0), (2.0, 4.0), (4.0, 8.0), (8.0, 12.0), (12.0, 16.0), (16.0, 30.0), (30.0, 45.0))
+
+
+def bands_within(lowpass_hz: float | None, bands=BANDS) -> tuple[tuple[float, float], ...]:
+    """``bands`` (Hz) that start below ``lowpass_hz``, the last one ending at it (all of them when None): a
+    band above a recording's low-pass edge holds nothing but filter leakage, and one that is empty in some
+    recordings only tells them apart (a manifest's ``lowpass_hz``: 20 Hz when one was sampled at 50 Hz)."""
+    if lowpass_hz is None:
+        return tuple(bands)
+    return tuple((lo, min(hi, lowpass_hz)) for lo, hi in bands if lo < lowpass_hz)
 
 
 def band_powers(x: np.ndarray, sfreq: float, bands=BANDS) -> np.ndarray:
@@ -762,8 +773,9 @@ def probe(checkpoint_path: str | Path, manifest_path: str | Path, label: str, *,
     puts every subject's epochs on one side.  For each encoder the features are standardised (mean and SD of the
     training epochs) and a ``LogisticRegression(max_iter=1000, class_weight="balanced")`` is fitted on the
     training subjects and scored on the test subjects: balanced accuracy and Cohen's kappa. Beside them, the same
-    probe on each epoch's log band powers (:func:`band_powers`, computed in the same pass) and the majority class
-    of the training subjects: the baselines an embedding worth having must beat.
+    probe on each epoch's log band powers (:func:`band_powers`, computed in the same pass, over the bands
+    :func:`bands_within` the manifest's ``lowpass_hz``) and the majority class of the training subjects: the
+    baselines an embedding worth having must beat.
 
     ``labels``: a site's own label file (:func:`read_label_file`: recording SHA-256, onset, duration, label)
     instead of ``label`` (reported as ``"file"``). ``folds`` > 1 adds subject-level K-fold cross-validation with
@@ -795,9 +807,9 @@ def probe(checkpoint_path: str | Path, manifest_path: str | Path, label: str, *,
     _split(sk, [_label_fields(meta) for _, meta in _iter_metas(enc.manifest, enc.manifest_path)], label,
            test_fraction, seed, str(manifest_path), table)
     models = [enc.model(False, seed), enc.model(True, seed)]
-    sfreq = enc.manifest.sfreq
+    sfreq, within = enc.manifest.sfreq, bands_within(enc.manifest.lowpass_hz)
     keys, metas, (trained, rand, bands), skipped = enc.run(models, batch_size, keep=_label_fields, progress=progress,
-                                                           raw_features=[lambda x: band_powers(x, sfreq)])
+                                                           raw_features=[lambda x: band_powers(x, sfreq, within)])
 
     split = _split(sk, metas, label, test_fraction, seed, str(manifest_path), table)
     rows, y, groups, tr, te = split.rows, split.y, split.groups, split.train, split.test
@@ -812,4 +824,5 @@ def probe(checkpoint_path: str | Path, manifest_path: str | Path, label: str, *,
         n_skipped=sum(skipped.values()),
         test_fraction=test_fraction, seed=seed, step=int(enc.ckpt.get("step", 0)), arch=enc.arch,
         dim=int(trained.shape[1]), train_keys=[keys[i] for i in rows[tr]], test_keys=[keys[i] for i in rows[te]],
+        bands=list(within),
     )
