@@ -210,6 +210,22 @@ def test_embed_is_deterministic_and_random_init_differs(data, hiera_ckpt, hiera_
     assert not np.allclose(rand.embeddings, hiera_emb.embeddings, atol=1e-3)
 
 
+def test_embed_keeps_the_checkpoints_view_and_says_when_the_manifest_holds_less(data, hiera_ckpt, hiera_emb, caplog):
+    """A manifest whose recordings stop at 20 Hz, embedded with a checkpoint whose view reaches 100 Hz: the
+    checkpoint's view is used (the same embeddings), and the log says the images differ from the training ones."""
+    man = Manifest.load(data.manifest)
+    man.lowpass_hz = 20.0
+    path = man.save(Path(data.manifest).with_name("manifest-20hz.json"))
+    with caplog.at_level(logging.WARNING, logger="ephys.pretrain.evaluate"):
+        r = embed(hiera_ckpt, path, batch_size=16)
+    assert "no signal above 20 Hz, but the checkpoint's view reaches 100 Hz" in caplog.text
+    np.testing.assert_allclose(r.embeddings, hiera_emb.embeddings, rtol=1e-4, atol=1e-5)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ephys.pretrain.evaluate"):
+        embed(hiera_ckpt, data.manifest, batch_size=16)
+    assert "no signal above" not in caplog.text
+
+
 def test_embed_mae(data, mae_ckpt):
     r = embed(mae_ckpt, data.manifest, batch_size=7)
     assert r.arch == "mae" and r.embeddings.shape == (len(data.keys), MAE_DIM) and r.keys == data.keys

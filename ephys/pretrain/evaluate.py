@@ -221,6 +221,10 @@ class _Encoder:
                 f"the checkpoint's view does not fit the manifest's epochs ({n_samples} samples at "
                 f"{self.manifest.sfreq:g} Hz): {exc}", str(self.checkpoint_path)) from None
         self.view = self.view.to(self.device)
+        if self.view_config.within(self.manifest.lowpass_hz) != self.view_config:
+            log.warning("the manifest's recordings hold no signal above %g Hz, but the checkpoint's view reaches "
+                        "%g Hz: their images differ from the training images in rows left empty",
+                        self.manifest.lowpass_hz, self.view_config.freq_max_hz)
 
     def model(self, random_init: bool, seed: int) -> nn.Module:
         """The checkpoint's network (trained weights) or the same architecture with seeded random weights."""
