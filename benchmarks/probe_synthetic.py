@@ -104,16 +104,44 @@ def epoch(rng: np.random.Generator, stage: str, gain: float, alpha_hz: float, re
     return (gain * x).astype(np.float32)
 
 
+def _as_recorded_at(xs: list[np.ndarray], source_sfreq: float) -> list[np.ndarray]:
+    """Epochs ``(C, 7500)`` µV of one subject as if recorded at ``source_sfreq`` Hz and then ingested.
+
+    The night (the epochs end to end) is resampled to ``source_sfreq`` by ``scipy.signal.resample_poly`` (its
+    anti-alias FIR stands for the amplifier's) and then conditioned as ``ephys ingest`` does
+    (:func:`ephys.ingest.condition.condition`: 0.5-100 Hz band-pass with the low-pass edge capped at 0.4 x
+    ``source_sfreq``, 50-Hz notch where it lies below that edge, resampled back to 250 Hz).  So a 50-Hz subject
+    has no power above 20 Hz, as in the DREAMS excerpts, whose sampling rates differ between subjects.
+    """
+    from fractions import Fraction
+
+    from scipy.signal import resample_poly
+
+    from ephys.ingest.condition import condition
+
+    if source_sfreq >= SFREQ:
+        return xs
+    night = np.concatenate(xs, axis=-1).astype(np.float64)
+    r = Fraction(source_sfreq / SFREQ).limit_denominator(1000)
+    low = resample_poly(night, r.numerator, r.denominator, axis=-1)
+    y = condition(low, source_sfreq, l_freq=0.5, h_freq=100.0, line_freq=50.0, sfreq_out=SFREQ)[:, : night.shape[-1]]
+    return [y[:, i * N_T : (i + 1) * N_T].astype(np.float32) for i in range(len(xs))]
+
+
 def write_corpus(out: Path, n_subjects: int, n_epochs: int, seed: int = 0, per_shard: int = 200,
-                 single: bool = False) -> Path:
+                 single: bool = False, source_sfreq: tuple[float, ...] = ()) -> Path:
     """Shards (:func:`ephys.shard.writer.write_shard`) and a manifest of the synthetic corpus; returns the manifest.
 
     ``single``: one ``Cz`` channel in the ``native`` montage (built as the ``midline`` region), the layout of a
     sleep database with one EEG derivation per recording (DREAMS), instead of the 8 ``regional8`` rows.
+    ``source_sfreq``: subject ``s`` is recorded at ``source_sfreq[s % len(source_sfreq)]`` Hz
+    (:func:`_as_recorded_at`), and the manifest's ``lowpass_hz`` is the lowest of their low-pass edges, as
+    ``ephys manifest create`` writes it; empty, every subject at 250 Hz.
     """
     import ephys
     from ephys.ingest.montage import REGION_NAMES
     from ephys.schemas import EpochMeta, EpochQC, EpochStage
+    from ephys.schemas.config import lowpass_edge
     from ephys.schemas.manifest import Manifest, ManifestShard
     from ephys.shard.writer import write_shard
 
@@ -123,9 +151,13 @@ def write_corpus(out: Path, n_subjects: int, n_epochs: int, seed: int = 0, per_s
     for s in range(n_subjects):
         gain, alpha_hz = float(np.exp(rng.normal(0, 0.4))), float(rng.uniform(8.5, 11.5))
         subject = f"sub-{s:016x}"
-        for i in range(n_epochs):
-            stage = STAGES[rng.choice(len(STAGES), p=PROPORTIONS)]
-            x = epoch(rng, stage, gain, alpha_hz, regions)
+        stages, xs = [], []
+        for _ in range(n_epochs):  # one draw after the other, so the corpus of a seed stays the same bytes
+            stages.append(STAGES[rng.choice(len(STAGES), p=PROPORTIONS)])
+            xs.append(epoch(rng, stages[-1], gain, alpha_hz, regions))
+        if source_sfreq:
+            xs = _as_recorded_at(xs, source_sfreq[s % len(source_sfreq)])
+        for i, (stage, x) in enumerate(zip(stages, xs)):
             meta = EpochMeta(key=f"synth{s:04d}_{i:06d}", recording=f"{s:064x}", subject=subject, epoch_index=i,
                              start_s=EPOCH_S * i, sfreq=SFREQ, n_samples=N_T, montage=montage,
                              channel_names=names, mask=[True] * len(names),
@@ -141,7 +173,8 @@ def write_corpus(out: Path, n_subjects: int, n_epochs: int, seed: int = 0, per_s
     path = out / "manifest.json"
     Manifest(ephys_version=ephys.__version__, created_at="2026-12-03T00:00:00Z", query=["synthetic"],
              montage=montage, channel_names=names, sfreq=SFREQ, n_samples=N_T,
-             counts={"epochs": len(samples)}, shards=shards).save(path)
+             counts={"epochs": len(samples)}, shards=shards,
+             lowpass_hz=min(lowpass_edge(100.0, r) for r in source_sfreq) if source_sfreq else None).save(path)
     return path
 
 
@@ -157,7 +190,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--single-channel", action="store_true",
                     help="one Cz channel, native montage (a DREAMS-like layout) instead of 8 regional rows")
+    ap.add_argument("--source-sfreq", default="",
+                    help="comma-separated sampling rates (Hz) the subjects were recorded at, cycled over subjects "
+                         "(e.g. 100,200,50,200,200,200,200: the DREAMS excerpts); default: all at 250 Hz")
     a = ap.parse_args()
+    source_sfreq = tuple(float(v) for v in a.source_sfreq.split(",") if v)
 
     from ephys.pretrain.config import load_config, parse_overrides
     from ephys.pretrain.evaluate import probe
@@ -166,7 +203,7 @@ def main() -> None:
     manifest = a.out / "manifest.json"
     if not manifest.exists():
         t = time.perf_counter()
-        write_corpus(a.out, a.subjects, a.epochs, a.seed, single=a.single_channel)
+        write_corpus(a.out, a.subjects, a.epochs, a.seed, single=a.single_channel, source_sfreq=source_sfreq)
         print(f"corpus: {a.subjects} subjects x {a.epochs} epochs in {time.perf_counter() - t:.1f} s")
     run = a.out / ("run-" + ("_".join(s.replace("=", "-") for s in a.set) or "default"))
     config = load_config(a.config).with_overrides(run__steps=a.steps, **parse_overrides(a.set))
