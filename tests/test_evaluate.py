@@ -37,7 +37,7 @@ from ephys.shard.writer import npy_bytes
 
 N_CH, N_T, SFREQ = 4, 2500, 250.0  # 10-s epochs keep the tests fast
 CHANNELS = [f"R{i}" for i in range(N_CH)]
-HIERA_DIM = 480  # cpu-tiny: every stage's features, 32 + 64 + 128 + 256
+HIERA_DIM = 2560  # cpu-tiny: every stage's token rows, 16 x 32 + 8 x 64 + 4 x 128 + 4 x 256
 MAE_DIM = 64  # MAEConfig default width
 BAD = (1, 2)  # (shard, index) of a selected sample with an undecodable eeg.npy
 

@@ -56,7 +56,7 @@ def test_tiny_shapes_and_finite_loss():
     assert loss.shape == () and torch.isfinite(loss)
     assert pred.shape == (2, 16, 1, 16 * 16 * 8) and pred.dtype == torch.float32
     assert mask.shape == (2, 16) and mask.dtype == torch.bool
-    assert model.encode(x).shape == (2, sum(c.stage_dims))
+    assert model.encode(x).shape == (2, c.embedding_dim)
     with pytest.raises(ValueError, match="expected input"):
         model(torch.zeros(2, 8, 32, 32))
 
@@ -80,7 +80,7 @@ def test_config_variants(overrides, td):
     assert torch.isfinite(loss)
     assert pred.shape == (2, c.n_mask_units, td, c.pred_dim)
     assert int(mask[0].sum()) == c.n_masked()
-    assert model.encode(x).shape == (2, sum(c.stage_dims))
+    assert model.encode(x).shape == (2, c.embedding_dim)
     if not c.norm_pix_loss:  # the target is the image itself: target/unpatchify round-trip
         assert torch.equal(model.unpatchify(model.target(x)), x)
 
@@ -205,12 +205,14 @@ def test_encoder_never_sees_masked_pixels():
         assert not torch.allclose(model.encoder(visible_change, mask, ids_keep), latent)
 
 
-def test_encode_is_every_stage_pooled_and_standardised():
+def test_encode_mean_readout_is_every_stage_pooled_and_standardised():
     # Built here from the blocks one by one (not through the encoder's own loop): each stage's tokens mean-pooled,
     # the last after the encoder norm, each standardised over its features, concatenated stage 1 first.
     from ephys.pretrain.hiera import unroll
 
-    model, x, c = _model().eval(), _images(), TINY
+    c = TINY.model_copy(update={"readout": "mean"})
+    model, x = _model(c).eval(), _images()
+    assert c.embedding_dim == sum(c.stage_dims)
     enc = model.encoder
     with torch.no_grad():
         t = unroll(enc.patch_embed(x).permute(0, 2, 3, 1) + enc.pos_embed, c.mask_unit_size, c.q_stride, c.q_pool)
@@ -225,6 +227,40 @@ def test_encode_is_every_stage_pooled_and_standardised():
     assert got.shape == (2, sum(c.stage_dims)) == want.shape
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     assert torch.equal(got[:, -c.stage_dims[-1]:], F.layer_norm(enc(x).mean(dim=1), (c.stage_dims[-1],)))
+
+
+def test_encode_rows_readout_keeps_each_token_row():
+    # The oracle puts each stage's tokens back on their grid with reroll (the inverse of the layout, as
+    # unpatchify does; a stage pooled p times is laid out as unroll of the 1/stride**p grid with q_pool - p
+    # levels), averages each grid row over its columns (time) and standardises it; rows low frequency first.
+    from ephys.pretrain.hiera import reroll
+
+    model, x, c = _model().eval(), _images(), TINY
+    assert c.readout == "rows" and c.stage_rows == (16, 8, 4, 4)
+    with torch.no_grad():
+        outs = model.encoder.stage_outputs(x)
+        want = []
+        for i, t in enumerate(outs):
+            p = min(i, c.q_pool)
+            f = (c.q_stride[0] ** p, c.q_stride[1] ** p)
+            grid = (c.token_grid[0] // f[0], c.token_grid[1] // f[1])
+            unit = (c.mask_unit_size[0] // f[0], c.mask_unit_size[1] // f[1])
+            g = reroll(t.view(t.shape[0], unit[0] * unit[1], -1, t.shape[-1]), grid, unit, c.q_stride, c.q_pool - p)
+            rows = g.mean(dim=2)  # (B, H_i, D_i): over the time axis
+            want.append(((rows - rows.mean(-1, keepdim=True)) / (rows.var(-1, unbiased=False, keepdim=True) + 1e-5).sqrt()).flatten(1))
+        want = torch.cat(want, dim=1)
+        got = model.encode(x)
+    assert got.shape == (2, c.embedding_dim) == (2, sum(r * d for r, d in zip((16, 8, 4, 4), c.stage_dims)))
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    # Stage 1 attends within mask units (4 token rows here) after a 7-px stem: an image changed only in its last 8
+    # pixel rows (the highest frequencies of a spectrogram) leaves stage 1's first 8 token rows as they were.
+    y = x.clone()
+    y[:, :, -8:] = torch.randn_like(y[:, :, -8:])
+    with torch.no_grad():
+        a, b = model.encode(x), model.encode(y)
+    n0 = c.stage_rows[0] * c.stage_dims[0]
+    first = (a[:, :n0] - b[:, :n0]).abs().view(2, c.stage_rows[0], -1).amax(dim=(0, 2))
+    assert first[:8].max() < 1e-3 < first[-2:].min()
 
 
 def test_backward_and_overfit_one_batch():

@@ -15,8 +15,9 @@ catalog's copy of its figures), never from the catalog itself (``ephys.pretrain`
 
 Embeddings
 ----------
-``hiera``: :meth:`~ephys.pretrain.hiera.HieraMAE.encode` of the spectrogram image, every stage's tokens
-mean-pooled, standardised and concatenated, ``D = sum(stage_dims)`` (``cpu-tiny`` 480).  ``mae``:
+``hiera``: :meth:`~ephys.pretrain.hiera.HieraMAE.encode` of the spectrogram image, every stage's tokens averaged
+over time per token row (frequency), standardised and concatenated, ``D = HieraConfig.embedding_dim`` (``cpu-tiny``
+2,560; 480 with ``readout = "mean"``).  ``mae``:
 :meth:`~ephys.pretrain.model.MaskedAutoencoder.embed` of the raw epoch (all tokens visible), mean over the
 ``C * T / patch_size`` tokens, ``D = dim``.  Both in eval mode without masking, under ``torch.no_grad``; float32 on
 the CPU, bf16 autocast on CUDA (the view itself is always computed in float32).

@@ -75,7 +75,8 @@ Presets (:data:`PRESETS`, :meth:`HieraConfig.preset`):
   FLOPs at mask 0.6 (encoder 39.7 G).  Forward + backward: 153.6 G.
 
 Both large presets use ``q_pool=2`` and the MAE decoder of 512 width x 8 blocks; their final stage has 768- or
-1152-d tokens at stride 16 (``encode()`` returns every stage's pooled features: 1440 or 2160 numbers).  With only
+1152-d tokens at stride 16 (``encode()`` returns every stage's features per token row: 26,880 or 40,320 numbers, 105
+or 158 KB per epoch in float32; 1440 or 2160 with ``readout = "mean"``).  With only
 20 visible units of 49, the 8-block decoder costs more than the base encoder; ``decoder_depth`` is the knob for
 throughput.
 
@@ -163,6 +164,9 @@ class HieraConfig(BaseModel):
     mask_mode: Literal["random", "amplitude"] = "random"
     amplitude_alpha: float = Field(1.0, allow_inf_nan=False, description="P(mask unit) ~ energy**alpha")
     norm_pix_loss: bool = True
+    readout: Literal["rows", "mean"] = Field(
+        "rows", description="embedding: each stage's tokens averaged over time per token row (frequency), or over all"
+    )
 
     @field_validator(
         "image_size", "patch_kernel", "patch_stride", "patch_padding", "mask_unit_size", "q_stride", "pred_stride",
@@ -296,6 +300,21 @@ class HieraConfig(BaseModel):
         return tuple(self.embed_dim * self.dim_mul**i for i in range(len(self.stages)))
 
     @property
+    def stage_rows(self) -> tuple[int, ...]:
+        """Token rows (image rows = frequency) of each stage's output: the stage-1 grid height, divided by
+        ``q_stride[0]`` at each of the first ``q_pool`` transitions."""
+        h = self.token_grid[0]
+        return tuple(h // self.q_stride[0] ** min(i, self.q_pool) for i in range(len(self.stages)))
+
+    @property
+    def embedding_dim(self) -> int:
+        """``D`` of :meth:`HieraMAE.encode`: ``sum(stage_rows[i] * stage_dims[i])`` (readout ``"rows"``) or
+        ``sum(stage_dims)`` (``"mean"``)."""
+        if self.readout == "mean":
+            return sum(self.stage_dims)
+        return sum(r * d for r, d in zip(self.stage_rows, self.stage_dims))
+
+    @property
     def stage_heads(self) -> tuple[int, ...]:
         return tuple(self.num_heads * self.head_mul**i for i in range(len(self.stages)))
 
@@ -373,6 +392,25 @@ def pool_tokens(x: torch.Tensor, stride: int) -> torch.Tensor:
         return x
     B, N, D = x.shape
     return x.view(B, stride, N // stride, D).amax(dim=1)
+
+
+def _row_orders(c: HieraConfig) -> list[torch.Tensor]:
+    """Per stage, the positions of its output tokens sorted by token row (stable): ``(T_i,)`` int64.
+
+    The row of each stage-1 token is its grid row carried through :func:`unroll`; a pooling transition keeps the
+    largest row of each ``q_stride`` window (:func:`pool_tokens`, the same max the tokens get), whose integer
+    quotient by the stride is the pooled token's row.
+    """
+    ht, wt = c.token_grid
+    rows = torch.arange(ht, dtype=torch.float32).view(1, ht, 1, 1).expand(1, ht, wt, 1)
+    rows = unroll(rows, c.mask_unit_size, c.q_stride, c.q_pool).flatten(1, 2)  # (1, N, 1)
+    q_flat, orders = c.q_stride[0] * c.q_stride[1], []
+    for i in range(len(c.stages)):
+        if 0 < i <= c.q_pool:
+            rows = pool_tokens(rows, q_flat)
+        row = rows[0, :, 0].long() // c.q_stride[0] ** min(i, c.q_pool)
+        orders.append(torch.argsort(row, stable=True))
+    return orders
 
 
 def _sincos_2d(h: int, w: int, dim: int) -> torch.Tensor:
@@ -504,6 +542,18 @@ class HieraEncoder(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=LN_EPS)
         self.blocks.apply(_init_weights)
         self.out_dim = dim
+        for i, order in enumerate(_row_orders(c)):
+            self.register_buffer(f"row_order_{i}", order, persistent=False)
+
+    def rows_pooled(self, outputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each stage's output tokens ``(B, T_i, D_i)`` (:meth:`stage_outputs`) averaged over the tokens of each
+        token row: ``[(B, stage_rows[i], D_i)]``, row 0 = the image's first row (the lowest frequency of a
+        spectrogram view); every row holds the same number of tokens."""
+        out = []
+        for i, (t, rows) in enumerate(zip(outputs, self.config.stage_rows)):
+            order = getattr(self, f"row_order_{i}")
+            out.append(t[:, order].view(t.shape[0], rows, -1, t.shape[-1]).mean(dim=2))
+        return out
 
     def pixel_keep(self, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """``(B, U)`` bool mask (True = masked) -> ``(B, 1, H, W)`` 1 at visible pixels, 0 at masked ones."""
@@ -559,8 +609,9 @@ class HieraMAE(nn.Module):
     """Hiera masked autoencoder (see the module docstring for the design, target and shapes).
 
     * ``forward(x, mask_ratio=None, generator=None, mask=None) -> (loss, pred, mask)``
-    * ``encode(x) -> (B, D)``: encoder on all units, every stage's tokens mean-pooled, standardised and
-      concatenated, ``D = sum(stage_dims)``.
+    * ``encode(x) -> (B, D)``: encoder on all units, every stage's tokens pooled over time per token row
+      (``readout="rows"``) or over all positions (``"mean"``), standardised and concatenated,
+      ``D = config.embedding_dim``.
     * ``sample_mask(x, ...) -> (B, U)`` bool, True = masked.
     * ``target(x) -> (B, U, Td, P)``: the (normalised) prediction target.
     * ``unpatchify(pred) -> (B, C, H, W)``.
@@ -672,16 +723,28 @@ class HieraMAE(nn.Module):
 
     # ---- encoder / decoder
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Embedding ``(B, sum(stage_dims))`` float: the encoder on all units; each stage's output tokens
-        mean-pooled and standardised over their features (a LayerNorm without parameters; the final stage after
-        the encoder norm), concatenated, stage 1 first.
+        """Embedding ``(B, config.embedding_dim)`` float: the encoder on all units, every stage's output tokens
+        (the final stage after the encoder norm) pooled, standardised over their features (a LayerNorm without
+        parameters) and concatenated, stage 1 first.
+
+        * readout ``"rows"`` (default): each stage's tokens averaged over time within each token row
+          (:meth:`HieraEncoder.rows_pooled`), so a spectrogram view keeps *where in frequency* each feature
+          is: ``(B, stage_rows[i], D_i)`` per stage, each row standardised, flattened row-major (low frequency
+          first).  ``D = sum(stage_rows[i] * stage_dims[i])``: 2,560 for ``cpu-tiny``.
+        * readout ``"mean"``: each stage's tokens averaged over every position, ``D = sum(stage_dims)`` (480).
 
         Every stage, not the final one alone: a linear probe of these features beat the final stage's in all 7
-        runs measured, by 0.03 to 0.10 kappa (benchmarks/probe_synthetic.py, 8-row and one-channel corpora,
-        docs/benchmarks.md), as features of several blocks do in DINO's and iBOT's linear evaluations."""
+        runs measured (benchmarks/probe_synthetic.py, docs/benchmarks.md), as features of several blocks do in
+        DINO's and iBOT's linear evaluations.  Rows, not one mean: the mean over frequency positions kept a
+        probe far below 7 log band powers on every synthetic corpus (kappa 0.77-0.83 against 1.00); the rows
+        reach 0.96-0.98, as a random-init encoder's rows do (docs/benchmarks.md, issue #20)."""
         self._check_input(x)
-        return torch.cat([F.layer_norm(m, m.shape[-1:]) for m in (t.mean(dim=1) for t in self.encoder.stage_outputs(x))],
-                         dim=1)
+        outputs = self.encoder.stage_outputs(x)
+        if self.config.readout == "mean":
+            pooled = [t.mean(dim=1) for t in outputs]
+        else:
+            pooled = self.encoder.rows_pooled(outputs)
+        return torch.cat([F.layer_norm(p, p.shape[-1:]).flatten(1) for p in pooled], dim=1)
 
     def forward_decoder(
         self, latent: torch.Tensor, inter: list[torch.Tensor], ids_restore: torch.Tensor, n_keep: int

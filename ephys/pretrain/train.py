@@ -402,8 +402,8 @@ def pretrain(manifest_path: str | Path, out_dir: str | Path, config: RunConfig |
 
 def pooled_embedding(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
     """The frozen-encoder embedding ``(B, D)`` that ``embed``, ``probe`` and the collapse figures use: the model's
-    ``encode`` (Hiera: every stage's tokens mean-pooled, standardised, concatenated; the patch MAE: token features
-    mean-pooled)."""
+    ``encode`` (Hiera: every stage's tokens averaged over time per token row, standardised, concatenated; the patch
+    MAE: token features mean-pooled)."""
     return model.encode(inputs)
 
 
