@@ -22,7 +22,8 @@ A view maps a batch of epochs ``(B, C, T)`` float32 in µV, already on the devic
   leave empty, and the min-max of those images is set by that empty band, so the same EEG gives different rows
   below 20 Hz too.  ``ephys pretrain`` therefore caps ``freq_max_hz`` at the manifest's ``lowpass_hz``
   (:meth:`ViewConfig.within`; issue #20, docs/benchmarks.md: 7 one-channel subjects recorded at 50, 100 and
-  200 Hz probe at kappa 0.49 with the 100-Hz top row, below a random encoder, and 0.83 with the cap).
+  200 Hz probed at kappa 0.51 with the 100-Hz top row, below a random encoder's 0.54, and 0.80 with the cap,
+  mean-pooled readout, 3 train seeds).
 
   flash-eeg's other transforms are not used.  Its WPLI connectivity reads only the first ``n_fft`` (512) samples of
   an epoch (``rfft(..., n=n_fft)`` truncates; the DPSS tapers span the epoch) and its set-up solves a dense
