@@ -54,6 +54,7 @@ def test_manifest_card_describes_the_selection(corpus, tmp_path):
     paths = meta["configs"][0]["data_files"][0]["path"]
     assert [(dest / p).resolve() for p in paths] == [(corpus.manifest.parent / s.url).resolve() for s in man.shards]
     assert "| epochs | 24 |" in text and "float16 µV" in text and "TODO" in text
+    assert "low-pass edge" not in text  # the test manifest does not know it
     cr = json.loads((dest / "croissant.json").read_text(encoding="utf-8"))
     assert cr["@type"] == "sc:Dataset" and cr["conformsTo"] == "http://mlcommons.org/croissant/1.0"
     objects = [d for d in cr["distribution"] if d["@type"] == "cr:FileObject"]
@@ -66,3 +67,16 @@ def test_manifest_card_describes_the_selection(corpus, tmp_path):
     assert len(ds) == sum(s.n_samples for s in man.shards)
     bad = CliRunner().invoke(app, ["manifest", "card", str(tmp_path / "nope.json")])
     assert bad.exit_code == 2 and "no such manifest" in bad.stderr
+
+
+def test_the_card_states_the_manifests_lowpass_edge(corpus, tmp_path):
+    from ephys.manifest.card import write_card
+
+    man = Manifest.load(corpus.manifest)
+    man.lowpass_hz = 20.0
+    path = man.save(corpus.manifest.with_name("m20.json"))
+    write_card(path, tmp_path / "card")
+    text = (tmp_path / "card" / "README.md").read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if line.startswith("| low-pass edge |"))
+    assert row == "| low-pass edge | 20 Hz (the lowest of the recordings': no signal above it) |"
+    assert text.index("| signal |") < text.index(row) < text.index("| selection |")

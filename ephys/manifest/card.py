@@ -99,6 +99,8 @@ def readme(manifest: Manifest, meta: dict, name: str) -> str:
     c = manifest.counts
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=100)
     n_ch, n_t = len(manifest.channel_names), manifest.n_samples
+    edge = "" if manifest.lowpass_hz is None else (
+        f"| low-pass edge | {manifest.lowpass_hz:g} Hz (the lowest of the recordings': no signal above it) |\n")
     return f"""---
 {front}---
 
@@ -117,7 +119,7 @@ A curated selection of 30-s EEG epochs made with ephys {__version__}
 | shards | {len(manifest.shards)} |
 | montage | {manifest.montage} ({n_ch} channels: {', '.join(manifest.channel_names)}) |
 | signal | {manifest.sfreq:g} Hz × {n_t} samples per epoch ({n_t / manifest.sfreq:g} s), float16 µV |
-| selection | `{' AND '.join(manifest.query) or '(all)'}` |
+{edge}| selection | `{' AND '.join(manifest.query) or '(all)'}` |
 
 ## Layout
 
