@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import shutil
 import tarfile
@@ -452,16 +453,22 @@ def test_manifest_runs_equal_the_runs_of_the_selected_rows(cat, tmp_path, where)
     assert man.n_epochs == len(rows) == man.counts["epochs"]
 
 
-def test_manifest_lowpass_is_the_lowest_edge_of_its_recordings(cat, tmp_path):
+def test_manifest_lowpass_is_the_lowest_edge_of_its_recordings(cat, tmp_path, caplog):
     """``lowpass_hz``: min over the selected recordings of ingest's edge min(h_freq, 0.4 x sfreq); the fixture's
-    ok recordings are sampled at 256 and 512 Hz, the run's h_freq is the default 100 Hz."""
+    ok recordings are sampled at 256 and 512 Hz, the run's h_freq is the default 100 Hz.  Edges that differ are
+    warned about, with a clause that leaves the low-rate recordings out."""
     out = tmp_path / "m.json"
-    base = create_manifest(cat, [], out)
-    assert base.lowpass_hz == 100.0
+    with caplog.at_level(logging.WARNING, logger="ephys.manifest.create"):
+        base = create_manifest(cat, [], out)
+    assert base.lowpass_hz == 100.0 and "low-pass edges" not in caplog.text  # 256 and 512 Hz: both at 100 Hz
     with cat.session.begin() as s:
         s.query(m.Recording).filter_by(sha256=SHA["a"]).one().sfreq = 50.0  # as the DREAMS excerpt 3
-    man = create_manifest(cat, [], out)
+    with caplog.at_level(logging.WARNING, logger="ephys.manifest.create"):
+        man = create_manifest(cat, [], out)
     assert man.lowpass_hz == 20.0
+    assert "mixes low-pass edges: 20 Hz (1 recordings), 100 Hz (1 recordings)" in caplog.text
+    assert '--where "sfreq > 50"' in caplog.text
+    assert create_manifest(cat, ["sfreq > 50"], tmp_path / "kept.json").lowpass_hz == 100.0  # the clause does it
     assert man.content_hash == base.content_hash  # the same selection: the edge is not part of the hash
     assert Manifest.load(out).lowpass_hz == 20.0
     assert create_manifest(cat, ["sfreq = 512"], out).lowpass_hz == 100.0  # recording a is not selected

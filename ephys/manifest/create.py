@@ -9,6 +9,7 @@ same catalog and clauses always give the same hash, wherever the shards live.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from datetime import datetime, UTC
@@ -29,6 +30,8 @@ from ephys.schemas.config import lowpass_edge
 from ephys.schemas.manifest import Manifest, ManifestShard, joined_key_runs, key_runs, run_keys
 from ephys.schemas.urls import has_scheme, is_url
 from ephys.shard.store import join, local_path
+
+log = logging.getLogger(__name__)
 
 
 def _shard_url(shards_root: str, name: str, output: Path, relative: bool) -> str:
@@ -89,7 +92,7 @@ def create_manifest(
     layouts: dict[tuple[str | None, tuple[str, ...]], set[str]] = {}
     recordings: set[str] = set()
     subjects: set[str] = set()
-    source_rates: set[float] = set()
+    source_rates: Counter[float] = Counter()  # recordings per sampling rate
     shards: list[ManifestShard] = []
     n_epochs = 0
     with opened_catalog(catalog) as cat:
@@ -116,7 +119,7 @@ def create_manifest(
             if g.recording not in recordings:
                 recordings.add(g.recording)
                 if g.source_sfreq:
-                    source_rates.add(float(g.source_sfreq))
+                    source_rates[float(g.source_sfreq)] += 1
                 layouts.setdefault((g.montage, g.channel_names), set()).add(g.recording)
                 if g.subject is not None:
                     subjects.add(g.subject)
@@ -152,6 +155,7 @@ def create_manifest(
     if not montage or not channel_names:
         raise ManifestError("the selected recordings have no montage or output channel list in the catalog")
 
+    _warn_mixed_edges(source_rates, h_freq)
     manifest = Manifest(
         ephys_version=ephys.__version__,
         created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -167,6 +171,22 @@ def create_manifest(
     output.parent.mkdir(parents=True, exist_ok=True)
     manifest.save(output)
     return manifest
+
+
+def _warn_mixed_edges(source_rates: Counter[float], h_freq: float) -> None:
+    """Log a warning when the selected recordings have different low-pass edges: the manifest's ``lowpass_hz`` is
+    the lowest, and ``ephys pretrain`` stops its spectrogram view there for every recording."""
+    edges: Counter[float] = Counter()
+    for rate, n in source_rates.items():
+        edges[lowpass_edge(h_freq, rate)] += n
+    if len(edges) < 2:
+        return
+    low = min(edges)
+    listed = ", ".join(f"{e:g} Hz ({n} recordings)" for e, n in sorted(edges.items()))
+    above = max(r for r in source_rates if lowpass_edge(h_freq, r) == low)
+    log.warning("the selection mixes low-pass edges: %s; its lowpass_hz is %g Hz, where the spectrogram view of "
+                "ephys pretrain will stop for every recording. To keep more of the band, leave the low-rate "
+                'recordings out, e.g. --where "sfreq > %g"', listed, low, above)
 
 
 def show_manifest(path: str | Path) -> dict:
