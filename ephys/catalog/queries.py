@@ -34,13 +34,10 @@ from ephys.catalog.filters import (  # noqa: F401 - the filter language, re-expo
 )
 from ephys.catalog.db import Catalog, on_readonly_storage, redact_url
 from ephys.errors import RunError
-from ephys.schemas.config import IngestConfig
 
 #: Default output sampling frequency (Hz) and epoch length (s) when no run recorded them.
 DEFAULT_SFREQ = 250.0
 DEFAULT_EPOCH_S = 30.0
-#: ... and band-pass low-pass setting (Hz), the ingest's default.
-DEFAULT_H_FREQ = float(IngestConfig.model_fields["h_freq"].default)
 
 # ---------------------------------------------------------------------------
 # SQL expressions
@@ -257,8 +254,8 @@ def _positive(cfg: dict, key: str, default: float) -> float:
 
 @_reading
 def ingest_h_freq(cat: Catalog) -> float:
-    """The band-pass low-pass setting (Hz) of the latest run's ``config_json`` (``h_freq``), or
-    :data:`DEFAULT_H_FREQ` where there is no run or no readable value.  Each recording's own edge is
+    """The band-pass low-pass setting (Hz) of the latest run's ``config_json`` (``h_freq``), or the default of
+    :class:`~ephys.schemas.config.IngestConfig` where there is no run or no readable value.  Each recording's own edge is
     ``ephys.ingest.condition.lowpass_edge(h_freq, its sfreq)``.
 
     Raises
@@ -266,8 +263,10 @@ def ingest_h_freq(cat: Catalog) -> float:
     RunError
         If the catalog cannot be opened or read.
     """
+    from ephys.schemas.config import IngestConfig  # the schemas package loads NumPy: not for catalog stats
+
     with cat.snapshot() as s:
-        return _positive(_latest_run_config(s), "h_freq", DEFAULT_H_FREQ)
+        return _positive(_latest_run_config(s), "h_freq", float(IngestConfig.model_fields["h_freq"].default))
 
 
 # ---------------------------------------------------------------------------
