@@ -255,8 +255,8 @@ def _positive(cfg: dict, key: str, default: float) -> float:
 @_reading
 def ingest_h_freq(cat: Catalog) -> float:
     """The band-pass low-pass setting (Hz) of the latest run's ``config_json`` (``h_freq``), or the default of
-    :class:`~ephys.schemas.config.IngestConfig` where there is no run or no readable value.  Each recording's own edge is
-    ``ephys.ingest.condition.lowpass_edge(h_freq, its sfreq)``.
+    :class:`~ephys.schemas.config.IngestConfig` where there is no run or no readable value.  Each recording's own
+    edge is ``ephys.schemas.config.lowpass_edge(h_freq, its sfreq)``.
 
     Raises
     ------

@@ -155,7 +155,6 @@ def create_manifest(
     if not montage or not channel_names:
         raise ManifestError("the selected recordings have no montage or output channel list in the catalog")
 
-    _warn_mixed_edges(source_rates, h_freq)
     manifest = Manifest(
         ephys_version=ephys.__version__,
         created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -165,7 +164,7 @@ def create_manifest(
         sfreq=sfreq,
         n_samples=int(round(sfreq * epoch_s)),
         counts={"epochs": n_epochs, "recordings": len(recordings), "subjects": len(subjects), "shards": len(shards)},
-        lowpass_hz=min(lowpass_edge(h_freq, r) for r in source_rates) if source_rates else None,
+        lowpass_hz=_lowest_edge(source_rates, h_freq),
         shards=shards,
     )
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -173,20 +172,24 @@ def create_manifest(
     return manifest
 
 
-def _warn_mixed_edges(source_rates: Counter[float], h_freq: float) -> None:
-    """Log a warning when the selected recordings have different low-pass edges: the manifest's ``lowpass_hz`` is
-    the lowest, and ``ephys pretrain`` stops its spectrogram view there for every recording."""
+def _lowest_edge(source_rates: Counter[float], h_freq: float) -> float | None:
+    """The lowest low-pass edge (Hz) of the selected recordings (``source_rates``: recordings per sampling rate),
+    None when no rate is known.  When the edges differ, a warning says so: ``ephys pretrain`` stops its spectrogram
+    view at the lowest for every recording."""
     edges: Counter[float] = Counter()
     for rate, n in source_rates.items():
         edges[lowpass_edge(h_freq, rate)] += n
-    if len(edges) < 2:
-        return
+    if not edges:
+        return None
     low = min(edges)
+    if len(edges) < 2:
+        return low
     listed = ", ".join(f"{e:g} Hz ({n} recordings)" for e, n in sorted(edges.items()))
     above = max(r for r in source_rates if lowpass_edge(h_freq, r) == low)
     log.warning("the selection mixes low-pass edges: %s; its lowpass_hz is %g Hz, where the spectrogram view of "
                 "ephys pretrain will stop for every recording. To keep more of the band, leave the low-rate "
                 'recordings out, e.g. --where "sfreq > %g"', listed, low, above)
+    return low
 
 
 def show_manifest(path: str | Path) -> dict:
