@@ -113,18 +113,18 @@ def _as_recorded_at(xs: list[np.ndarray], source_sfreq: float) -> list[np.ndarra
     ``source_sfreq``, 50-Hz notch where it lies below that edge, resampled back to 250 Hz).  So a 50-Hz subject
     has no power above 20 Hz, as in the DREAMS excerpts, whose sampling rates differ between subjects.
     """
-    from fractions import Fraction
-
     from scipy.signal import resample_poly
 
-    from ephys.ingest.condition import condition
+    from ephys.ingest.condition import condition, resample_ratio
+    from ephys.schemas.config import IngestConfig
 
     if source_sfreq >= SFREQ:
         return xs
     night = np.concatenate(xs, axis=-1).astype(np.float64)
-    r = Fraction(source_sfreq / SFREQ).limit_denominator(1000)
-    low = resample_poly(night, r.numerator, r.denominator, axis=-1)
-    y = condition(low, source_sfreq, l_freq=0.5, h_freq=100.0, line_freq=50.0, sfreq_out=SFREQ)[:, : night.shape[-1]]
+    low = resample_poly(night, *resample_ratio(SFREQ, source_sfreq), axis=-1)
+    cfg = IngestConfig()  # ingest's defaults: the band-pass, notch and output rate it would use
+    y = condition(low, source_sfreq, l_freq=cfg.l_freq, h_freq=cfg.h_freq, line_freq=cfg.line_freq,
+                  sfreq_out=cfg.sfreq)[:, : night.shape[-1]]
     return [y[:, i * N_T : (i + 1) * N_T].astype(np.float32) for i in range(len(xs))]
 
 
@@ -141,7 +141,7 @@ def write_corpus(out: Path, n_subjects: int, n_epochs: int, seed: int = 0, per_s
     import ephys
     from ephys.ingest.montage import REGION_NAMES
     from ephys.schemas import EpochMeta, EpochQC, EpochStage
-    from ephys.schemas.config import lowpass_edge
+    from ephys.schemas.config import IngestConfig, lowpass_edge
     from ephys.schemas.manifest import Manifest, ManifestShard
     from ephys.shard.writer import write_shard
 
@@ -174,7 +174,7 @@ def write_corpus(out: Path, n_subjects: int, n_epochs: int, seed: int = 0, per_s
     Manifest(ephys_version=ephys.__version__, created_at="2026-12-03T00:00:00Z", query=["synthetic"],
              montage=montage, channel_names=names, sfreq=SFREQ, n_samples=N_T,
              counts={"epochs": len(samples)}, shards=shards,
-             lowpass_hz=min(lowpass_edge(100.0, r) for r in source_sfreq) if source_sfreq else None).save(path)
+             lowpass_hz=min(lowpass_edge(IngestConfig().h_freq, r) for r in source_sfreq) if source_sfreq else None).save(path)
     return path
 
 
