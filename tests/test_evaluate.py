@@ -344,8 +344,8 @@ def test_band_powers_against_parseval():
 
 def test_band_power_baseline_stays_below_the_manifests_lowpass_edge():
     """With a 20-Hz edge (a recording sampled at 50 Hz) the bands stop at 20 Hz: 16-30 Hz becomes 16-20 Hz and
-    30-45 Hz goes, so the baseline does not tell recordings apart by a band some of them leave empty; a 20-Hz
-    sine's power is then counted only up to the edge."""
+    30-45 Hz goes, so the baseline does not tell recordings apart by a band some of them leave empty; a 25-Hz
+    sine, above the edge, then falls in no band."""
     from ephys.pretrain.evaluate import BANDS, band_powers, bands_within
 
     assert bands_within(None) == BANDS and bands_within(100.0) == BANDS

@@ -78,5 +78,5 @@ def test_the_card_states_the_manifests_lowpass_edge(corpus, tmp_path):
     write_card(path, tmp_path / "card")
     text = (tmp_path / "card" / "README.md").read_text(encoding="utf-8")
     row = next(line for line in text.splitlines() if line.startswith("| low-pass edge |"))
-    assert row == "| low-pass edge | 20 Hz (the lowest of the recordings': no signal above it) |"
+    assert row == "| low-pass edge | 20 Hz (the lowest of the recordings: no signal above it) |"
     assert text.index("| signal |") < text.index(row) < text.index("| selection |")

@@ -73,8 +73,8 @@ def test_single_channel_corpus_is_one_native_cz_row(bench, tmp_path):
 
 def test_subjects_recorded_at_lower_rates_lose_their_band_above_the_edge(bench, tmp_path):
     # --source-sfreq 50,250: the first subject as ingest leaves a 50-Hz recording (nothing above its 20-Hz edge),
-    # the second untouched; the manifest's lowpass_hz is the lower edge, as `ephys manifest create` writes it; the
-    # default corpus is the same bytes as before the option (the figures in docs/benchmarks.md stay reproducible).
+    # the second untouched (the same samples as without the option); the manifest's lowpass_hz is the lower edge,
+    # as `ephys manifest create` writes it.
     from ephys.data import EpochDataset
     from ephys.schemas.manifest import Manifest
 

@@ -100,7 +100,7 @@ def readme(manifest: Manifest, meta: dict, name: str) -> str:
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=100)
     n_ch, n_t = len(manifest.channel_names), manifest.n_samples
     edge = "" if manifest.lowpass_hz is None else (
-        f"| low-pass edge | {manifest.lowpass_hz:g} Hz (the lowest of the recordings': no signal above it) |\n")
+        f"| low-pass edge | {manifest.lowpass_hz:g} Hz (the lowest of the recordings: no signal above it) |\n")
     return f"""---
 {front}---
 
